@@ -1,0 +1,40 @@
+"""gradflow: training as a gradient flow, and the lazy-training regime, in JAX.
+
+Importing gradflow enables 64-bit floats in JAX (`jax_enable_x64`): the distances it measures
+reach 1e-8 of the parameters' size, below float32 resolution.
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import models as models  # noqa: E402
+from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
+from ._diagnostics import (  # noqa: E402
+    RateFit as RateFit,
+    ScaleCriterion as ScaleCriterion,
+    fit_rate as fit_rate,
+    kernel_drift as kernel_drift,
+    operator_norms as operator_norms,
+    scale_criterion as scale_criterion,
+    student_t_quantile as student_t_quantile,
+    tangent_kernel as tangent_kernel,
+)
+from ._losses import (  # noqa: E402
+    AbstractLoss as AbstractLoss,
+    CrossEntropyLoss as CrossEntropyLoss,
+    LogisticLoss as LogisticLoss,
+    SquareLoss as SquareLoss,
+    empirical_norm as empirical_norm,
+)
+from ._problem import Problem as Problem  # noqa: E402
+from ._solve import (  # noqa: E402
+    RESULTS as RESULTS,
+    GradientDescent as GradientDescent,
+    Solution as Solution,
+    SolveError as SolveError,
+    solve as solve,
+)
+from .models import symmetric_init as symmetric_init  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,173 @@
+"""The scaled objective `F_alpha(w) = R(alpha h(w)) / alpha^2` and its linearization."""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._losses import AbstractLoss, _check_finite, empirical_norm
+from ._typing import Array, ArrayLike, FlatParams, Inputs, Outputs, Params, Scalar
+
+
+def _is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+class Problem(eqx.Module):
+    r"""A training problem in the lazy-training scaling of Chizat, Oyallon & Bach (2019).
+
+    With `apply(params, inputs)` the model on the training inputs, the model map is
+    $h(w) = \mathrm{apply}(w, x)$, or $h(w) = \mathrm{apply}(w, x) - \mathrm{apply}(w_0, x)$ when
+    `center=True` (so that $h(w_0) = 0$ without changing $Dh(w_0)$). The objective is
+
+    $$F_\alpha(w) = \frac{1}{\alpha^2} R(\alpha h(w)),$$
+
+    and the linearized model is $\bar h(w) = h(w_0) + Dh(w_0)(w - w_0)$, evaluated with
+    `jax.jvp` (the Jacobian is never built).
+
+    **Arguments:**
+
+    - `apply`: the model, a pure function `apply(params, inputs) -> outputs`.
+    - `params0`: the initialization $w_0$, any PyTree of floating arrays.
+    - `inputs`: the training inputs (any PyTree `apply` accepts), all finite.
+    - `loss`: an [`gradflow.AbstractLoss`][] whose `targets` have the shape of the outputs.
+    - `alpha`: the scale $\alpha > 0$. It is an array leaf, so sweeping it does not recompile.
+    - `center`: subtract the initial outputs from the model.
+    """
+
+    apply: Callable[[Params, Inputs], Outputs]
+    params0: Params
+    inputs: Inputs
+    loss: AbstractLoss
+    alpha: Array
+    center: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        apply: Callable[[Params, Inputs], Outputs],
+        params0: Params,
+        inputs: Inputs,
+        loss: AbstractLoss,
+        *,
+        alpha: ArrayLike = 1.0,
+        center: bool = False,
+    ):
+        if not callable(apply):
+            raise TypeError(f"`apply` must be a callable `apply(params, inputs)`; got {apply!r}.")
+        if not isinstance(loss, AbstractLoss):
+            raise TypeError(
+                "`loss` must be a gradflow loss such as `gf.SquareLoss(targets)`; got "
+                f"{type(loss).__name__}."
+            )
+        leaves = jax.tree_util.tree_leaves(params0)
+        if not leaves:
+            raise ValueError("`params0` has no array leaves: there is nothing to train.")
+        for leaf in leaves:
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise ValueError(
+                    "`params0` must hold floating-point arrays; got a leaf of dtype "
+                    f"{jnp.result_type(leaf)}. Cast it, e.g. `jnp.asarray(x, float)`."
+                )
+        params0 = jax.tree_util.tree_map(jnp.asarray, params0)
+        for leaf in jax.tree_util.tree_leaves(inputs):
+            _check_finite("inputs", leaf)
+        dtype = ravel_pytree(params0)[0].dtype
+        alpha = jnp.asarray(alpha, dtype=dtype)
+        if alpha.ndim != 0:
+            raise ValueError(f"`alpha` must be a scalar; got shape {alpha.shape}.")
+        if not _is_traced(alpha):
+            a = float(alpha)
+            if not (np.isfinite(a) and a > 0):
+                raise ValueError(f"`alpha` must be a finite number > 0; got alpha={a}.")
+        out = jax.eval_shape(apply, params0, inputs)
+        target_shape = loss.targets.shape
+        if not hasattr(out, "shape") or out.shape != target_shape:
+            raise ValueError(
+                f"The model output has shape {getattr(out, 'shape', type(out))} but the loss "
+                f"targets have shape {target_shape}: they must match (reshape the targets, e.g. "
+                "`y[:, None]` for a model returning (n, 1))."
+            )
+        if len(target_shape) == 0:
+            raise ValueError("Model outputs need a leading sample axis; got a scalar output.")
+        self.apply = apply
+        self.params0 = params0
+        self.inputs = inputs
+        self.loss = loss
+        self.alpha = alpha
+        self.center = center
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.params0)))
+
+    @property
+    def dtype(self):
+        return ravel_pytree(self.params0)[0].dtype
+
+    def h(self, params: Params) -> Outputs:
+        """The model map $h(w)$ on the training inputs (centered if `center=True`)."""
+        out = self.apply(params, self.inputs)
+        if self.center:
+            out = out - self.apply(self.params0, self.inputs)
+        return out
+
+    def hbar(self, params: Params) -> Outputs:
+        r"""The linearized model $\bar h(w) = h(w_0) + Dh(w_0)(w - w_0)$, by one JVP."""
+        delta = jax.tree_util.tree_map(jnp.subtract, params, self.params0)
+        h0, dh = jax.jvp(self.h, (self.params0,), (delta,))
+        return h0 + dh
+
+    def objective(self, params: Params) -> Scalar:
+        r"""$F_\alpha(w) = R(\alpha h(w)) / \alpha^2$."""
+        return self.loss(self.alpha * self.h(params)) / self.alpha**2
+
+    def linear_objective(self, params: Params) -> Scalar:
+        r"""$\bar F_\alpha(w) = R(\alpha \bar h(w)) / \alpha^2$."""
+        return self.loss(self.alpha * self.hbar(params)) / self.alpha**2
+
+    def with_alpha(self, alpha: ArrayLike) -> "Problem":
+        """The same problem at another scale (no recompilation: `alpha` is an array leaf)."""
+        return eqx.tree_at(lambda p: p.alpha, self, jnp.asarray(alpha, self.alpha.dtype))
+
+
+class _Flat(NamedTuple):
+    """The problem on flat parameter vectors, built once inside a trace."""
+
+    w0: FlatParams
+    unravel: Callable[[FlatParams], Params]
+    h: Callable[[FlatParams], Outputs]
+    h0: Outputs
+    jvp0: Callable[[FlatParams], Outputs]
+    vjp0: Callable[[Outputs], FlatParams]
+    loss: AbstractLoss
+    alpha: Scalar
+
+    def fnorm(self, f: Outputs) -> Scalar:
+        return empirical_norm(f)
+
+
+def _flatten(problem: Problem, *, linearize: bool = True) -> _Flat:
+    w0, unravel = ravel_pytree(problem.params0)
+    out0 = problem.apply(problem.params0, problem.inputs)
+
+    def h(w: FlatParams) -> Outputs:
+        out = problem.apply(unravel(w), problem.inputs)
+        return out - out0 if problem.center else out
+
+    if linearize:
+        # `linearize` keeps the residuals of the forward pass at w0, so each JVP/VJP of the
+        # linear model costs one matrix-free pass and never re-evaluates the model at w0.
+        h0, jvp0 = jax.linearize(h, w0)
+        transpose = jax.linear_transpose(jvp0, w0)
+
+        def vjp0(c: Outputs) -> FlatParams:
+            (out,) = transpose(c)
+            return out
+    else:
+        h0 = h(w0)
+        jvp0 = vjp0 = None
+    return _Flat(w0, unravel, h, h0, jvp0, vjp0, problem.loss, problem.alpha)

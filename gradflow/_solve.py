@@ -1,0 +1,412 @@
+"""`solve`: the gradient flow of a model and of its linearization, integrated together."""
+
+import math
+from typing import Any
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._problem import Problem, _flatten, _is_traced
+from ._typing import Array, ArrayLike, Float, Params
+
+
+class RESULTS(eqx.Enumeration):
+    """How a solve ended. `sol.result == gf.RESULTS.successful` tests for success."""
+
+    successful = ""
+    max_steps_reached = (
+        "The solver took `max_steps` steps before reaching `t1`. Increase `max_steps`, loosen "
+        "`rtol`/`atol`, or shorten `t1`."
+    )
+    diverged = (
+        "The state became NaN or inf: the iteration diverged. For gradient descent, lower the "
+        "`learning_rate` (the flow is stable only for steps below 2 / (largest Hessian "
+        "eigenvalue))."
+    )
+    solver_failed = (
+        "The ODE solver failed (step size collapsed or an implicit solve did not converge). "
+        "Try another `solver` or looser tolerances."
+    )
+
+
+class SolveError(RuntimeError):
+    """Raised by `solve(..., throw=True)` when the solve does not succeed."""
+
+
+class GradientDescent(eqx.Module):
+    r"""Gradient descent with constant step `learning_rate` on $F_\alpha$: forward Euler on the
+    gradient flow, $w_{k+1} = w_k - \eta \nabla F_\alpha(w_k)$, at times $t_k = k \eta$.
+
+    Pass it as `solve(problem, t1=num_steps * learning_rate, solver=gf.GradientDescent(eta))`.
+    """
+
+    learning_rate: float = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(
+                f"`learning_rate` must be a finite number > 0; got {self.learning_rate}."
+            )
+
+
+class Solution(eqx.Module):
+    r"""The result of [`gradflow.solve`][]; all arrays are aligned with `ts`.
+
+    - `param_distance`: $\|w(t) - w_0\|$ (Euclidean over all leaves).
+    - `param_gap`: $\|w(t) - \bar w(t)\|$.
+    - `output_gap`: $\|\alpha h(w(t)) - \alpha \bar h(\bar w(t))\|_F$ (empirical norm).
+    - `loss`, `linear_loss`: $R(\alpha h(w(t)))$ and $R(\alpha \bar h(\bar w(t)))$.
+    - `params`, `linear_params`: $w(t)$, $\bar w(t)$ with a leading time axis, if asked for.
+    - `stats`: solver statistics; `result`: a [`gradflow.RESULTS`][] item.
+
+    Entries at times the solve did not reach (after a failure) are NaN. The linear-flow
+    fields are `None` when `linearized=False`.
+    """
+
+    ts: Float[Array, " times"]
+    param_distance: Float[Array, " times"]
+    loss: Float[Array, " times"]
+    param_gap: Float[Array, " times"] | None
+    output_gap: Float[Array, " times"] | None
+    linear_loss: Float[Array, " times"] | None
+    params: Params | None
+    linear_params: Params | None
+    stats: dict[str, Array]
+    result: RESULTS
+    alpha: Array
+    meta: dict[str, Any] = eqx.field(static=True)
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.result == RESULTS.successful)
+
+    @property
+    def message(self) -> str:
+        return RESULTS[self.result]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (NaN written as `None`)."""
+
+        def conv(x):
+            if x is None:
+                return None
+            a = np.asarray(x, dtype=float)
+            return [None if not np.isfinite(v) else float(v) for v in a.ravel()]
+
+        return {
+            "alpha": float(self.alpha),
+            "ts": conv(self.ts),
+            "param_distance": conv(self.param_distance),
+            "param_gap": conv(self.param_gap),
+            "output_gap": conv(self.output_gap),
+            "loss": conv(self.loss),
+            "linear_loss": conv(self.linear_loss),
+            "stats": {k: int(v) for k, v in self.stats.items()},
+            "result": self.message or "successful",
+            "succeeded": self.succeeded,
+            **self.meta,
+        }
+
+
+_STAGES = {
+    # Vector-field evaluations per step (first-same-as-last methods reuse one).
+    "Euler": 1,
+    "Heun": 2,
+    "Midpoint": 2,
+    "Ralston": 2,
+    "Bosh3": 3,
+    "Tsit5": 6,
+    "Dopri5": 6,
+    "Dopri8": 12,
+}
+
+
+def _finite(tree) -> Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@eqx.filter_jit
+def _solve_jit(
+    problem: Problem,
+    ts: Array,
+    t1: Array,
+    solver: dfx.AbstractSolver,
+    controller: dfx.AbstractStepSizeController,
+    dt0: Array | None,
+    max_steps: int,
+    linearized: bool,
+    save_params: bool,
+):
+    flat = _flatten(problem, linearize=linearized)
+    alpha, loss = flat.alpha, flat.loss
+    w0, h = flat.w0, flat.h
+    dtype = w0.dtype
+
+    def grad_term(w):
+        # -Dh(w)^T grad R(alpha h(w)): the velocity of z = alpha (w - w0).
+        out, vjp = jax.vjp(h, w)
+        (g,) = vjp(loss.grad(alpha * out))
+        return -g
+
+    if linearized:
+        # Scaled coordinates: u = alpha (wbar - w0) and e = alpha^2 (w - wbar) are O(1) in the
+        # lazy regime, so error control acts on the gap itself and not on w = w0 + O(1/alpha),
+        # where the gap would sit ~1/alpha^2 below the rounding of a separately integrated w.
+        def linear_out(u):
+            return alpha * flat.h0 + flat.jvp0(u)
+
+        def vector_field(t, y, args):
+            del t, args
+            u, e = y
+            w = w0 + (u + e / alpha) / alpha
+            du = -flat.vjp0(loss.grad(linear_out(u)))
+            dz = grad_term(w)
+            return du, alpha * (dz - du)
+
+        y0 = (jnp.zeros_like(w0), jnp.zeros_like(w0))
+
+        def to_params(y):
+            u, e = y
+            return w0 + (u + e / alpha) / alpha, w0 + u / alpha
+
+        def metrics(t, y, args):
+            del t, args
+            u, e = y
+            d = u + e / alpha
+            out = alpha * h(w0 + d / alpha)
+            lin = linear_out(u)
+            m = {
+                "param_distance": jnp.linalg.norm(d) / alpha,
+                "param_gap": jnp.linalg.norm(e) / alpha**2,
+                "output_gap": flat.fnorm(out - lin),
+                "loss": loss(out),
+                "linear_loss": loss(lin),
+            }
+            if save_params:
+                m["params"], m["linear_params"] = to_params(y)
+            return m
+    else:
+
+        def vector_field(t, y, args):
+            del t, args
+            return grad_term(w0 + y / alpha)
+
+        y0 = jnp.zeros_like(w0)
+
+        def metrics(t, y, args):
+            del t, args
+            out = alpha * h(w0 + y / alpha)
+            m = {"param_distance": jnp.linalg.norm(y) / alpha, "loss": loss(out)}
+            if save_params:
+                m["params"] = w0 + y / alpha
+            return m
+
+    def diverged(t, y, args, **kwargs):
+        del t, args, kwargs
+        return jnp.logical_not(_finite(y))
+
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(vector_field),
+        solver,
+        t0=jnp.zeros((), ts.dtype),
+        t1=t1,
+        dt0=dt0,
+        y0=jax.tree_util.tree_map(lambda x: x.astype(dtype), y0),
+        saveat=dfx.SaveAt(ts=ts, fn=metrics),
+        stepsize_controller=controller,
+        max_steps=max_steps,
+        event=dfx.Event(diverged),
+        throw=False,
+    )
+    r = sol.result
+    result = RESULTS.where(
+        r == dfx.RESULTS.successful,
+        RESULTS.successful,
+        RESULTS.where(
+            r == dfx.RESULTS.event_occurred,
+            RESULTS.diverged,
+            RESULTS.where(
+                r == dfx.RESULTS.max_steps_reached,
+                RESULTS.max_steps_reached,
+                RESULTS.solver_failed,
+            ),
+        ),
+    )
+    # Unreached save times are +inf in diffrax; report them as NaN ("not computed").
+    reached = jnp.isfinite(sol.ts)
+
+    def mask(x):
+        return jnp.where(reached.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.nan)
+
+    ys = jax.tree_util.tree_map(mask, sol.ys)
+    if save_params:
+        ys["params"] = jax.vmap(flat.unravel)(ys["params"])
+        if linearized:
+            ys["linear_params"] = jax.vmap(flat.unravel)(ys["linear_params"])
+    return ys, sol.stats, result
+
+
+def _default_ts(t1: float, num: int = 101) -> np.ndarray:
+    return np.linspace(0.0, t1, num)
+
+
+def solve(
+    problem: Problem,
+    t1: float | None = None,
+    ts: ArrayLike | None = None,
+    *,
+    solver: dfx.AbstractSolver | GradientDescent | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    dt0: float | None = None,
+    stepsize_controller: dfx.AbstractStepSizeController | None = None,
+    linearized: bool = True,
+    save_params: bool = False,
+    max_steps: int = 100_000,
+    throw: bool = False,
+) -> Solution:
+    r"""Integrate the gradient flow $w' = -\nabla F_\alpha(w)$ and, with `linearized=True`, the
+    flow of the linearized objective $\bar w' = -\nabla \bar F_\alpha(\bar w)$, jointly, from
+    $w(0) = \bar w(0) = w_0$.
+
+    The state is $u = \alpha(\bar w - w_0)$ and $e = \alpha^2 (w - \bar w)$, which stay of
+    order one in the lazy regime (Chizat et al., finite-horizon theorem: $\|w - w_0\| =
+    O(1/\alpha)$, $\|w - \bar w\| = O(1/\alpha^2)$), so the adaptive error control resolves the gap
+    itself to `rtol`.
+
+    **Arguments:**
+
+    - `problem`: a [`gradflow.Problem`][].
+    - `t1`: the final time (for gradient descent, `num_steps * learning_rate`).
+    - `ts`: times at which to save the metrics; default 101 evenly spaced points in `[0, t1]`
+      (for gradient descent, iterates only). If `t1` is omitted it is `ts[-1]`.
+    - `solver`: any diffrax solver (default `diffrax.Tsit5()`), or
+      [`gradflow.GradientDescent`][] for the discrete algorithm through the same code path.
+    - `rtol`, `atol`: tolerances of the PID step-size controller on the scaled state.
+    - `dt0`: initial step; `None` lets diffrax choose it.
+    - `stepsize_controller`: overrides the default `diffrax.PIDController(rtol, atol)`.
+    - `linearized`: also integrate the linearized flow and report the gaps.
+    - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
+    - `max_steps`: the step budget; exceeding it gives `RESULTS.max_steps_reached`.
+    - `throw`: raise [`gradflow.SolveError`][] instead of returning an unsuccessful result.
+
+    **Returns:** a [`gradflow.Solution`][].
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"`problem` must be a gradflow.Problem; got {type(problem).__name__}.")
+    if t1 is None and ts is None:
+        raise ValueError("Give the final time `t1`, or the save times `ts`.")
+    if t1 is None:
+        t1 = float(np.asarray(ts)[-1])
+    t1 = float(t1)
+    if not (math.isfinite(t1) and t1 > 0):
+        raise ValueError(f"`t1` must be a finite time > 0; got t1={t1}.")
+    if not (rtol > 0 and atol >= 0):
+        raise ValueError(f"Tolerances must satisfy rtol > 0, atol >= 0; got {rtol=}, {atol=}.")
+    dtype = problem.dtype
+    if dtype == jnp.float32 and rtol < 1e-6:
+        raise ValueError(
+            f"`rtol={rtol}` is below float32 resolution; the parameters are float32. Use "
+            "rtol >= 1e-6, or float64 parameters (gradflow enables jax_enable_x64)."
+        )
+    if int(max_steps) < 1:
+        raise ValueError(f"`max_steps` must be a positive integer; got {max_steps}.")
+    if solver is None:
+        solver = dfx.Tsit5()
+
+    if isinstance(solver, GradientDescent):
+        eta = solver.learning_rate
+        num = int(round(t1 / eta))
+        if num < 1 or abs(num * eta - t1) > 1e-9 * t1:
+            raise ValueError(
+                f"For gradient descent `t1` must be a whole number of steps of "
+                f"learning_rate={eta}; got t1={t1}. Use t1 = num_steps * learning_rate."
+            )
+        grid = eta * np.arange(num + 1, dtype=np.float64)
+        grid[-1] = t1
+        if ts is None:
+            idx = np.unique(np.linspace(0, num, min(num, 100) + 1).round().astype(int))
+            ts = grid[idx]
+        controller = dfx.StepTo(ts=jnp.asarray(grid))
+        dfx_solver, dt0_, max_steps = dfx.Euler(), None, num
+        solver_name = f"GradientDescent(learning_rate={eta})"
+    else:
+        if not isinstance(solver, dfx.AbstractSolver):
+            raise TypeError(
+                "`solver` must be a diffrax solver (e.g. `diffrax.Tsit5()`) or "
+                f"`gf.GradientDescent(learning_rate)`; got {solver!r}."
+            )
+        if ts is None:
+            ts = _default_ts(t1)
+        controller = (
+            dfx.PIDController(rtol=rtol, atol=atol)
+            if stepsize_controller is None
+            else stepsize_controller
+        )
+        dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, jnp.float64))
+        solver_name = type(solver).__name__
+        if isinstance(controller, dfx.ConstantStepSize) and dt0_ is None:
+            raise ValueError("A constant step size needs `dt0`.")
+    ts = jnp.asarray(ts, dtype=jnp.float64)
+    if ts.ndim != 1 or len(ts) == 0:
+        raise ValueError(f"`ts` must be a non-empty 1-d array of times; got shape {ts.shape}.")
+    tsn = np.asarray(ts)
+    if (
+        not np.all(np.isfinite(tsn))
+        or tsn[0] < 0
+        or tsn[-1] > t1 * (1 + 1e-12)
+        or np.any(np.diff(tsn) < 0)
+    ):
+        raise ValueError(
+            "`ts` must be finite, non-decreasing and inside [0, t1]; got "
+            f"ts[0]={tsn[0]}, ts[-1]={tsn[-1]}, t1={t1}."
+        )
+    ys, stats, result = _solve_jit(
+        problem,
+        ts,
+        jnp.asarray(t1, jnp.float64),
+        dfx_solver,
+        controller,
+        dt0_,
+        int(max_steps),
+        bool(linearized),
+        bool(save_params),
+    )
+    stats = dict(stats)
+    stages = _STAGES.get(type(dfx_solver).__name__)
+    if stages is not None:
+        stats["num_vector_field_evals"] = stages * stats["num_steps"] + (0 if stages == 1 else 1)
+    meta = {
+        "solver": solver_name,
+        "rtol": rtol,
+        "atol": atol,
+        "t1": t1,
+        "dtype": str(dtype),
+        "linearized": bool(linearized),
+        "center": problem.center,
+        "num_params": problem.num_params,
+    }
+    sol = Solution(
+        ts=ts,
+        param_distance=ys["param_distance"],
+        loss=ys["loss"],
+        param_gap=ys.get("param_gap"),
+        output_gap=ys.get("output_gap"),
+        linear_loss=ys.get("linear_loss"),
+        params=ys.get("params"),
+        linear_params=ys.get("linear_params"),
+        stats=stats,
+        result=result,
+        alpha=problem.alpha,
+        meta=meta,
+    )
+    if throw:
+        if _is_traced(result._value):
+            sol = eqx.error_if(sol, result != RESULTS.successful, "gradflow.solve failed")
+        elif not sol.succeeded:
+            raise SolveError(sol.message)
+    return sol
