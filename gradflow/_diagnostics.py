@@ -1,4 +1,4 @@
-"""Diagnostics: tangent kernel, operator norms by power iteration, the scale criterion, rate fits."""
+"""Diagnostics: tangent kernel, operator norms by power iteration, scale criterion, rate fits."""
 
 import math
 from typing import Any

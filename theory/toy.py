@@ -3,8 +3,9 @@
 With $R(f) = \\tfrac12 (f - y)^2$ and $F_\\alpha(w) = R(\\alpha h(w))/\\alpha^2$, the flow is
 $w' = -\\tfrac{2w}{\\alpha}(\\alpha(w^2 - w_0^2) - y)$. Then $u = w^2$ solves the logistic equation
 $u' = 4u(c - u)$, $c = w_0^2 + y/\\alpha$, so $u(t) = c u_0 / (u_0 + (c - u_0) e^{-4ct})$. The
-linearization $\\bar h(w) = 2 w_0 (w - w_0)$ gives $\\bar w' = -\\tfrac{2 w_0}{\\alpha}(2\\alpha w_0(\\bar w -
-w_0) - y)$, so $\\bar w(t) = w_0 + \\tfrac{y}{2 w_0 \\alpha}(1 - e^{-4 w_0^2 t})$.
+linearization $\\bar h(w) = 2 w_0 (w - w_0)$ gives
+$\\bar w' = -\\tfrac{2 w_0}{\\alpha}(2\\alpha w_0(\\bar w - w_0) - y)$,
+so $\\bar w(t) = w_0 + \\tfrac{y}{2 w_0 \\alpha}(1 - e^{-4 w_0^2 t})$.
 """
 
 from dataclasses import dataclass
