@@ -212,7 +212,7 @@ def _solve_jit(
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vector_field),
         solver,
-        t0=jnp.zeros((), ts.dtype),
+        t0=jnp.zeros((), dtype),
         t1=t1,
         dt0=dt0,
         y0=jax.tree_util.tree_map(lambda x: x.astype(dtype), y0),
@@ -220,6 +220,9 @@ def _solve_jit(
         stepsize_controller=controller,
         max_steps=max_steps,
         event=dfx.Event(diverged),
+        # Forward-mode adjoint: a plain while loop (no checkpointing), which compiles faster;
+        # gradflow differentiates models, not solves.
+        adjoint=dfx.ForwardMode(),
         throw=False,
     )
     r = sol.result
@@ -313,7 +316,8 @@ def solve(
             f"`rtol={rtol}` is below float32 resolution; the parameters are float32. Use "
             "rtol >= 1e-6, or float64 parameters (gradflow enables jax_enable_x64)."
         )
-    if int(max_steps) < 1:
+    max_steps = int(max_steps)
+    if max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer; got {max_steps}.")
     if solver is None:
         solver = dfx.Tsit5()
@@ -326,13 +330,14 @@ def solve(
                 f"For gradient descent `t1` must be a whole number of steps of "
                 f"learning_rate={eta}; got t1={t1}. Use t1 = num_steps * learning_rate."
             )
-        grid = eta * np.arange(num + 1, dtype=np.float64)
-        grid[-1] = t1
+        t1 = num * eta
         if ts is None:
             idx = np.unique(np.linspace(0, num, min(num, 100) + 1).round().astype(int))
-            ts = grid[idx]
-        controller = dfx.StepTo(ts=jnp.asarray(grid))
-        dfx_solver, dt0_, max_steps = dfx.Euler(), None, num
+            ts = idx * eta
+        # diffrax's constant step places step k at t1 * k / num (no accumulated rounding), so
+        # the iterates sit at the multiples of eta and one compilation serves every eta and num.
+        controller = dfx.ConstantStepSize()
+        dfx_solver, dt0_, max_steps = dfx.Euler(), jnp.asarray(eta, dtype), max(max_steps, num)
         solver_name = f"GradientDescent(learning_rate={eta})"
     else:
         if not isinstance(solver, dfx.AbstractSolver):
@@ -342,16 +347,18 @@ def solve(
             )
         if ts is None:
             ts = _default_ts(t1)
+        # Array tolerances are traced, so changing them does not recompile.
         controller = (
-            dfx.PIDController(rtol=rtol, atol=atol)
+            dfx.PIDController(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype))
             if stepsize_controller is None
             else stepsize_controller
         )
-        dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, jnp.float64))
+        dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, dtype))
         solver_name = type(solver).__name__
         if isinstance(controller, dfx.ConstantStepSize) and dt0_ is None:
             raise ValueError("A constant step size needs `dt0`.")
-    ts = jnp.asarray(ts, dtype=jnp.float64)
+    # Times share the parameters' dtype: diffrax promotes the state to the time dtype.
+    ts = jnp.asarray(ts, dtype=dtype)
     if ts.ndim != 1 or len(ts) == 0:
         raise ValueError(f"`ts` must be a non-empty 1-d array of times; got shape {ts.shape}.")
     tsn = np.asarray(ts)
@@ -368,11 +375,11 @@ def solve(
     ys, stats, result = _solve_jit(
         problem,
         ts,
-        jnp.asarray(t1, jnp.float64),
+        jnp.asarray(t1, dtype),
         dfx_solver,
         controller,
         dt0_,
-        int(max_steps),
+        max_steps,
         bool(linearized),
         bool(save_params),
     )
