@@ -8,7 +8,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import models as models  # noqa: E402
+from . import data as data, models as models  # noqa: E402
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
 from ._diagnostics import (  # noqa: E402
     RateFit as RateFit,
@@ -34,6 +34,11 @@ from ._solve import (  # noqa: E402
     Solution as Solution,
     SolveError as SolveError,
     solve as solve,
+)
+from ._sweep import (  # noqa: E402
+    PREDICTED_SLOPES as PREDICTED_SLOPES,
+    AlphaSweep as AlphaSweep,
+    sweep_alpha as sweep_alpha,
 )
 from .models import symmetric_init as symmetric_init  # noqa: E402
 

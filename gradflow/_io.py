@@ -1,0 +1,62 @@
+"""JSON output and run metadata."""
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return _clean(obj.to_dict())
+    if isinstance(obj, (np.ndarray,)) or type(obj).__module__.startswith("jax"):
+        arr = np.asarray(obj)
+        return _clean(arr.item() if arr.ndim == 0 else arr.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    return obj
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write `obj` as JSON (NaN and inf become `null`), creating parent folders; the write is
+    atomic so an interrupted run never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded with every result."""
+    import diffrax
+    import equinox
+    import jax
+
+    from . import __version__
+
+    return {
+        "gradflow": __version__,
+        "jax": jax.__version__,
+        "diffrax": diffrax.__version__,
+        "equinox": equinox.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "devices": [str(d) for d in jax.devices()],
+        "x64": bool(jax.config.jax_enable_x64),
+    }
