@@ -177,7 +177,8 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
         if fit is not None:
             print(
                 f"slope of sup {k:<15} {fit.slope:+.4f}  (95% CI [{fit.ci[0]:+.4f}, "
-                f"{fit.ci[1]:+.4f}], theory {gf.PREDICTED_SLOPES[k]:+.0f}, alpha >= {args.fit_min:g})"
+                f"{fit.ci[1]:+.4f}], theory {gf.PREDICTED_SLOPES[k]:+.0f}, "
+                f"alpha >= {args.fit_min:g})"
             )
     print(f"wrote {png} and {js} in {time.perf_counter() - start:.1f} s")
     return 0 if all(e is None for e in sweep.errors) else 1
