@@ -8,7 +8,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import data as data, models as models  # noqa: E402
+from . import data as data, models as models, plot as plot  # noqa: E402
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
 from ._diagnostics import (  # noqa: E402
     RateFit as RateFit,
