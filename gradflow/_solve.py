@@ -61,6 +61,7 @@ class Solution(eqx.Module):
     - `loss`, `linear_loss`: $R(\alpha h(w(t)))$ and $R(\alpha \bar h(\bar w(t)))$.
     - `params`, `linear_params`: $w(t)$, $\bar w(t)$ with a leading time axis, if asked for.
     - `stats`: solver statistics; `result`: a [`gradflow.RESULTS`][] item.
+    - `info`: the solver, tolerances, horizon and dtype, as `(key, value)` pairs.
 
     Entries at times the solve did not reach (after a failure) are NaN. The linear-flow
     fields are `None` when `linearized=False`.
@@ -77,7 +78,7 @@ class Solution(eqx.Module):
     stats: dict[str, Array]
     result: RESULTS
     alpha: Array
-    meta: dict[str, Any] = eqx.field(static=True)
+    info: tuple[tuple[str, Any], ...] = eqx.field(static=True)
 
     @property
     def succeeded(self) -> bool:
@@ -107,7 +108,7 @@ class Solution(eqx.Module):
             "stats": {k: int(v) for k, v in self.stats.items()},
             "result": self.message or "successful",
             "succeeded": self.succeeded,
-            **self.meta,
+            **dict(self.info),
         }
 
 
@@ -409,7 +410,7 @@ def solve(
         stats=stats,
         result=result,
         alpha=problem.alpha,
-        meta=meta,
+        info=tuple(meta.items()),
     )
     if throw:
         if _is_traced(result._value):

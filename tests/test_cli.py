@@ -37,10 +37,25 @@ def test_bad_option_is_a_clear_error(capsys):
 
 
 def test_alpha_sweep_command_writes_figure_and_json(tmp_path, capsys):
-    rc = main([
-        "alpha-sweep", "--out", str(tmp_path), "--alphas", "10,100,1000", "--samples", "12",
-        "--dim", "3", "--width", "20", "--t1", "3", "--no-cache", "--no-progress",
-    ])
+    rc = main(
+        [
+            "alpha-sweep",
+            "--out",
+            str(tmp_path),
+            "--alphas",
+            "10,100,1000",
+            "--samples",
+            "12",
+            "--dim",
+            "3",
+            "--width",
+            "20",
+            "--t1",
+            "3",
+            "--no-cache",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     png, js = tmp_path / "alpha_sweep.png", tmp_path / "alpha_sweep.json"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -65,8 +80,9 @@ def test_failed_point_is_reported_and_others_kept(getkey, monkeypatch):
 
     monkeypatch.setattr(_sweep, "solve", flaky)
     seen = []
-    sweep = gf.sweep_alpha(problem, [10.0, 100.0, 1000.0], t1=1.0,
-                           callback=lambda i, a, s, e: seen.append((a, e)))
+    sweep = gf.sweep_alpha(
+        problem, [10.0, 100.0, 1000.0], t1=1.0, callback=lambda i, a, s, e: seen.append((a, e))
+    )
     assert sweep.errors[1] == "FloatingPointError: injected failure"
     assert sweep.errors[0] is None and sweep.errors[2] is None
     assert np.isnan(sweep.sup["param_gap"][1]) and np.all(np.isfinite(sweep.sup["param_gap"][::2]))
@@ -107,6 +123,11 @@ def test_notebook_runs(name):
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors

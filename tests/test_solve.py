@@ -231,3 +231,30 @@ def test_logistic_loss_flow_decreases_loss(getkey):
     assert sol.succeeded
     assert np.all(np.diff(np.asarray(sol.loss)) <= 1e-12)  # a gradient flow never goes uphill
     np.testing.assert_allclose(sol.loss[0], np.log(2.0), rtol=1e-12)  # h(w0) = 0
+
+
+def test_kernel_drift_against_materialized_jacobians(getkey):
+    problem = two_layer_problem(getkey(), n=6, d=3, m=8, alpha=1.0)
+    sol = gf.solve(problem, ts=[2.0], save_params=True)
+    w_t = jax.tree_util.tree_map(lambda x: x[0], sol.params)
+    w0, unravel = ravel_pytree(problem.params0)
+
+    def jac(w):
+        return np.asarray(jax.jacfwd(lambda v: problem.h(unravel(v)))(w)).reshape(-1, w.size)
+
+    k0 = jac(w0) @ jac(w0).T
+    k1 = jac(ravel_pytree(w_t)[0]) @ jac(ravel_pytree(w_t)[0]).T
+    expected = np.linalg.norm(k1 - k0, 2) / np.linalg.norm(k0, 2)
+    assert expected > 1e-3  # alpha = 1 is not lazy: the kernel moves
+    np.testing.assert_allclose(gf.kernel_drift(problem, w_t), expected, rtol=1e-10)
+    assert gf.kernel_drift(problem, problem.params0) == 0.0
+
+
+def test_solution_to_dict_is_json_ready(getkey):
+    import json
+
+    problem = two_layer_problem(getkey(), n=6, d=3, m=8, alpha=10.0)
+    sol = gf.solve(problem, t1=1.0, ts=[0.0, 1.0])
+    d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
+    assert d["succeeded"] and d["solver"] == "Tsit5" and d["alpha"] == 10.0
+    assert d["param_gap"][0] == 0.0 and d["param_gap"][1] > 0
