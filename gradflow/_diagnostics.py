@@ -60,7 +60,7 @@ def _normalize(v):
 
 
 @eqx.filter_jit
-def _norms(problem: Problem, key: Array, num_iters: int, tol: float):
+def _norms(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
     flat = _flatten(problem)
     n = flat.h0.shape[0]
     w0, h = flat.w0, flat.h
@@ -113,12 +113,18 @@ def _norms(problem: Problem, key: Array, num_iters: int, tol: float):
         i, _, val, val_old = carry
         return (i < num_iters) & (jnp.abs(val - val_old) > tol * jnp.abs(val))
 
-    v0 = _normalize(jax.random.normal(k2, w0.shape, w0.dtype))
-    init = (0, v0, jnp.asarray(0.0, w0.dtype), jnp.asarray(-1.0, w0.dtype))
-    i2, v, _, _ = jax.lax.while_loop(hess_cond, hess_body, init)
-    hess_norm = empirical_norm(second(v))
+    # The cubic form has local maxima: run several starts and keep the best, which is a lower
+    # bound on the norm (and the norm itself when one start reaches the global maximum).
+    def one_start(k):
+        v0 = _normalize(jax.random.normal(k, w0.shape, w0.dtype))
+        init = (0, v0, jnp.asarray(0.0, w0.dtype), jnp.asarray(-1.0, w0.dtype))
+        i, v, _, _ = jax.lax.while_loop(hess_cond, hess_body, init)
+        return i, empirical_norm(second(v))
+
+    i2s, values = jax.vmap(one_start)(jax.random.split(k2, num_starts))
+    best = jnp.argmax(values)
     residual = empirical_norm(flat.alpha * flat.h0 - problem.loss.minimizer)
-    return jac_norm, hess_norm, residual, i1, i2
+    return jac_norm, values[best], residual, i1, i2s[best]
 
 
 class ScaleCriterion(eqx.Module):
@@ -127,9 +133,12 @@ class ScaleCriterion(eqx.Module):
     $$\kappa_{\alpha h}(w_0) = \frac{1}{\alpha}
         \frac{\|\alpha h(w_0) - y^*\|_F \, \|D^2 h(w_0)\|}{\|Dh(w_0)\|^2}.$$
 
-    Lazy training is expected when $\kappa \ll 1$. The operator norms are power-iteration
-    estimates (lower bounds that converge to the true norm for the Jacobian; for the
-    second derivative a local maximum of the cubic form).
+    Lazy training is expected when $\kappa \ll 1$. The operator norms are matrix-free
+    estimates, and both are lower bounds: power iteration for $\|Dh(w_0)\|$ (it converges to
+    the norm from almost every start), and for $\|D^2 h(w_0)\|$ the best of `num_starts`
+    alternating power iterations on the cubic form $\langle c, D^2h[v, v]\rangle_F$, each of
+    which converges to a local maximum. `converged` is `False` when an iteration stopped at
+    `num_iters` before reaching the relative tolerance.
     """
 
     kappa: float
@@ -138,6 +147,8 @@ class ScaleCriterion(eqx.Module):
     hessian_norm: float
     alpha: float
     iterations: tuple[int, int]
+    converged: bool
+    num_starts: int
 
     def __float__(self) -> float:
         return float(self.kappa)
@@ -150,20 +161,33 @@ class ScaleCriterion(eqx.Module):
             "hessian_norm": self.hessian_norm,
             "alpha": self.alpha,
             "iterations": list(self.iterations),
+            "converged": self.converged,
+            "num_starts": self.num_starts,
         }
 
 
 def operator_norms(
-    problem: Problem, *, key: Array | None = None, num_iters: int = 500, tol: float = 1e-10
+    problem: Problem,
+    *,
+    key: Array | None = None,
+    num_iters: int = 500,
+    tol: float = 1e-10,
+    num_starts: int = 8,
 ) -> tuple[float, float]:
-    r"""Estimates of $\|Dh(w_0)\|$ (from $\mathbb{R}^p$ to $F$) and $\|D^2 h(w_0)\|$ by
-    matrix-free power iteration (JVPs, VJPs and second-order JVPs)."""
-    crit = scale_criterion(problem, key=key, num_iters=num_iters, tol=tol)
+    r"""Estimates (lower bounds) of $\|Dh(w_0)\|$ (from $\mathbb{R}^p$ to $F$) and
+    $\|D^2 h(w_0)\|$ by matrix-free power iteration (JVPs, VJPs and second-order JVPs); see
+    [`gradflow.ScaleCriterion`][]."""
+    crit = scale_criterion(problem, key=key, num_iters=num_iters, tol=tol, num_starts=num_starts)
     return crit.jacobian_norm, crit.hessian_norm
 
 
 def scale_criterion(
-    problem: Problem, *, key: Array | None = None, num_iters: int = 500, tol: float = 1e-10
+    problem: Problem,
+    *,
+    key: Array | None = None,
+    num_iters: int = 500,
+    tol: float = 1e-10,
+    num_starts: int = 8,
 ) -> ScaleCriterion:
     r"""The scale criterion $\kappa_{\alpha h}(w_0)$ (Chizat et al., Section 2), with its parts.
 
@@ -175,12 +199,17 @@ def scale_criterion(
     - `problem`: a [`gradflow.Problem`][]; $y^*$ is `problem.loss.minimizer`.
     - `key`: PRNG key for the power-iteration starts (default `PRNGKey(0)`).
     - `num_iters`, `tol`: iteration cap and relative stopping tolerance.
+    - `num_starts`: random starts for $\|D^2 h(w_0)\|$ (the best is kept).
 
     **Returns:** a [`gradflow.ScaleCriterion`][] (`float(result)` is $\kappa$).
     """
     if key is None:
         key = jax.random.PRNGKey(0)
-    jac, hess, res, i1, i2 = _norms(problem, key, int(num_iters), float(tol))
+    if int(num_starts) < 1 or int(num_iters) < 1:
+        raise ValueError(
+            f"`num_starts` and `num_iters` must be >= 1; got {num_starts=}, {num_iters=}."
+        )
+    jac, hess, res, i1, i2 = _norms(problem, key, int(num_iters), float(tol), int(num_starts))
     alpha = float(problem.alpha)
     jac, hess, res = float(jac), float(hess), float(res)
     kappa = res * hess / (alpha * jac**2) if jac > 0 else math.inf
@@ -191,6 +220,8 @@ def scale_criterion(
         hessian_norm=hess,
         alpha=alpha,
         iterations=(int(i1), int(i2)),
+        converged=bool(int(i1) < num_iters and int(i2) < num_iters),
+        num_starts=int(num_starts),
     )
 
 
