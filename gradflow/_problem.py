@@ -106,7 +106,7 @@ class Problem(eqx.Module):
 
     @property
     def dtype(self):
-        return ravel_pytree(self.params0)[0].dtype
+        return jnp.result_type(*jax.tree_util.tree_leaves(self.params0))
 
     def h(self, params: Params) -> Outputs:
         """The model map $h(w)$ on the training inputs (centered if `center=True`)."""
