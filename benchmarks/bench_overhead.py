@@ -35,6 +35,7 @@ import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _baselines import joint_euler_fori
 
 import gradflow as gf
 
@@ -90,28 +91,7 @@ def grad_fori(problem: gf.Problem, steps: int, eta: float) -> Callable[[], Any]:
 def joint_grad_fori(problem: gf.Problem, steps: int, eta: float) -> Callable[[], Any]:
     r"""`steps` Euler steps on $(w, \bar w)$, each with one gradient of $F_\alpha$ and one of
     $\bar F_\alpha$ (a JVP and a VJP of the linear model, linearized once outside the loop)."""
-
-    @jax.jit
-    def loop(problem: gf.Problem):
-        w0, alpha, loss = problem.params0, problem.alpha, problem.loss
-        h0, jvp0 = jax.linearize(problem.h, w0)
-
-        def linear_objective(wbar):
-            delta = jax.tree_util.tree_map(jnp.subtract, wbar, w0)
-            return loss(alpha * (h0 + jvp0(delta))) / alpha**2
-
-        def step(w, g):
-            return jax.tree_util.tree_map(lambda a, b: a - eta * b, w, g)
-
-        def body(i, state):
-            del i
-            w, wbar = state
-            g = jax.grad(problem.objective)(w)
-            gbar = jax.grad(linear_objective)(wbar)
-            return step(w, g), step(wbar, gbar)
-
-        return jax.lax.fori_loop(0, steps, body, (w0, w0))
-
+    loop = joint_euler_fori(steps, eta)
     return lambda: loop(problem)
 
 
