@@ -170,15 +170,12 @@ def _solve_jit(
 
         y0 = (jnp.zeros_like(w0), jnp.zeros_like(w0))
 
-        def to_params(y):
-            u, e = y
-            return w0 + (u + e / alpha) / alpha, w0 + u / alpha
-
         def metrics(t, y, args):
             del t, args
             u, e = y
             d = u + e / alpha
-            out = alpha * h(w0 + d / alpha)
+            w = w0 + d / alpha
+            out = alpha * h(w)
             lin = linear_out(u)
             m = {
                 "param_distance": jnp.linalg.norm(d) / alpha,
@@ -188,7 +185,7 @@ def _solve_jit(
                 "linear_loss": loss(lin),
             }
             if save_params:
-                m["params"], m["linear_params"] = to_params(y)
+                m["params"], m["linear_params"] = w, w0 + u / alpha
             return m
     else:
 
