@@ -1,56 +1,16 @@
 """The `gradflow` command line."""
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 1,10,100; got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {value}")
-    return value
-
-
-def _enable_compilation_cache(disabled: bool) -> str | None:
-    """JAX's persistent compilation cache, so a second run skips XLA compilation."""
-    if disabled or os.environ.get("GRADFLOW_NO_CACHE"):
-        return None
-    import jax
-
-    path = os.environ.get("GRADFLOW_CACHE_DIR") or str(Path.home() / ".cache" / "gradflow" / "jax")
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return path
+from gradflow._cli_util import (
+    enable_compilation_cache,
+    floats,
+    positive_float,
+    positive_int,
+)
 
 
 def _add_sweep_parser(sub) -> None:
@@ -69,14 +29,14 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("gradflow-out"), help="output folder")
     p.add_argument(
         "--alphas",
-        type=_floats,
+        type=floats,
         default=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4],
         help="comma-separated scales",
     )
     p.add_argument("--fit-min", type=float, default=10.0, help="fit only alphas >= this")
-    p.add_argument("--samples", type=_positive_int, default=50, help="training points n")
-    p.add_argument("--dim", type=_positive_int, default=5, help="input dimension d")
-    p.add_argument("--width", type=_positive_int, default=200, help="hidden width m")
+    p.add_argument("--samples", type=positive_int, default=50, help="training points n")
+    p.add_argument("--dim", type=positive_int, default=5, help="input dimension d")
+    p.add_argument("--width", type=positive_int, default=200, help="hidden width m")
     p.add_argument(
         "--activation", choices=["tanh", "softplus", "relu", "quadratic"], default="tanh"
     )
@@ -88,9 +48,9 @@ def _add_sweep_parser(sub) -> None:
         help="how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite neurons "
         "(doubled), or not at all (plain: the lazy bounds then fail)",
     )
-    p.add_argument("--t1", type=_positive_float, default=10.0, help="time horizon T")
-    p.add_argument("--rtol", type=_positive_float, default=1e-8)
-    p.add_argument("--atol", type=_positive_float, default=1e-10)
+    p.add_argument("--t1", type=positive_float, default=10.0, help="time horizon T")
+    p.add_argument("--rtol", type=positive_float, default=1e-8)
+    p.add_argument("--atol", type=positive_float, default=1e-10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -104,7 +64,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    cache = _enable_compilation_cache(args.no_cache)
+    cache = enable_compilation_cache(args.no_cache)
     import jax
     import matplotlib
 
