@@ -57,3 +57,38 @@ def scalar_model_flows() -> ScalarModelFlows:
     w = sp.sqrt(u)
     wbar = w0 + y / (2 * w0 * alpha) * (1 - sp.exp(-4 * w0**2 * t))
     return ScalarModelFlows(w=w, wbar=wbar, rhs=rhs, linear_rhs=linear_rhs)
+
+
+eps = sp.Symbol("epsilon", positive=True)
+
+
+@dataclass(frozen=True)
+class GapSeries:
+    r"""The series in $\varepsilon = 1/\alpha$ of the scaled gap of the scalar model,
+
+    $$\alpha^2 (w - \bar w)(t) = c_0(t) + \frac{c_1(t)}{\alpha} + O(\alpha^{-2}),$$
+
+    derived from the closed forms of [`scalar_model_flows`][]. `leading` is $c_0$ (the limit,
+    which the next-to-lazy equation also gives), `correction` is $c_1$; both are expressions in
+    `t, w_0, y`.
+    """
+
+    leading: sp.Expr
+    correction: sp.Expr
+
+    def numeric(self, order: int = 1):
+        """`f(t, w0, y, alpha)`: $c_0 + c_1/\\alpha$ (`order=1`) or $c_0$ (`order=0`), as a
+        numpy function (`sympy.lambdify`); `t` may be an array."""
+        expr = self.leading + (self.correction / alpha if order >= 1 else 0)
+        return sp.lambdify((t, w0, y, alpha), expr, "numpy")
+
+
+@lru_cache(maxsize=1)
+def gap_series() -> GapSeries:
+    """Expand $\\alpha^2 (w - \\bar w)$ of the scalar model to first order in $1/\\alpha$."""
+    flows = scalar_model_flows()
+    scaled = (flows.w - flows.wbar).subs(alpha, 1 / eps) / eps**2
+    series = sp.series(scaled, eps, 0, 2).removeO()
+    return GapSeries(
+        leading=sp.simplify(series.coeff(eps, 0)), correction=sp.simplify(series.coeff(eps, 1))
+    )

@@ -1,0 +1,374 @@
+"""The report every theorem check returns, and the comparisons it is made of."""
+
+import math
+from typing import Any
+
+import equinox as eqx
+import numpy as np
+
+from .._diagnostics import fit_rate
+from .._losses import empirical_norm
+from .._problem import Problem
+
+
+class Hypothesis(eqx.Module):
+    """One assumption of a theorem, as verified on a problem (`detail` gives the numbers)."""
+
+    statement: str
+    holds: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statement": self.statement, "holds": self.holds, "detail": self.detail}
+
+
+class ExponentCheck(eqx.Module):
+    r"""A power law $y \approx C x^s$ fitted to measurements and compared with the theorem.
+
+    `kind="equal"`: passes when $|s - \text{predicted}| \le$ `tolerance`. `kind="at_least"`
+    (negative controls: "does not shrink"): passes when $s \ge$ `predicted`; `kind="at_most"`
+    (upper-bound laws): when $s \le$ `predicted`. `xs`, `ys` are the
+    points (e.g. alphas and sup-distances), `ci` the 95% interval of the slope.
+    """
+
+    quantity: str
+    variable: str
+    predicted: float
+    measured: float
+    ci: tuple[float, float]
+    intercept: float
+    tolerance: float
+    xs: np.ndarray
+    ys: np.ndarray
+    kind: str
+    applicable: bool
+    passed: bool
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantity": self.quantity,
+            "variable": self.variable,
+            "predicted": self.predicted,
+            "measured": self.measured,
+            "ci": list(self.ci),
+            "tolerance": self.tolerance,
+            "kind": self.kind,
+            "applicable": self.applicable,
+            "passed": self.passed,
+            "xs": self.xs,
+            "ys": self.ys,
+            "note": self.note,
+        }
+
+
+class ConstantCheck(eqx.Module):
+    """A predicted constant against its measurement: `rel_error = |measured - predicted| /
+    |predicted|` (absolute when `predicted` is 0), passing when it is at most `tolerance`."""
+
+    quantity: str
+    predicted: float
+    measured: float
+    rel_error: float
+    tolerance: float
+    applicable: bool
+    passed: bool
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "quantity",
+                "predicted",
+                "measured",
+                "rel_error",
+                "tolerance",
+                "applicable",
+                "passed",
+                "note",
+            )
+        }
+
+
+class BoundCheck(eqx.Module):
+    r"""An upper bound against the observed quantity at every saved time.
+
+    - `margin`: $\min_{t > 0} (\text{bound} - \text{observed}) / \text{bound}$: the relative room
+      left at the tightest time (negative when the bound is violated).
+    - `ratio`: $\min_{t > 0}$ bound / observed.
+    - `solver_error`: the relative change of the observed curve when re-solved with tolerances
+      1000 times tighter: the solver's own error level. A pass needs every
+      observed <= bound and `margin > solver_error`.
+    """
+
+    quantity: str
+    alpha: float
+    ts: np.ndarray
+    observed: np.ndarray
+    bound: np.ndarray
+    margin: float
+    ratio: float
+    tightest_time: float
+    solver_error: float
+    applicable: bool
+    passed: bool
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantity": self.quantity,
+            "alpha": self.alpha,
+            "margin": self.margin,
+            "ratio": self.ratio,
+            "tightest_time": self.tightest_time,
+            "solver_error": self.solver_error,
+            "applicable": self.applicable,
+            "passed": self.passed,
+            "note": self.note,
+            "ts": self.ts,
+            "observed": self.observed,
+            "bound": self.bound,
+        }
+
+
+class Curve(eqx.Module):
+    r"""A predicted curve against the measured one over time (e.g. the next-to-lazy limit
+    against $\alpha^2\|w - \bar w\|(t)$), for plots and JSON."""
+
+    quantity: str
+    alpha: float
+    ts: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantity": self.quantity,
+            "alpha": self.alpha,
+            "ts": self.ts,
+            "measured": self.measured,
+            "predicted": self.predicted,
+        }
+
+
+class CheckReport(eqx.Module):
+    """The result of one theorem check on one problem.
+
+    - `hypotheses`: each assumption with `holds` and the numbers behind it.
+    - `exponents`, `constants`, `bounds`: the comparisons ([`ExponentCheck`][],
+      [`ConstantCheck`][], [`BoundCheck`][]).
+    - `estimates`: `(name, value, how)` triples: the constants the bounds used and how they were
+      estimated (several are lower-bound estimates, see [`gradflow.lipschitz_dh`][]).
+    - `curves`: predicted against measured curves over time ([`Curve`][]), where the theorem
+      predicts a whole curve.
+    - `verdict`: `"pass"`, `"FAIL"`, `"hypotheses fail: no decay, as predicted"` (a negative
+      control that behaves as the theory says), or `"hypotheses fail"`.
+    """
+
+    theorem: str
+    problem: str
+    description: str
+    hypotheses: tuple[Hypothesis, ...]
+    exponents: tuple[ExponentCheck, ...]
+    constants: tuple[ConstantCheck, ...]
+    bounds: tuple[BoundCheck, ...]
+    estimates: tuple[tuple[str, float, str], ...]
+    seconds: float
+    settings: tuple[tuple[str, Any], ...]
+    curves: tuple[Curve, ...] = ()
+
+    @property
+    def hypotheses_hold(self) -> bool:
+        return all(h.holds for h in self.hypotheses)
+
+    @property
+    def passed(self) -> bool:
+        """All applicable comparisons pass (for a negative control: the predicted failure is
+        observed)."""
+        items = [*self.exponents, *self.constants, *self.bounds]
+        relevant = [c for c in items if c.applicable]
+        return bool(relevant) and all(c.passed for c in relevant)
+
+    @property
+    def verdict(self) -> str:
+        if self.hypotheses_hold:
+            return "pass" if self.passed else "FAIL"
+        if self.passed:
+            return "hypotheses fail: no decay, as predicted"
+        return "hypotheses fail"
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """Table rows `(quantity, prediction, measurement, margin, ok)`."""
+        out = []
+        for e in self.exponents:
+            pred = {
+                "equal": f"slope {e.predicted:+.3f} +- {e.tolerance:g}",
+                "at_least": f"slope >= {e.predicted:+.2f}",
+                "at_most": f"slope <= {e.predicted:+.2f}",
+            }[e.kind]
+            meas = f"{e.measured:+.4f} [{e.ci[0]:+.3f}, {e.ci[1]:+.3f}]"
+            margin = {
+                "equal": f"|diff| {abs(e.measured - e.predicted):.4f}",
+                "at_least": f"{e.measured - e.predicted:+.3f}",
+                "at_most": f"{e.predicted - e.measured:+.3f}",
+            }[e.kind]
+            out.append((f"{e.quantity} vs {e.variable}", pred, meas, margin, _ok(e)))
+        for c in self.constants:
+            out.append(
+                (
+                    c.quantity,
+                    f"{c.predicted:.6g}",
+                    f"{c.measured:.6g}",
+                    f"rel err {c.rel_error:.2e} (tol {c.tolerance:g})",
+                    _ok(c),
+                )
+            )
+        for b in self.bounds:
+            out.append(
+                (
+                    f"{b.quantity} <= bound, alpha={b.alpha:g}",
+                    "observed <= bound",
+                    f"min bound/obs {b.ratio:.3g} at t={b.tightest_time:.3g}",
+                    f"{b.margin:.3g} vs solver {b.solver_error:.1e}",
+                    _ok(b),
+                )
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "theorem": self.theorem,
+            "problem": self.problem,
+            "description": self.description,
+            "verdict": self.verdict,
+            "hypotheses_hold": self.hypotheses_hold,
+            "passed": self.passed,
+            "hypotheses": [h.to_dict() for h in self.hypotheses],
+            "exponents": [e.to_dict() for e in self.exponents],
+            "constants": [c.to_dict() for c in self.constants],
+            "bounds": [b.to_dict() for b in self.bounds],
+            "estimates": [{"name": n, "value": v, "how": how} for n, v, how in self.estimates],
+            "seconds": self.seconds,
+            "settings": dict(self.settings),
+            "curves": [c.to_dict() for c in self.curves],
+        }
+
+
+def _ok(c) -> str:
+    if not c.applicable:
+        return "n/a"
+    return "ok" if c.passed else "FAIL"
+
+
+def exponent_check(
+    quantity: str,
+    xs,
+    ys,
+    predicted: float,
+    *,
+    tolerance: float = 0.05,
+    variable: str = "alpha",
+    kind: str = "equal",
+    applicable: bool = True,
+    note: str = "",
+) -> ExponentCheck:
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    ok = np.isfinite(ys) & (ys > 0)
+    if ok.sum() >= 2:
+        fit = fit_rate(xs[ok], ys[ok])
+        slope, ci, intercept = fit.slope, fit.ci, fit.intercept
+    else:
+        slope, ci, intercept = math.nan, (math.nan, math.nan), math.nan
+    if kind == "equal":
+        passed = bool(abs(slope - predicted) <= tolerance)
+    elif kind == "at_least":
+        passed = bool(slope >= predicted)
+    elif kind == "at_most":
+        passed = bool(slope <= predicted)
+    else:
+        raise ValueError(f"`kind` must be 'equal', 'at_least' or 'at_most'; got {kind!r}.")
+    return ExponentCheck(
+        quantity,
+        variable,
+        float(predicted),
+        float(slope),
+        (float(ci[0]), float(ci[1])),
+        float(intercept),
+        float(tolerance),
+        xs,
+        ys,
+        kind,
+        applicable,
+        passed,
+        note,
+    )
+
+
+def constant_check(
+    quantity: str,
+    predicted: float,
+    measured: float,
+    tolerance: float,
+    *,
+    applicable: bool = True,
+    note: str = "",
+) -> ConstantCheck:
+    predicted, measured = float(predicted), float(measured)
+    err = abs(measured - predicted) / (abs(predicted) if predicted != 0 else 1.0)
+    return ConstantCheck(
+        quantity,
+        predicted,
+        measured,
+        float(err),
+        float(tolerance),
+        applicable,
+        bool(err <= tolerance),
+        note,
+    )
+
+
+def bound_check(
+    quantity: str,
+    alpha: float,
+    ts,
+    observed,
+    bound,
+    observed_ref,
+    *,
+    applicable: bool = True,
+    note: str = "",
+) -> BoundCheck:
+    ts, obs, bnd = (np.asarray(v, float) for v in (ts, observed, bound))
+    ref = np.asarray(observed_ref, float)
+    scale = np.nanmax(np.abs(ref))
+    solver_error = float(np.nanmax(np.abs(obs - ref)) / scale) if scale > 0 else 0.0
+    use = (ts > 0) & (bnd > 0)
+    rel = (bnd[use] - obs[use]) / bnd[use]
+    i = int(np.argmin(rel))
+    ratio = bnd[use] / np.where(obs[use] > 0, obs[use], np.finfo(float).tiny)
+    margin = float(rel[i])
+    passed = bool(np.all(obs[use] <= bnd[use]) and margin > solver_error)
+    return BoundCheck(
+        quantity,
+        float(alpha),
+        ts,
+        obs,
+        bnd,
+        margin,
+        float(np.min(ratio)),
+        float(ts[use][i]),
+        solver_error,
+        applicable,
+        passed,
+        note,
+    )
+
+
+def h0_hypothesis(problem: Problem, *, tol: float = 1e-10) -> tuple[Hypothesis, float]:
+    """`h(w0) = 0` up to rounding: $\\|h(w_0)\\|_F \\le$ `tol` $(1 + \\|y^*\\|_F)$."""
+    h0 = float(empirical_norm(problem.h(problem.params0)))
+    ys = float(empirical_norm(problem.loss.minimizer))
+    holds = h0 <= tol * (1.0 + ys)
+    how = "centered" if problem.center else "as initialized"
+    return Hypothesis("h(w0) = 0", holds, f"||h(w0)||_F = {h0:.3e} ({how})"), h0

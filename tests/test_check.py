@@ -1,0 +1,172 @@
+"""Theorem checks and the estimators behind them, against independent references: materialized
+Jacobians and Hessians, closed forms, and the theorems' own statements."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import gradflow as gf
+from gradflow._io import write_json
+
+NET = dict(samples=4, dim=8, width=32)
+
+
+def _jacobian(problem):
+    w0, unravel = ravel_pytree(problem.params0)
+    return np.asarray(jax.jacobian(lambda w: problem.h(unravel(w)).reshape(-1))(w0))
+
+
+def test_tangent_and_parameter_spectra_match_materialized_matrices():
+    problem = gf.check.two_layer(samples=6, dim=3, width=4).problem
+    jac = _jacobian(problem)  # (N, p), reference only
+    n = problem.loss.targets.shape[0]
+    ref = np.linalg.eigvalsh(jac @ jac.T / n)
+    spec = gf.tangent_spectrum(problem)
+    assert spec.exact
+    np.testing.assert_allclose(spec.eigenvalues, ref, rtol=1e-9, atol=1e-14 * ref[-1])
+    pspec = gf.parameter_spectrum(problem)
+    assert pspec.rank == 6 and pspec.exact
+    assert pspec.smallest_nonzero == pytest.approx(ref[0], rel=1e-7)
+    # Hessian of F_alpha away from w0 (centering unchanged): jax.hessian as reference.
+    pa = problem.with_alpha(3.0)
+    w0, unravel = ravel_pytree(pa.params0)
+    w1 = w0 + 0.1 * jax.random.normal(jax.random.PRNGKey(3), w0.shape)
+    hess = np.asarray(jax.hessian(lambda w: pa.objective(unravel(w)))(w1))
+    hspec = gf.parameter_spectrum(pa, unravel(w1), hessian=True)
+    np.testing.assert_allclose(
+        hspec.eigenvalues, np.linalg.eigvalsh(hess), rtol=1e-8, atol=1e-10 * np.abs(hess).max()
+    )
+
+
+def test_lipschitz_estimate_is_constant_for_a_quadratic_model():
+    # Matrix factorization is quadratic: D^2 h is the same everywhere, so every sampled point
+    # gives the same norm, and it equals the norm at w0 from scale_criterion.
+    problem = gf.check.matrix_factorization().problem
+    est = gf.lipschitz_dh(problem, 0.5, num_points=2)
+    np.testing.assert_allclose(est.values, est.values[0], rtol=1e-6)
+    assert est.value == pytest.approx(gf.scale_criterion(problem).hessian_norm, rel=1e-6)
+    with pytest.raises(ValueError, match="radius"):
+        gf.lipschitz_dh(problem, -1.0)
+
+
+def test_next_to_lazy_matches_a_neural_net_within_one_percent():
+    report = gf.check.check_next_to_lazy(gf.check.two_layer(**NET))
+    assert report.verdict == "pass"
+    assert len(report.constants) == 3
+    for c in report.constants:
+        assert c.rel_error < 1e-2
+        assert c.rel_error < 1e-4  # measured: ~1e-6 at alpha = 1e3
+    for e in report.exponents:
+        assert abs(e.measured + 1.0) <= 0.05
+    assert len(report.curves) == 3
+    for c in report.curves:  # the whole curve, not only its sup
+        assert np.max(np.abs(c.measured - c.predicted)) <= 1e-2 * np.max(c.predicted)
+
+
+def test_next_to_lazy_rejects_uncentered_problem():
+    problem = gf.check.two_layer(**NET, center=False).problem
+    with pytest.raises(ValueError, match=r"center=True"):
+        gf.check.next_to_lazy(problem, np.linspace(0, 1, 3))
+
+
+def test_finite_horizon_on_matrix_factorization(tmp_path):
+    report = gf.check.check_finite_horizon(
+        gf.check.matrix_factorization(), alphas=(10.0, 100.0, 1000.0), bound_alphas=(10.0,)
+    )
+    assert report.hypotheses_hold and report.verdict == "pass"
+    for e in report.exponents:
+        assert abs(e.measured - e.predicted) <= 0.05
+    assert {b.quantity for b in report.bounds} == {"param_distance", "param_gap", "output_gap"}
+    for b in report.bounds:
+        use = b.ts > 0
+        assert np.all(b.observed[use] <= b.bound[use])
+        assert b.margin > b.solver_error
+    data = json.loads(write_json(report, tmp_path / "report.json").read_text())
+    assert data["verdict"] == "pass" and len(data["bounds"]) == 3
+
+
+def test_negative_control_distances_do_not_shrink():
+    spec = gf.check.two_layer(**NET, center=False)
+    report = gf.check.check_finite_horizon(spec, alphas=(10.0, 100.0, 1000.0))
+    assert not report.hypotheses_hold
+    assert report.hypotheses[0].statement == "h(w0) = 0" and not report.hypotheses[0].holds
+    assert report.bounds == ()
+    assert report.verdict == "hypotheses fail: no decay, as predicted"
+    controls = [e for e in report.exponents if e.kind == "at_least"]
+    assert len(controls) == 3
+    sup = {e.quantity: e for e in controls}
+    assert sup["sup_t param_distance (h(w0) != 0)"].measured > -0.1
+    assert sup["sup_t output_gap (h(w0) != 0)"].measured > 0.9  # grows like alpha
+
+
+def test_over_parameterized_on_diagonal_net():
+    report = gf.check.check_over_parameterized(
+        gf.check.diagonal_net(), alphas=(100.0, 300.0, 1000.0)
+    )
+    assert report.verdict == "pass"
+    env = [b for b in report.bounds if b.quantity.startswith("||alpha h")]
+    assert len(env) == 2
+    for b in report.bounds:
+        assert np.all(b.observed[b.ts > 0] <= b.bound[b.ts > 0]) and b.margin > b.solver_error
+
+
+@pytest.mark.slow
+def test_over_parameterized_reports_failed_c0():
+    bad = gf.check.check_over_parameterized(
+        gf.check.diagonal_net(center=False), alphas=(100.0, 300.0, 1000.0)
+    )
+    failed = [h for h in bad.hypotheses if not h.holds]
+    assert [h.statement for h in failed] == ["||h(w0)|| <= C0"]
+    assert bad.verdict == "hypotheses fail: no decay, as predicted"
+
+
+def test_scale_criterion_check_with_homogeneity():
+    spec = gf.check.two_layer(**NET, activation="relu", center=False, symmetric=True)
+    report = gf.check.check_scale_criterion(spec, alphas=(1.0, 100.0, 1e4), taus=(2.0,))
+    assert report.verdict == "pass"
+    homog = [c for c in report.constants if c.quantity.startswith("flow from tau")]
+    assert len(homog) == 1 and homog[0].measured < 1e-8
+
+
+def test_run_rejects_unknown_theorem():
+    with pytest.raises(ValueError, match="Unknown theorem"):
+        gf.check.run("lazyness")
+    with pytest.raises(ValueError, match="kind"):
+        gf.check._base.exponent_check("x", [1, 2], [1, 2], 1.0, kind="about")
+    spec = gf.check.matrix_factorization()
+    with pytest.raises(ValueError, match="`alphas` must hold"):
+        gf.check.check_finite_horizon(spec, alphas=(10.0, -1.0))
+    with pytest.raises(ValueError, match="`bound_alphas` must hold"):
+        gf.check.check_finite_horizon(spec, bound_alphas=())
+    with pytest.raises(TypeError, match="`spec` must be a gradflow.Problem"):
+        gf.check.check_over_parameterized("matfac")
+
+
+def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
+    # The command's own path (table, JSON, figures, exit code) on one real report; `run` is
+    # replaced so the test does not repeat the full checks (`gradflow check all` does).
+    from gradflow import cli
+
+    report = gf.check.check_scale_criterion(
+        gf.check.matrix_factorization(), alphas=(1.0, 10.0, 100.0)
+    )
+    calls = []
+
+    def fake_run(theorem, *, width_law, callback):
+        calls.append((theorem, width_law))
+        callback(report)
+        return [report]
+
+    monkeypatch.setattr(gf.check, "run", fake_run)
+    code = cli.main(
+        ["check", "scale_criterion", "--out", str(tmp_path), "--no-width-law", "--no-cache"]
+    )
+    assert code == 0 and calls == [("scale_criterion", False)]
+    out = capsys.readouterr().out
+    assert "kappa_{alpha h} vs alpha" in out and "pass" in out and "1/1 checks" in out
+    data = json.loads((tmp_path / "check.json").read_text())
+    assert data["all_passed"] and data["reports"][0]["verdict"] == "pass"
+    assert (tmp_path / "scale_criterion__matfac-3x2-r8.png").stat().st_size > 10_000

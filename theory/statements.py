@@ -1,0 +1,260 @@
+r"""The paper's theorems as symbolic statements: hypotheses, bounds and rates (sympy).
+
+Notation (all norms in the output space $F$ use the empirical norm; parameter norms are
+Euclidean): $R_0 = R(\alpha h(w_0))$, $L$ = Lipschitz constant of $\nabla R$, $J = \|Dh(w_0)\|$,
+$L_{Dh}$ = Lipschitz constant of $Dh$ on the ball the theorem uses, $\sigma$ = smallest singular
+value of $Dh(w_0)^\top$, $\kappa = M/m$ the condition number of $R$.
+
+Each statement is a [`Statement`][]: its expressions are derived here (the comparison
+differential inequalities are solved with `sympy.dsolve`), and `numeric(name)` turns one into a
+numpy function once (`sympy.lambdify`).
+"""
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy as sp
+
+t, T, alpha = sp.symbols("t T alpha", positive=True)
+R0, L, J, LDh = sp.symbols("R_0 L J L_Dh", positive=True)
+sigma, kappa, m, res0, ystar, h0 = sp.symbols("sigma kappa m r_0 y_star h_0", positive=True)
+H, lam, q, width = sp.symbols("H lambda q width", positive=True)
+w0 = sp.Symbol("w_0", positive=True)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One theorem: its hypotheses (in words), its symbolic expressions, and the exponents in
+    $\\alpha$ (or in the width) that it predicts for measured quantities.
+
+    - `name`, `title`: identifier and one-line statement.
+    - `hypotheses`: the assumptions, in words, in the order a check verifies them.
+    - `exprs`: `(name, sympy expression)` pairs.
+    - `exponents`: `(quantity, exponent)` pairs: the predicted power law of each quantity.
+    """
+
+    name: str
+    title: str
+    hypotheses: tuple[str, ...]
+    exprs: tuple[tuple[str, sp.Expr], ...]
+    exponents: tuple[tuple[str, float], ...] = ()
+    notes: str = ""
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def expr(self, name: str) -> sp.Expr:
+        for k, e in self.exprs:
+            if k == name:
+                return e
+        raise KeyError(
+            f"{self.name} has no expression {name!r}; it has {[k for k, _ in self.exprs]}."
+        )
+
+    def exponent(self, quantity: str) -> float:
+        return dict(self.exponents)[quantity]
+
+    def numeric(self, name: str):
+        """`f(**values)`: the expression `name` as a numpy function of its free symbols, passed by
+        their names (e.g. `alpha=10.0, t=ts`)."""
+        if name not in self._cache:
+            e = self.expr(name)
+            syms = sorted(e.free_symbols, key=lambda s: s.name)
+            fn = sp.lambdify(syms, e, "numpy")
+            names = [s.name for s in syms]
+
+            def call(**values):
+                missing = [k for k in names if k not in values]
+                if missing:
+                    raise ValueError(f"{self.name}.{name} needs values for {missing}.")
+                return fn(*[values[k] for k in names])
+
+            call.__doc__ = f"{name} = {e}"
+            self._cache[name] = call
+        return self._cache[name]
+
+
+@lru_cache(maxsize=1)
+def finite_horizon() -> Statement:
+    r"""Finite-horizon theorem ($h(w_0) = 0$, $t \le T$), with the constants of the proof.
+
+    1. Energy: $\|w(t) - w_0\| \le \int_0^t \|w'\| \le \sqrt{t (F_\alpha(w_0) - F_\alpha(w(t)))}
+       \le \sqrt{t R_0}/\alpha$.
+    2. $G = \sup_t \|\nabla R(y(t))\| \le \sqrt{2 L R_0}$.
+    3. Output gap $D = \|y - \bar y\|$: $D' \le C_1/\alpha + C_2 D$ with
+       $C_1 = 2 L_h L_{Dh} \sqrt{T R_0}\, G$, $C_2 = L J^2$, $L_h \le J + L_{Dh}\sqrt{T R_0}/\alpha$
+       (sup of $\|Dh\|$ on the ball); solved with `dsolve`.
+    4. Parameter gap $P = \|w - \bar w\|$:
+       $P' \le \frac1\alpha (L_{Dh} \frac{\sqrt{T R_0}}{\alpha} G + J L D(t))$, $P(0) = 0$;
+       solved with `dsolve` (the paper's bound $T C/\alpha^2$ bounds this integral from above).
+    """
+    G = sp.sqrt(2 * L * R0)
+    radius = sp.sqrt(T * R0) / alpha
+    Lh = J + LDh * radius
+    C1 = 2 * Lh * LDh * sp.sqrt(T * R0) * G
+    C2 = L * J**2
+    D, P = sp.Function("D"), sp.Function("P")
+    d_sol = sp.dsolve(sp.Eq(D(t).diff(t), C1 / alpha + C2 * D(t)), D(t), ics={D(0): 0}).rhs
+    p_rhs = (LDh * radius * G + J * L * d_sol) / alpha
+    p_sol = sp.dsolve(sp.Eq(P(t).diff(t), p_rhs), P(t), ics={P(0): 0}).rhs
+    return Statement(
+        name="finite_horizon",
+        title="h(w0) = 0, t <= T: ||w - w0|| = O(1/alpha), ||w - wbar|| = O(1/alpha^2), "
+        "||alpha h(w) - alpha hbar(wbar)|| = O(1/alpha)",
+        hypotheses=(
+            "h(w0) = 0 (centered model or doubled init)",
+            "grad R is L-Lipschitz (L = loss smoothness)",
+            "Dh is Lipschitz on the ball of radius sqrt(T R0)/alpha around w0",
+        ),
+        exprs=(
+            ("distance_bound", sp.sqrt(t * R0) / alpha),
+            ("radius", radius),
+            ("G", G),
+            ("C1", sp.simplify(C1)),
+            ("C2", C2),
+            ("output_gap_bound", sp.simplify(d_sol)),
+            ("param_gap_bound", sp.simplify(p_sol)),
+            (
+                "paper_param_gap_bound",
+                sp.simplify(
+                    T
+                    * (LDh * sp.sqrt(T * R0) * G + J * L * C1 / C2 * (sp.exp(C2 * T) - 1))
+                    / alpha**2
+                ),
+            ),
+        ),
+        exponents=(("param_distance", -1.0), ("param_gap", -2.0), ("output_gap", -1.0)),
+    )
+
+
+@lru_cache(maxsize=1)
+def over_parameterized() -> Statement:
+    r"""Over-parameterized theorem (uniform in time): $R$ $M$-smooth and $m$-strongly convex,
+    $\sigma = \sigma_{\min}(Dh(w_0)^\top) > 0$. If $\|h(w_0)\| \le C_0 =
+    \sigma^3/(32\kappa^{3/2} J L_{Dh})$ and $\alpha > \|y^*\|/C_0$, then for all $t$,
+    $\|\alpha h(w(t)) - y^*\| \le \sqrt\kappa\, \|\alpha h(w_0) - y^*\| e^{-m\sigma^2 t/4}$ and
+    $\sup_t \|w - w_0\| \le 8\kappa^{3/2} J \|\alpha h(w_0) - y^*\| / (\alpha\sigma^2)$, which must
+    stay in the ball of radius $\sigma/(2 L_{Dh})$ where $\Sigma(w) \succeq \sigma^2/4$.
+    With $h(w_0) = 0$: $\sup_t \|w - \bar w\| = O(\log\alpha/\alpha^2)$."""
+    C0 = sigma**3 / (32 * kappa ** sp.Rational(3, 2) * J * LDh)
+    return Statement(
+        name="over_parameterized",
+        title="sigma_min(Dh(w0)) > 0, ||h(w0)|| <= C0, alpha > ||y*||/C0: geometric envelope, "
+        "sup_t ||w - wbar|| = O(log alpha / alpha^2)",
+        hypotheses=(
+            "R strongly convex and smooth (kappa = M/m)",
+            "sigma_min(Dh(w0)^T) > 0 (Dh(w0) surjective, p >= dim F)",
+            "||h(w0)|| <= C0",
+            "alpha > ||y*|| / C0",
+        ),
+        exprs=(
+            ("C0", C0),
+            ("alpha_min", ystar / C0),
+            ("envelope", sp.sqrt(kappa) * res0 * sp.exp(-m * sigma**2 * t / 4)),
+            ("displacement_bound", 8 * kappa ** sp.Rational(3, 2) * J * res0 / (alpha * sigma**2)),
+            ("ball_radius", sigma / (2 * LDh)),
+            ("uniform_gap_rate", sp.log(alpha) / alpha**2),
+        ),
+        exponents=(("param_distance", -1.0), ("param_gap", -2.0), ("output_gap", -1.0)),
+        notes="The uniform gap bound O(log alpha/alpha^2) has local slope -2 + 1/log(alpha); "
+        "a measured slope of -2 is within it.",
+    )
+
+
+@lru_cache(maxsize=1)
+def under_parameterized() -> Statement:
+    r"""Under-parameterized theorem: $\operatorname{rank} Dh$ constant near $w_0$, $h(w_0) = 0$,
+    $R$ strongly convex: for large $\alpha$ the flow converges geometrically to a local minimizer
+    $w_\infty$ of $F_\alpha$ at the rate $\lambda_{\min}^+(\nabla^2 F_\alpha(w_\infty))$, which
+    tends to $\lambda_{\min}^+(Dh(w_0)^\top Dh(w_0))$: independent of $\alpha$ asymptotically.
+
+    Derived on the constant-rank example $h(w) = (w^2 - w_0^2)\,a$, $a \in \mathbb{R}^N$ (p = 1,
+    rank 1), $R(f) = \frac{1}{2n}\|f - y\|^2$: $w_\infty^2 = w_0^2 + \langle a, y\rangle /
+    (\alpha \|a\|^2)$ and $F_\alpha''(w_\infty) = 4 w_\infty^2 \|a\|^2/n$, so the rate is
+    $4\|a\|^2 w_0^2/n + O(1/\alpha)$: its distance to the limit has exponent $-1$ in $\alpha$."""
+    W = sp.Symbol("W", positive=True)
+    a2, ay, n = sp.symbols("a2 ay n", positive=True)
+    s = W**2 - w0**2
+    # F_alpha(W) = (1/(2 n)) ||s a - y/alpha||^2 expanded with a2 = ||a||^2, ay = <a, y>.
+    F = (s**2 * a2 - 2 * s * ay / alpha) / (2 * n)
+    w_inf_sq = sp.solve(sp.diff(F, W) / W, W**2)
+    w_inf_sq = w_inf_sq[0] if w_inf_sq else sp.solve(sp.Eq(sp.diff(F, W), 0), W)[0] ** 2
+    rate = sp.simplify(sp.diff(F, W, 2).subs(W, sp.sqrt(w_inf_sq)))
+    rate_inf = sp.limit(rate, alpha, sp.oo)
+    return Statement(
+        name="under_parameterized",
+        title="rank Dh constant, h(w0) = 0: geometric convergence at a rate -> "
+        "lambda_min^+(Dh(w0)^T Dh(w0)) as alpha -> infinity",
+        hypotheses=(
+            "h(w0) = 0",
+            "R strongly convex",
+            "rank Dh(w) constant near w0 (checked at w0 and at the limit w_inf)",
+        ),
+        exprs=(
+            ("example_w_inf_sq", sp.simplify(w_inf_sq)),
+            ("example_rate", rate),
+            ("example_rate_limit", rate_inf),
+            ("example_rate_deviation", sp.simplify(rate - rate_inf)),
+        ),
+        exponents=(("rate_deviation", -1.0),),
+        notes="In the example a2 = ||a||^2, ay = <a, y>, n = number of samples.",
+    )
+
+
+@lru_cache(maxsize=1)
+def homogeneity_time_change() -> tuple[sp.Expr, sp.Expr]:
+    r"""For $q$-positively-homogeneous $h$, $h(\tau w) = \tau^q h(w)$: the flow $x$ of $R(h)$
+    from $\tau w_0$ is $x(t) = \tau v(s(t))$ with $v$ the flow of $F_\alpha$ from $w_0$. Matching
+    $\tau v'(s)\dot s = -\tau^{q-1} Dh(v)^\top \nabla R(\tau^q h(v))$ with
+    $v' = -\alpha^{-1} Dh(v)^\top \nabla R(\alpha h(v))$ gives $\alpha = \tau^q$ and
+    $\dot s = \tau^{2q-2}$. Returns $(\alpha, s(t))$ as expressions in `lambda` ($\tau$), `q`, `t`.
+    """
+    sdot = sp.Symbol("sdot", positive=True)
+    a = lam**q
+    # tau * sdot * (-(1/a) Dh^T g) = -(tau^(q-1)) Dh^T g  =>  tau * sdot / a = tau^(q-1)
+    sol = sp.solve(sp.Eq(lam * sdot / a, lam ** (q - 1)), sdot)[0]
+    return a, sp.simplify(sol * t)
+
+
+@lru_cache(maxsize=1)
+def scale_criterion() -> Statement:
+    r"""The scale criterion $\kappa_{\alpha h}(w_0) = \frac1\alpha \|\alpha h(w_0) - y^*\|
+    \frac{H}{J^2}$ ($H = \|D^2h(w_0)\|$): $\|y^*\| H/(J^2\alpha)$ when $h(w_0) = 0$ (exponent
+    $-1$) and the limit $\|h(w_0)\| H/J^2 > 0$ otherwise. Two-layer nets
+    $h_m = \alpha(m)\sum_i \phi(\theta_i)$: $E\kappa \lesssim m^{-1/2} + (m\alpha(m))^{-1}$,
+    exponent $-1/2$ for $\alpha(m) = m^{-1/2}$ and $0$ for $\alpha(m) = 1/m$."""
+    hvec = sp.Symbol("h_0", positive=True)
+    kap = res0 * H / (alpha * J**2)
+    centered = kap.subs(res0, ystar)
+    # ||alpha h0 - y*|| ~ alpha ||h0|| for large alpha (h0 != 0)
+    uncentered_limit = sp.limit((alpha * hvec + ystar) * H / (alpha * J**2), alpha, sp.oo)
+    mm = width
+    width_law_sqrt = mm ** sp.Rational(-1, 2) + 1 / (mm * mm ** sp.Rational(-1, 2))
+    width_law_mf = mm ** sp.Rational(-1, 2) + 1 / (mm / mm)
+    return Statement(
+        name="scale_criterion",
+        title="kappa_{alpha h} = O(1/alpha) iff h(w0) = 0; q-homogeneous: tau ~ alpha = tau^q; "
+        "two-layer E kappa <~ m^-1/2 + (m alpha(m))^-1",
+        hypotheses=("h(w0) = 0 for the O(1/alpha) law",),
+        exprs=(
+            ("kappa", kap),
+            ("kappa_centered", centered),
+            ("kappa_uncentered_limit", uncentered_limit),
+            ("width_law_sqrt", width_law_sqrt),
+            ("width_law_mean_field", width_law_mf),
+            ("width_exponent_sqrt", sp.limit(sp.log(width_law_sqrt) / sp.log(mm), mm, sp.oo)),
+            ("width_exponent_mean_field", sp.limit(sp.log(width_law_mf) / sp.log(mm), mm, sp.oo)),
+        ),
+        exponents=(
+            ("kappa_centered", -1.0),
+            ("kappa_uncentered", 0.0),
+            ("width_sqrt", -0.5),
+            ("width_mean_field", 0.0),
+        ),
+    )
+
+
+STATEMENTS = {
+    "finite_horizon": finite_horizon,
+    "over_parameterized": over_parameterized,
+    "under_parameterized": under_parameterized,
+    "scale_criterion": scale_criterion,
+}
