@@ -1,0 +1,92 @@
+"""`solver="auto"`: kink detection, the choice it makes, and its accuracy on a ReLU flow."""
+
+import diffrax as dfx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import two_layer_problem
+
+import gradflow as gf
+
+KINKS = [("relu", True), ("tanh", False), ("softplus", False), ("quadratic", False)]
+
+
+@pytest.mark.parametrize("activation, kinks", KINKS)
+def test_has_kinks_by_activation(getkey, activation, kinks):
+    problem = two_layer_problem(getkey(), n=6, d=3, m=4, activation=activation)
+    assert gf.has_kinks(problem) is kinks
+
+
+def test_has_kinks_sees_primitives_inside_functions(getkey):
+    x = jax.random.normal(getkey(), (5, 2))
+
+    def clipped(params, inputs):  # jnp.clip lowers to clamp/max/min inside a nested jit
+        return jax.jit(lambda z: jnp.clip(z, -1.0, 1.0))(inputs @ params["w"])
+
+    def smooth(params, inputs):
+        return jnp.sin(inputs @ params["w"]) ** 2
+
+    params = {"w": jnp.ones((2, 1))}
+    y = jnp.zeros((5, 1))
+    assert gf.has_kinks(gf.Problem(clipped, params, x, gf.SquareLoss(y)))
+    assert not gf.has_kinks(gf.Problem(smooth, params, x, gf.SquareLoss(y)))
+    model = gf.models.ScalarSquare()
+    scalar = gf.Problem(model, model.init(0.8), jnp.zeros((1, 1)), gf.SquareLoss(jnp.ones(1)))
+    assert not gf.has_kinks(scalar)
+    with pytest.raises(TypeError, match="`problem` must be a gradflow.Problem"):
+        gf.has_kinks(model)
+
+
+def test_choice_follows_smoothness_and_tolerance(getkey):
+    relu = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
+    tanh = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
+    assert isinstance(gf.choose_solver(relu, 1e-2), dfx.Heun)
+    assert isinstance(gf.choose_solver(relu, 5e-3), dfx.Heun)
+    assert isinstance(gf.choose_solver(relu, 3e-3), dfx.Bosh3)
+    assert isinstance(gf.choose_solver(relu, 1e-3), dfx.Bosh3)
+    assert isinstance(gf.choose_solver(tanh, 1e-2), dfx.Tsit5)
+    assert isinstance(gf.choose_solver(tanh, 1e-12), dfx.Tsit5)
+    sol = gf.solve(tanh, t1=1.0, ts=[1.0])
+    info = dict(sol.info)
+    assert info["solver"] == "Tsit5" and info["solver_choice"] == "auto"
+    assert dict(gf.solve(tanh, t1=1.0, ts=[1.0], solver=dfx.Tsit5()).info)["solver_choice"] == (
+        "given"
+    )
+    with pytest.raises(TypeError, match="`solver` must be a diffrax solver"):
+        gf.solve(tanh, t1=1.0, solver="heun")
+
+
+def test_auto_on_relu_flow_against_tight_reference(getkey):
+    # Ground truth: Tsit5 at rtol 1e-9 (another method, 1e3-1e7 times tighter; Dopri8 stalls
+    # on the kinks).
+    traces = []
+    model = gf.models.TwoLayer(20, "relu")
+    x = gf.data.uniform_sphere(getkey(), 30, 3)
+    y = gf.data.teacher_targets(getkey(), x, activation="relu")
+
+    def apply(params, inputs):
+        traces.append(1)
+        return model(params, inputs)
+
+    problem = gf.Problem(apply, model.init(getkey(), 3, symmetric=True), x, gf.SquareLoss(y))
+    ts = np.linspace(0.0, 2.0, 5)
+    ref = gf.solve(
+        problem, ts=ts, solver=dfx.Tsit5(), rtol=1e-9, atol=1e-11, linearized=False, max_steps=10**6
+    )
+    assert ref.succeeded
+    # Bounds: 4-10x the errors measured (Heun at 1e-2: 1.1e-3 relative on the loss, 2.9e-3 on
+    # the distance; Bosh3 at 1e-6: 1.0e-6 and 4.1e-6).
+    for rtol, solver, bound in ((1e-2, "Heun", 5e-3), (1e-6, "Bosh3", 1e-5)):
+        sol = gf.solve(problem, ts=ts, rtol=rtol, atol=rtol / 100, linearized=False)
+        assert sol.succeeded and dict(sol.info)["solver"] == solver
+        np.testing.assert_allclose(sol.loss, ref.loss, rtol=0, atol=bound * float(ref.loss[0]))
+        np.testing.assert_allclose(
+            sol.param_distance[1:], ref.param_distance[1:], rtol=bound * 3, atol=0
+        )
+        # Heun is not first-same-as-last: 2 evaluations per step, none extra at the start.
+        if solver == "Heun":
+            assert int(sol.stats["num_vector_field_evals"]) == 2 * int(sol.stats["num_steps"])
+    count = len(traces)
+    gf.solve(problem.with_alpha(2.0), ts=ts, rtol=1e-2, atol=1e-4, linearized=False)
+    assert len(traces) == count  # the choice is cached: no retrace, no recompilation

@@ -1,0 +1,183 @@
+"""Batched sweeps: one compiled program per shape, vmapped and sharded, checkpointed per point."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gradflow as gf
+
+TS = [0.0, 1.0, 2.0]
+N, D, M = 8, 3, 10
+_MODEL = gf.models.TwoLayer(M, "tanh")
+_X = np.asarray(gf.data.uniform_sphere(jax.random.PRNGKey(0), N, D))
+_Y = np.asarray(gf.data.teacher_targets(jax.random.PRNGKey(1), _X))
+TRACES: list[int] = []
+
+
+def _apply(params, x):
+    TRACES.append(1)
+    return _MODEL(params, x)
+
+
+def build(tau, seed, alpha=1.0):
+    params = _MODEL.init(jax.random.PRNGKey(seed), D, symmetric=True, scale=tau)
+    return gf.Problem(_apply, params, _X, gf.SquareLoss(_Y), alpha=alpha)
+
+
+POINTS = [{"tau": t, "seed": s} for t in (0.5, 1.0, 2.0) for s in (0, 1)]
+# One configuration for most sweeps of this module, so they share one compiled program (and the
+# references another): compilation dominates these tests.
+OPTS = {"t1": 2.0, "ts": TS, "batch_size": 4, "linearized": False}
+
+
+def reference(point):
+    return gf.solve(build(**point), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14, linearized=False)
+
+
+def test_batched_sweep_matches_separate_solves_and_compiles_once(tmp_path):
+    before = len(TRACES)
+    # 6 points, batches of 4: the second batch is padded and must reuse the program.
+    sw = gf.sweep(build, POINTS, store=tmp_path / "s", **OPTS)
+    traced = len(TRACES) - before
+    assert sw.compiled_groups == 1 and all(e is None for e in (r["error"] for r in sw.records))
+    # Ground truth: each point solved on its own at a much tighter tolerance. Batched adaptive
+    # solves take the union of steps, so they agree to the tolerance (rtol 1e-8), not bitwise.
+    for rec, point in zip(sw.records, POINTS):
+        ref = reference(point)
+        np.testing.assert_allclose(rec["final"]["loss"], float(ref.loss[-1]), rtol=1e-7)
+        np.testing.assert_allclose(
+            rec["sup"]["param_distance"], float(np.max(ref.param_distance)), rtol=1e-6
+        )
+        assert rec["point"] == point and not rec["resumed"]
+    # One trace of the model per compiled program (jvp/vjp/linearize inside it), none later:
+    # a second identical sweep without a store traces nothing.
+    before = len(TRACES)
+    gf.sweep(build, POINTS, **OPTS)
+    assert len(TRACES) == before, "the batched program was retraced"
+    assert traced > 0
+    np.testing.assert_allclose(
+        sw.column("loss", "final"), [r["final"]["loss"] for r in sw.records], rtol=0
+    )
+
+
+def test_interrupted_sweep_resumes_from_store(tmp_path):
+    store = tmp_path / "store"
+    seen = []
+
+    def interrupt(records):
+        seen.extend(r["key"] for r in records)
+        raise KeyboardInterrupt  # killed after the first batch was written
+
+    with pytest.raises(KeyboardInterrupt):
+        gf.sweep(build, POINTS, store=store, callback=interrupt, **OPTS)
+    assert sorted(p.stem for p in (store / "points").glob("*.json")) == sorted(seen)
+    assert len(seen) == 4
+    stored = json.loads((store / "points" / f"{seen[0]}.json").read_text())
+    solved = []
+    sw = gf.sweep(
+        build,
+        POINTS,
+        store=store,
+        callback=lambda recs: solved.extend(r["key"] for r in recs),
+        **OPTS,
+    )
+    assert sorted(solved) == sorted(set(sw.keys) - set(seen))  # only the missing points ran
+    assert [r["resumed"] for r in sw.records] == [k in seen for k in sw.keys]
+    assert sw.records[sw.keys.index(seen[0])]["final"] == stored["final"]
+    with pytest.raises(ValueError, match="another configuration"):
+        gf.sweep(build, POINTS, store=store, **{**OPTS, "t1": 3.0})
+
+
+def test_shapes_form_separate_programs_and_bad_input():
+    def by_width(width, seed):
+        model = gf.models.TwoLayer(width, "tanh")
+        params = model.init(jax.random.PRNGKey(seed), D, symmetric=True)
+        return gf.Problem(model, params, _X, gf.SquareLoss(_Y), alpha=10.0)
+
+    pts = [{"width": w, "seed": s} for w in (4, 6) for s in (0, 1)]
+    sw = gf.sweep(by_width, pts, t1=1.0, ts=[1.0], linearized=False)
+    assert sw.compiled_groups == 2 and bool(np.all(sw.succeeded))
+    ref = gf.solve(by_width(6, 1), t1=1.0, ts=[1.0], rtol=1e-12, atol=1e-14, linearized=False)
+    np.testing.assert_allclose(sw.column("loss", "final")[3], ref.loss[0], rtol=1e-7)
+    with pytest.raises(ValueError, match="`points` holds duplicates"):
+        gf.sweep(build, [POINTS[0], POINTS[0]], t1=1.0)
+    with pytest.raises(ValueError, match="`throw` is not supported"):
+        gf.sweep(build, POINTS, t1=1.0, throw=True)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        gf.sweep(build, POINTS, t1=1.0, batch_size=0)
+
+
+def test_failed_points_are_recorded_not_stored(tmp_path):
+    sw = gf.sweep(build, POINTS[:4], max_steps=3, store=tmp_path / "f", **OPTS)
+    assert all("max_steps" in r["error"] for r in sw.records)
+    assert not list((tmp_path / "f" / "points").glob("*.json"))  # a rerun retries them
+
+
+def test_sweep_alpha_batched_path_matches_loop(tmp_path):
+    problem = build(1.0, 0)
+    alphas = [1.0, 10.0, 100.0]
+    loop = gf.sweep_alpha(problem, alphas, t1=2.0, ts=TS)
+    calls = []
+    batched = gf.sweep_alpha(
+        problem,
+        alphas,
+        t1=2.0,
+        ts=TS,
+        store=tmp_path / "a",
+        callback=lambda i, a, s, e: calls.append((i, a, e)),
+    )
+    assert calls == [(0, 1.0, None), (1, 10.0, None), (2, 100.0, None)]
+    for k in gf.PREDICTED_SLOPES:
+        np.testing.assert_allclose(batched.sup[k], loop.sup[k], rtol=1e-6)
+    resumed = gf.sweep_alpha(problem, alphas, t1=2.0, ts=TS, store=tmp_path / "a")
+    assert resumed.solutions == [None, None, None]
+    np.testing.assert_allclose(resumed.sup["param_gap"], batched.sup["param_gap"], rtol=0)
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import test_sweep as t
+    import gradflow as gf
+
+    assert len(jax.devices()) == 2, jax.devices()
+    captured = {}
+    real = gf._sweep._solve_batch
+
+    def spy(dynamic, *args):
+        captured["devices"] = len(jax.tree_util.tree_leaves(dynamic)[0].sharding.device_set)
+        out = real(dynamic, *args)
+        captured["out_devices"] = len(out.loss.sharding.device_set)
+        return out
+
+    gf._sweep._solve_batch = spy
+    sw = gf.sweep(t.build, t.POINTS, devices=jax.devices(), **t.OPTS)
+    print(json.dumps({"loss": sw.column("loss", "final").tolist(), **captured}))
+    """
+)
+
+
+def test_sweep_sharded_across_forced_host_devices():
+    # XLA_FLAGS must be set before jax is imported: run in a fresh interpreter.
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED, str(Path(__file__).parent)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["devices"] == 2 and data["out_devices"] == 2  # the batch axis is split
+    ref = [float(reference(p).loss[-1]) for p in POINTS]
+    np.testing.assert_allclose(data["loss"], ref, rtol=1e-7)
