@@ -8,7 +8,8 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import data as data, models as models, plot as plot  # noqa: E402
+from . import check as check, data as data, models as models, plot as plot  # noqa: E402
+from ._auto import choose_solver as choose_solver, has_kinks as has_kinks  # noqa: E402
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
 from ._diagnostics import (  # noqa: E402
     RateFit as RateFit,
@@ -19,6 +20,13 @@ from ._diagnostics import (  # noqa: E402
     scale_criterion as scale_criterion,
     student_t_quantile as student_t_quantile,
     tangent_kernel as tangent_kernel,
+)
+from ._estimators import (  # noqa: E402
+    LipschitzEstimate as LipschitzEstimate,
+    Spectrum as Spectrum,
+    lipschitz_dh as lipschitz_dh,
+    parameter_spectrum as parameter_spectrum,
+    tangent_spectrum as tangent_spectrum,
 )
 from ._losses import (  # noqa: E402
     AbstractLoss as AbstractLoss,
@@ -38,6 +46,8 @@ from ._solve import (  # noqa: E402
 from ._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,
     AlphaSweep as AlphaSweep,
+    Sweep as Sweep,
+    sweep as sweep,
     sweep_alpha as sweep_alpha,
 )
 from .models import symmetric_init as symmetric_init  # noqa: E402

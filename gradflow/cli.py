@@ -11,6 +11,8 @@ from gradflow._cli_util import (
     positive_float,
     positive_int,
 )
+from gradflow.check._cli import add_parser as _add_check_parser
+from gradflow.experiments._cli import add_parser as _add_reproduce_parser
 
 
 def _add_sweep_parser(sub) -> None:
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gradflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_sweep_parser(sub)
+    _add_reproduce_parser(sub)
+    _add_check_parser(sub)
     return parser
 
 

@@ -13,5 +13,8 @@ from ._activations import (
     tanh as tanh,
 )
 from ._base import AbstractModel as AbstractModel
+from .cnn import VGG as VGG
+from .diagonal import DiagonalNet as DiagonalNet
+from .tensor import TensorDecomposition as TensorDecomposition
 from .toy import LinearNet as LinearNet, ScalarSquare as ScalarSquare
 from .two_layer import TwoLayer as TwoLayer, symmetric_init as symmetric_init

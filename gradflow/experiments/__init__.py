@@ -1,0 +1,35 @@
+"""The experiments of Chizat, Oyallon & Bach (2019), one class per experiment.
+
+Each experiment is a frozen configuration whose defaults are the paper's sizes (`quick()` gives
+small ones) and runs point by point through [`gradflow.experiments.run`][], which stores every
+finished point so an interrupted run resumes. On the command line:
+`gradflow reproduce <name> [--quick] [--set option=value]`.
+"""
+
+from ._base import (
+    AbstractExperiment as AbstractExperiment,
+    ExperimentResult as ExperimentResult,
+    run as run,
+)
+from .cnn import CNNAlphaSweep as CNNAlphaSweep
+from .homogeneity import Homogeneity as Homogeneity
+from .population_sgd import PopulationSGD as PopulationSGD
+from .regimes import Regimes as Regimes
+from .tau_sweep import TauSweep as TauSweep
+from .tensor import TensorCompletion as TensorCompletion
+from .trajectories import Trajectories as Trajectories
+from .width import WidthSweep as WidthSweep
+
+EXPERIMENTS: dict[str, type[AbstractExperiment]] = {
+    cls.name: cls
+    for cls in (
+        Homogeneity,
+        Trajectories,
+        TauSweep,
+        WidthSweep,
+        PopulationSGD,
+        CNNAlphaSweep,
+        Regimes,
+        TensorCompletion,
+    )
+}

@@ -1,0 +1,301 @@
+"""The experiment runner: per-point results in a resumable store, a progress bar, JSON and
+figures."""
+
+import abc
+import dataclasses
+import time
+import traceback
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._io import environment, write_json
+from .._store import ResultStore
+
+
+@dataclasses.dataclass(frozen=True)
+class AbstractExperiment(abc.ABC):
+    """One of the paper's experiments: a frozen configuration (the dataclass fields) and how to
+    run it point by point.
+
+    An experiment is split into independent *points* (one value of $\\tau$, one width, one
+    $\\alpha$, ...), each stored as soon as it finishes, so an interrupted run resumes at the
+    first unfinished point. Subclasses define `points`, `run_point`, `summarize` and `plot`;
+    `quick()` returns the small sizes used by the tests, and the class defaults are the
+    paper's sizes.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    claim: ClassVar[str]
+
+    @classmethod
+    def quick(cls) -> "AbstractExperiment":
+        """Small sizes that run in seconds (the tests and the notebook use them)."""
+        return cls()
+
+    def validate(self) -> None:
+        """Check the configuration (and any data path) before anything is run or written;
+        raise `ValueError` naming the option and the fix."""
+
+    @abc.abstractmethod
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        """The points, as `(key, arguments of run_point)`; keys are unique file-name-safe
+        strings."""
+
+    @abc.abstractmethod
+    def run_point(self, **point: Any) -> dict[str, Any]:
+        """Run one point; returns a JSON-able record."""
+
+    @abc.abstractmethod
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Aggregate the stored records (some may be missing after failures)."""
+
+    @abc.abstractmethod
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        """Write the figure(s) into `folder`; returns their paths."""
+
+    def report(self, summary: dict[str, Any]) -> str:
+        """A plain-text table of the summary for the terminal."""
+        lines = [self.title, f"claim: {self.claim}"]
+        rows = summary.get("rows") or []
+        if rows:
+            cols = [c for c in rows[0] if not isinstance(rows[0][c], (list, dict))]
+            lines.append("  ".join(f"{c:>14}" for c in cols))
+            for r in rows:
+                lines.append("  ".join(_fmt(r.get(c)) for c in cols))
+        for k, v in summary.items():
+            if k != "rows" and not isinstance(v, (list, dict)):
+                lines.append(f"{k}: {_fmt(v).strip()}")
+        return "\n".join(lines)
+
+    def config(self) -> dict[str, Any]:
+        return {"experiment": self.name, **dataclasses.asdict(self)}
+
+    def replace(self, **changes: Any) -> "AbstractExperiment":
+        """A copy with some options changed, each converted to its field's type; unknown names
+        raise `ValueError` listing the valid ones."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        hints = typing.get_type_hints(type(self))
+        converted = {}
+        for key, value in changes.items():
+            if key not in fields:
+                raise ValueError(
+                    f"Unknown option {key!r} for experiment {self.name!r}; valid options: "
+                    f"{', '.join(sorted(fields))}."
+                )
+            converted[key] = _convert(key, value, hints[key])
+        new = dataclasses.replace(self, **converted)
+        new.validate()
+        return new
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return f"{str(v):>14}"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):>14d}"
+    return f"{float(v):>14.5g}"
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if origin in (typing.Union, types.UnionType):
+            if text.lower() in ("none", "null", ""):
+                return None
+            inner = [a for a in args if a is not type(None)]
+            return _convert(key, text, inner[0])
+        if origin is tuple:
+            inner = args[0]
+            return tuple(_convert(key, v, inner) for v in text.split(",") if v.strip())
+        if origin is typing.Literal:
+            if text not in args:
+                raise ValueError
+            return text
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if hint is float:
+            return float(text)
+        return text
+    except ValueError:
+        raise ValueError(
+            f"Option {key}={value!r} is not a valid {getattr(hint, '__name__', hint)}."
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentResult:
+    """What [`gradflow.experiments.run`][] returns.
+
+    - `summary`: the aggregated numbers (also in `<name>.json`).
+    - `records`: every stored point, by key.
+    - `errors`: `{key: message}` for the points that failed in this run.
+    - `computed`, `reused`: keys run now, and keys found finished in the store.
+    - `files`: the JSON and figure paths; `seconds`: wall time of this call.
+    """
+
+    name: str
+    summary: dict[str, Any]
+    records: dict[str, dict[str, Any]]
+    errors: dict[str, str]
+    computed: list[str]
+    reused: list[str]
+    files: list[Path]
+    seconds: float
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.errors
+
+
+def run(
+    experiment: AbstractExperiment,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    only: Sequence[str] | None = None,
+) -> ExperimentResult:
+    """Run `experiment`, resuming from the points already stored in `out`.
+
+    Each finished point is written atomically to `out/points/<key>.json` at once; a point that
+    raises is reported in `errors` (and retried by the next run) while the others are kept. The
+    folder refuses a different configuration unless `overwrite=True`. At the end the summary is
+    written to `out/<name>.json` and the figures beside it.
+
+    **Arguments:**
+
+    - `experiment`: a configured experiment (e.g. `TauSweep.quick()`).
+    - `out`: the output folder.
+    - `overwrite`: discard results stored there for another configuration.
+    - `progress`: show a tqdm progress bar.
+    - `only`: run only these point keys (the summary still uses every stored point).
+
+    **Returns:** an [`gradflow.experiments.ExperimentResult`][].
+    """
+    from tqdm.auto import tqdm
+
+    experiment.validate()
+    start = time.perf_counter()
+    out = Path(out)
+    store = ResultStore(out, experiment.config(), overwrite=overwrite)
+    points = experiment.points()
+    keys = [k for k, _ in points]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"experiment {experiment.name!r} produced duplicate point keys")
+    if only is not None:
+        unknown = sorted(set(only) - set(keys))
+        if unknown:
+            raise ValueError(f"`only` names unknown points {unknown}; valid keys: {keys}.")
+        points = [(k, p) for k, p in points if k in set(only)]
+    todo = [(k, p) for k, p in points if k not in store]
+    reused = [k for k, _ in points if k in store]
+    errors: dict[str, str] = {}
+    computed: list[str] = []
+    bar = tqdm(
+        total=len(points),
+        initial=len(reused),
+        desc=experiment.name,
+        unit="point",
+        disable=not progress,
+    )
+    try:
+        for key, point in todo:
+            bar.set_postfix_str(key)
+            t0 = time.perf_counter()
+            try:
+                record = experiment.run_point(**point)
+            except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
+                errors[key] = f"{type(exc).__name__}: {exc}"
+                tail = traceback.format_exc(limit=3)
+                bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
+            else:
+                record = {"key": key, **point, **record, "seconds": time.perf_counter() - t0}
+                store.put(key, record)
+                computed.append(key)
+            bar.update(1)
+    finally:
+        bar.close()
+    records = dict(store.items())
+    summary = experiment.summarize({k: records[k] for k in keys if k in records})
+    files = experiment.plot(summary, out)
+    seconds = time.perf_counter() - start
+    stored_seconds = float(sum(r.get("seconds", 0.0) for r in records.values()))
+    payload = {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "claim": experiment.claim,
+        "config": experiment.config(),
+        "summary": summary,
+        "missing_points": [k for k in keys if k not in records],
+        "errors": errors,
+        "wall_seconds_this_run": seconds,
+        "compute_seconds_all_points": stored_seconds,
+        "environment": environment(),
+    }
+    js = write_json(payload, out / f"{experiment.name}.json")
+    return ExperimentResult(
+        name=experiment.name,
+        summary=summary,
+        records=records,
+        errors=errors,
+        computed=computed,
+        reused=reused,
+        files=[js, *files],
+        seconds=seconds,
+    )
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation of the finite values, and how many there were."""
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return float(v.mean()), std, int(v.size)
+
+
+def log_spaced_steps(num_steps: int, num: int = 80) -> np.ndarray:
+    """Iteration counts `0, 1, ..., num_steps`, about `num` of them, log-spaced (the early
+    phase of training changes fastest)."""
+    idx = np.unique(np.geomspace(1, num_steps, num).round().astype(int))
+    return np.concatenate([[0], idx])
+
+
+def savefig(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot with the non-interactive backend when no display is set."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        import os
+
+        if not os.environ.get("DISPLAY"):
+            matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

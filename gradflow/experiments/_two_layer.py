@@ -1,0 +1,122 @@
+"""The paper's two-layer ReLU parameterization, mapped onto `gf.models.TwoLayer` and `gf.solve`.
+
+The authors' code trains $f(x) = s \\sum_{j \\le m} b_j \\max(a_j \\cdot x, 0)$ on
+$L(f) = \\frac{1}{2n} \\sum_i (f(x_i) - y_i)^2$ by gradient descent with step $\\eta / s$ on the
+gradient computed without the factor $s$, i.e. $w \\leftarrow w - (\\eta / s^2) \\nabla_w L$. With
+`TwoLayer(m, "relu", scaling="sqrt")`, whose output is $h(w) = m^{-1/2} \\sum_j b_j
+\\max(a_j \\cdot x, 0)$, the paper's $f$ is $\\alpha h$ with $\\alpha = s \\sqrt m$ and
+$F_\\alpha(w) = L(\\alpha h(w)) / \\alpha^2 = L(f) / (s^2 m)$, so the paper's update is gradient
+descent on $F_\\alpha$ with learning rate $\\eta m$.
+"""
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import models
+from .._losses import SquareLoss
+from .._problem import Problem
+from .._solve import GradientDescent, solve
+from .._typing import Array, Params
+
+
+def paper_model(width: int) -> models.TwoLayer:
+    return models.TwoLayer(width, "relu", scaling="sqrt")
+
+
+def paper_alpha(width: int, output_scale: float) -> float:
+    """$\\alpha = s \\sqrt m$: the scale at which `TwoLayer(..., "sqrt")` is the paper's net."""
+    return float(output_scale) * float(np.sqrt(width))
+
+
+def paper_learning_rate(width: int, step: float) -> float:
+    """The learning rate on $F_\\alpha$ equivalent to the paper's step $\\eta$: $\\eta m$."""
+    return float(step) * int(width)
+
+
+def paper_output(params: Params, x: Array, output_scale: float) -> Array:
+    """The paper's $f(x) = s \\sum_j b_j \\max(a_j \\cdot x, 0)$, written out (a reference)."""
+    return output_scale * (jax.nn.relu(x @ params["a"].T) @ params["b"])
+
+
+def paper_init(
+    key: Array,
+    width: int,
+    dim: int,
+    *,
+    tau: float | Array = 1.0,
+    input_init: Literal["normal", "sphere"] = "normal",
+    output_init: Literal["normal", "uniform"] = "normal",
+    doubled: bool = True,
+) -> Params:
+    """The authors' initializations: input weights $a_j \\sim N(0, I_d)$ (`"normal"`) or
+    uniform on the unit sphere (`"sphere"`); output weights $N(0, 1)$ or $U(0, 1)$; with
+    `doubled=True` (even `width`) neuron $j + m/2$ copies neuron $j$ with the opposite output
+    weight, so $f(w_0) = 0$; everything times $\\tau$."""
+    if doubled and width % 2:
+        raise ValueError(f"A doubled init needs an even width; got width={width}.")
+    half = width // 2 if doubled else width
+    ka, kb = jax.random.split(key)
+    a = jax.random.normal(ka, (half, dim))
+    if input_init == "sphere":
+        a = a / jnp.linalg.norm(a, axis=1, keepdims=True)
+    elif input_init != "normal":
+        raise ValueError(f"`input_init` must be 'normal' or 'sphere'; got {input_init!r}.")
+    if output_init == "normal":
+        b = jax.random.normal(kb, (half, 1))
+    elif output_init == "uniform":
+        b = jax.random.uniform(kb, (half, 1))
+    else:
+        raise ValueError(f"`output_init` must be 'normal' or 'uniform'; got {output_init!r}.")
+    params = {"a": a, "b": b}
+    if doubled:
+        params = models.symmetric_init(params)
+    return jax.tree_util.tree_map(lambda v: tau * v, params)
+
+
+def paper_problem(params: Params, x: Array, y: Array, output_scale: float) -> Problem:
+    width = params["a"].shape[-2]
+    return Problem(
+        paper_model(width), params, x, SquareLoss(y), alpha=paper_alpha(width, output_scale)
+    )
+
+
+def paper_gd(
+    problem: Problem,
+    *,
+    step: float,
+    num_steps: int,
+    x_test: Array,
+    y_test: Array,
+    num_saves: int = 80,
+) -> dict[str, Array]:
+    """The paper's gradient descent (step `step` in the paper's units) through `gf.solve`,
+    with the train and test losses at about `num_saves` log-spaced iterations. Runs under
+    `jax.vmap` (batched problems and test sets).
+
+    **Returns:** a dict with `iterations`, `train_loss`, `test_loss` (arrays over saves) and
+    `result` (the [`gradflow.RESULTS`][] code).
+    """
+    from ._base import log_spaced_steps
+
+    width = problem.params0["a"].shape[-2]
+    eta = paper_learning_rate(width, step)
+    iters = log_spaced_steps(int(num_steps), num_saves)
+    sol = solve(
+        problem,
+        t1=int(num_steps) * eta,
+        ts=iters * eta,
+        solver=GradientDescent(eta),
+        linearized=False,
+        save_params=True,
+    )
+    model = problem.apply
+    test_loss = jax.vmap(lambda p: SquareLoss(y_test)(problem.alpha * model(p, x_test)))(sol.params)
+    return {
+        "iterations": jnp.asarray(iters),
+        "train_loss": sol.loss,
+        "test_loss": test_loss,
+        "result": sol.result._value,
+    }

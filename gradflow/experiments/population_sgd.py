@@ -1,0 +1,189 @@
+"""SGD on the population loss against the init scale tau (fresh samples at every step)."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import data as gdata
+from .._losses import SquareLoss
+from .._problem import Problem
+from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from ._two_layer import paper_init, paper_model
+from .tau_sweep import _check_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationSGD(AbstractExperiment):
+    r"""Stochastic gradient descent on the population loss (Chizat et al., Section 4.1):
+    every step draws a fresh batch of `batch_size` inputs uniform on $S^{d-1}$ labelled by the
+    teacher, so there is no training set and no overfitting; the loss "at convergence" is the
+    population loss after `num_steps` steps (estimated on `num_eval` fresh samples).
+
+    Student: $f(x) = \frac1m \sum_j b_j \max(a_j \cdot x, 0)$ (mean-field output), doubled init
+    $a_j \sim N(0, I_d)$, $b_j \sim N(0, 1)$ times $\tau$, and `optax.sgd` with step
+    $\eta = \min(0.25/\tau^2, 25)$ on the mean-field time scale: $w \leftarrow w - (\eta/s)
+    \nabla_w L$ with $s = 1/m$, i.e. step $\eta$ on $m L$. One point = one $\tau$, trials
+    batched with `jax.vmap`.
+    """
+
+    name: ClassVar[str] = "population-sgd"
+    title: ClassVar[str] = "SGD on the population loss vs init scale tau (mean-field output 1/m)"
+    claim: ClassVar[str] = (
+        "with fresh samples at each step, small tau (non-lazy) reaches a lower population loss "
+        "than large tau (lazy)"
+    )
+
+    dim: int = 100
+    width: int = 50
+    batch_size: int = 200
+    num_steps: int = 20_000
+    log10_taus: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
+    max_step: float = 25.0
+    lazy_step: float = 0.25
+    trials: int = 5
+    num_eval: int = 10_000
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "PopulationSGD":
+        return cls(num_steps=1500, log10_taus=(-2.0, 1.0), trials=2, num_eval=2000)
+
+    def validate(self) -> None:
+        _check_positive(
+            dim=self.dim,
+            batch_size=self.batch_size,
+            num_steps=self.num_steps,
+            trials=self.trials,
+            num_eval=self.num_eval,
+            max_step=self.max_step,
+            lazy_step=self.lazy_step,
+        )
+        if self.width < 2 or self.width % 2:
+            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
+        if not self.log10_taus:
+            raise ValueError("Option `log10_taus` must list at least one value.")
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"tau={10.0**t:.6g}", {"tau": float(10.0**t)}) for t in self.log10_taus]
+
+    def run_point(self, *, tau: float) -> dict[str, Any]:
+        import optax
+
+        m, d = self.width, self.dim
+        s = 1.0 / m
+        model = paper_model(m)
+        alpha = s * np.sqrt(m)
+        step = min(self.max_step, self.lazy_step / tau**2)
+        # Mean-field time scale: w <- w - (step / s) grad_w L(f) = w - step * grad F_alpha, with
+        # F_alpha = R(alpha h) / alpha^2 = m L(f). (The step / s^2 convention of the
+        # deterministic experiments is m times larger here and diverges at step 25.)
+        opt = optax.sgd(step)
+
+        def objective(w, x, y):
+            return Problem(model, w, x, SquareLoss(y), alpha=alpha).objective(w)
+
+        def one_trial(key):
+            kt, kp, ks, ke = jax.random.split(key, 4)
+            teacher = gdata.teacher_student(kt, 1, 1, d)
+            w0 = paper_init(kp, m, d, tau=tau)
+
+            def sgd_step(carry, k):
+                w, state = carry
+                x = gdata.uniform_sphere(k, self.batch_size, d)
+                loss, g = jax.value_and_grad(objective)(w, x, teacher.teacher(x))
+                updates, state = opt.update(g, state, w)
+                return (jax.tree_util.tree_map(jnp.add, w, updates), state), loss * alpha**2
+
+            (w, _), losses = jax.lax.scan(
+                sgd_step, (w0, opt.init(w0)), jax.random.split(ks, self.num_steps)
+            )
+            x = gdata.uniform_sphere(ke, self.num_eval, d)
+            pop = SquareLoss(teacher.teacher(x))(alpha * model(w, x))
+            return pop, losses
+
+        keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
+            np.arange(self.trials)
+        )
+        pop, losses = jax.jit(jax.vmap(one_trial))(keys)
+        pop = np.asarray(pop)
+        curve = np.asarray(losses).mean(axis=0)
+        idx = np.unique(np.geomspace(1, self.num_steps, 60).astype(int)) - 1
+        return {
+            "step": step,
+            "population_loss": np.where(np.isfinite(pop), pop, np.nan),
+            "batch_loss_steps": idx + 1,
+            "batch_loss_mean": curve[idx],
+        }
+
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        rows = []
+        for r in sorted(records.values(), key=lambda r: r["tau"]):
+            mean, std, k = mean_std(r["population_loss"])
+            pop = np.asarray([np.nan if v is None else v for v in r["population_loss"]], float)
+            rows.append(
+                {
+                    "tau": r["tau"],
+                    "step": r["step"],
+                    "population_loss_mean": mean,
+                    "population_loss_std": std,
+                    # Some small-tau trials are still at a saddle after num_steps: the median
+                    # shows the typical trial.
+                    "population_loss_median": float(np.nanmedian(pop)) if k else float("nan"),
+                    "trials": k,
+                }
+            )
+        summary: dict[str, Any] = {"rows": rows}
+        if len(rows) >= 2:
+            summary["ratio_largest_over_smallest_tau"] = (
+                rows[-1]["population_loss_mean"] / rows[0]["population_loss_mean"]
+            )
+            summary["ratio_of_medians_largest_over_smallest_tau"] = (
+                rows[-1]["population_loss_median"] / rows[0]["population_loss_median"]
+            )
+        summary["_curves"] = {
+            f"{r['tau']:.3g}": [r["batch_loss_steps"], r["batch_loss_mean"]]
+            for r in records.values()
+        }
+        return summary
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        plt = pyplot()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+        rows = summary["rows"]
+        if rows:
+            tau = np.array([r["tau"] for r in rows])
+            m = np.array([r["population_loss_mean"] for r in rows], dtype=float)
+            s = np.array([r["population_loss_std"] for r in rows], dtype=float)
+            ax1.errorbar(
+                tau, m, yerr=s, fmt="o-", color="k", capsize=3, label="mean ± std over trials"
+            )
+            med = np.array([r["population_loss_median"] for r in rows], dtype=float)
+            ax1.plot(tau, med, "s--", color="tab:green", label="median over trials")
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ax1.set_xlabel(r"init scale $\tau$")
+        ax1.set_ylabel(f"population loss after {self.num_steps} SGD steps")
+        ax1.set_title(f"SGD on fresh batches of {self.batch_size}: d={self.dim}, m={self.width}")
+        ax1.grid(True, which="both", alpha=0.3)
+        ax1.legend()
+        for i, (tau, (st, lo)) in enumerate(
+            sorted(summary["_curves"].items(), key=lambda kv: float(kv[0]))
+        ):
+            lo = np.asarray(lo, float)
+            lo = np.where(np.isfinite(lo) & (lo < 1e6), lo, np.nan)  # a diverged run is cut off
+            ax2.loglog(
+                np.asarray(st, float),
+                lo,
+                color=plt.cm.viridis(i / max(1, len(summary["_curves"]) - 1)),
+                label=rf"$\tau$={tau}",
+            )
+        ax2.set_xlabel("SGD step")
+        ax2.set_ylabel("batch loss (mean over trials)")
+        ax2.set_title("Loss along training")
+        ax2.grid(True, which="both", alpha=0.3)
+        ax2.legend(fontsize=7, ncol=2)
+        return [savefig(fig, folder / f"{self.name}.png")]

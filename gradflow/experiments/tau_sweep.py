@@ -1,0 +1,190 @@
+"""Paper Fig. 1c: test loss against the initialization scale tau (lazy training hurts)."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from .. import data as gdata
+from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from ._two_layer import paper_gd, paper_init, paper_problem
+
+
+def _check_positive(**values: Any) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise ValueError(f"Option `{name}` must be a number > 0; got {name}={v!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TauSweep(AbstractExperiment):
+    r"""Test loss against the init scale $\tau$ (Chizat et al., Fig. 1c).
+
+    Teacher-student data (`dim`, `n_train` = `n_test`, a ReLU teacher of 3 neurons), a student
+    $f(x) = \sum_{j \le m} b_j \max(a_j \cdot x, 0)$ with the doubled init $a_j \sim N(0, I_d)$,
+    $b_j \sim N(0, 1)$ times $\tau$, trained by gradient descent with step
+    $\min(10, 0.1/\tau^2)$ for `num_steps` iterations. Since the net is 2-homogeneous, $\tau$
+    acts as $\alpha = \tau^2$. Reported: the test loss at the end of training and the best along
+    training (over `num_saves` log-spaced iterates), mean and std over `trials` (each trial has
+    its own teacher, data and init, shared by every $\tau$). One point = one $\tau$, all trials
+    batched with `jax.vmap`.
+    """
+
+    name: ClassVar[str] = "tau-sweep"
+    title: ClassVar[str] = "Fig. 1c: test loss vs init scale tau (two-layer ReLU, teacher-student)"
+    claim: ClassVar[str] = (
+        "test loss worsens as tau grows and plateaus in the lazy regime (large tau), both at "
+        "the end of training and at the best iterate"
+    )
+
+    dim: int = 100
+    n_train: int = 1000
+    n_test: int = 1000
+    width: int = 50
+    log10_tau_min: float = -2.2
+    log10_tau_max: float = 1.0
+    log10_tau_step: float = 0.1
+    trials: int = 10
+    num_steps: int = 10_000
+    max_step: float = 10.0
+    lazy_step: float = 0.1
+    num_saves: int = 80
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "TauSweep":
+        return cls(
+            dim=10,
+            n_train=100,
+            n_test=200,
+            width=20,
+            log10_tau_min=-2.0,
+            log10_tau_max=1.0,
+            log10_tau_step=1.0,
+            trials=2,
+            num_steps=2000,
+            num_saves=30,
+        )
+
+    def validate(self) -> None:
+        _check_positive(
+            dim=self.dim,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            trials=self.trials,
+            num_steps=self.num_steps,
+            max_step=self.max_step,
+            lazy_step=self.lazy_step,
+            log10_tau_step=self.log10_tau_step,
+            num_saves=self.num_saves,
+        )
+        if self.width < 2 or self.width % 2:
+            raise ValueError(
+                f"Option `width` must be even and >= 2 (doubled init); got {self.width}."
+            )
+        if self.log10_tau_max < self.log10_tau_min:
+            raise ValueError(
+                "Option `log10_tau_max` must be >= `log10_tau_min`; got "
+                f"{self.log10_tau_max} < {self.log10_tau_min}."
+            )
+
+    def taus(self) -> np.ndarray:
+        num = int(round((self.log10_tau_max - self.log10_tau_min) / self.log10_tau_step)) + 1
+        return 10.0 ** np.round(np.linspace(self.log10_tau_min, self.log10_tau_max, num), 6)
+
+    def step(self, tau: float) -> float:
+        """The paper's step $\\min(10, 0.1/\\tau^2)$."""
+        return float(min(self.max_step, self.lazy_step / tau**2))
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"tau={t:.6g}", {"tau": float(t)}) for t in self.taus()]
+
+    def run_point(self, *, tau: float) -> dict[str, Any]:
+        keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
+            np.arange(self.trials)
+        )
+
+        def one_trial(key):
+            kd, kp = jax.random.split(key)
+            data = gdata.teacher_student(kd, self.n_train, self.n_test, self.dim)
+            params = paper_init(kp, self.width, self.dim, tau=tau)
+            problem = paper_problem(params, data.x_train, data.y_train, 1.0)
+            return paper_gd(
+                problem,
+                step=self.step(tau),
+                num_steps=self.num_steps,
+                x_test=data.x_test,
+                y_test=data.y_test,
+                num_saves=self.num_saves,
+            )
+
+        out = eqx.filter_vmap(one_trial)(keys)
+        test = np.asarray(out["test_loss"])
+        train = np.asarray(out["train_loss"])
+        ok = np.asarray(out["result"]) == 0
+        return {
+            "step": self.step(tau),
+            "iterations": np.asarray(out["iterations"])[0],
+            "test_loss_end": np.where(ok, test[:, -1], np.nan),
+            "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
+            "train_loss_end": np.where(ok, train[:, -1], np.nan),
+            "test_loss_path_mean": np.nanmean(test, axis=0),
+            "train_loss_path_mean": np.nanmean(train, axis=0),
+            "diverged_trials": int(np.sum(~ok)),
+        }
+
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        rows = []
+        for rec in sorted(records.values(), key=lambda r: r["tau"]):
+            end = mean_std(rec["test_loss_end"])
+            best = mean_std(rec["test_loss_best"])
+            train = mean_std(rec["train_loss_end"])
+            rows.append(
+                {
+                    "tau": rec["tau"],
+                    "step": rec["step"],
+                    "test_end_mean": end[0],
+                    "test_end_std": end[1],
+                    "test_best_mean": best[0],
+                    "test_best_std": best[1],
+                    "train_end_mean": train[0],
+                    "trials": end[2],
+                    "diverged_trials": rec["diverged_trials"],
+                    "seconds": rec.get("seconds"),
+                }
+            )
+        summary: dict[str, Any] = {"rows": rows}
+        by_tau = {round(np.log10(r["tau"]), 3): r for r in rows}
+        lo, hi = by_tau.get(-2.0), by_tau.get(1.0)
+        if lo and hi:
+            summary["ratio_end_tau10_over_tau0.01"] = hi["test_end_mean"] / lo["test_end_mean"]
+            summary["ratio_best_tau10_over_tau0.01"] = hi["test_best_mean"] / lo["test_best_mean"]
+        return summary
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        plt = pyplot()
+        rows = summary["rows"]
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+        if rows:
+            tau = np.array([r["tau"] for r in rows])
+            for kind, style, label in (
+                ("end", "-", "end of training"),
+                ("best", ":", "best throughout training"),
+            ):
+                m = np.array([r[f"test_{kind}_mean"] for r in rows], dtype=float)
+                s = np.array([r[f"test_{kind}_std"] for r in rows], dtype=float)
+                ax.fill_between(tau, m - s, m + s, color="0.85")
+                ax.semilogx(tau, m, style, color="k", lw=2.5, label=f"{label} (mean ± std)")
+        ax.set_xlabel(r"init scale $\tau$ (acts as $\alpha = \tau^2$)")
+        ax.set_ylabel("test loss")
+        ax.set_title(
+            f"Test loss vs $\\tau$: d={self.dim}, n={self.n_train}, m={self.width}, "
+            f"{self.num_steps} GD steps, {self.trials} trials",
+            fontsize=10,
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        return [savefig(fig, folder / f"{self.name}.png")]

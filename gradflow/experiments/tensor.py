@@ -1,0 +1,186 @@
+"""Beyond the paper: over-parameterized tensor completion in and out of the lazy regime."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import data as gdata, models
+from .._losses import SquareLoss
+from .._problem import Problem
+from .._solve import GradientDescent, solve
+from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from .tau_sweep import _check_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCompletion(AbstractExperiment):
+    r"""Over-parameterized symmetric tensor decomposition, trained on a random half of the
+    distinct entries of a rank-`rank` target $T^* = \sum_{r} v_r^{\otimes 3}$ ($v_r$ unit)
+    and tested on the other half, against the init scale $\tau$
+    ([`gradflow.models.TensorDecomposition`][] with `width` components, doubled init times
+    $\tau$, so $h(w_0) = 0$; 3-homogeneous: $\tau$ acts as $\alpha = \tau^3$).
+
+    Gradient descent on the unscaled objective with step $\min(\eta_{\max}, c/\tau^4)$ (the
+    curvature grows like $\tau^4$) for `num_steps` steps. Both regimes fit the observed
+    entries; the lazy one (large $\tau$) barely moves its components and fills the missing
+    entries like a kernel method, the non-lazy one (small $\tau$) grows a few components along
+    the $v_r$ and completes the tensor. One point = one ($\tau$, trial).
+    """
+
+    name: ClassVar[str] = "tensor"
+    title: ClassVar[str] = "Over-parameterized tensor completion vs init scale tau"
+    claim: ClassVar[str] = (
+        "small tau (non-lazy) completes the low-rank tensor on held-out entries; large tau "
+        "(lazy) fits the observed entries but not the held-out ones"
+    )
+
+    dim: int = 8
+    rank: int = 2
+    width: int = 40
+    observed_fraction: float = 0.5
+    log10_taus: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    max_step: float = 0.05
+    lazy_step: float = 0.05
+    num_steps: int = 50_000
+    trials: int = 3
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "TensorCompletion":
+        return cls(log10_taus=(-1.0, 1.0), trials=1)
+
+    def validate(self) -> None:
+        _check_positive(
+            dim=self.dim,
+            rank=self.rank,
+            max_step=self.max_step,
+            lazy_step=self.lazy_step,
+            num_steps=self.num_steps,
+            trials=self.trials,
+        )
+        if not 0 < self.observed_fraction < 1:
+            raise ValueError(
+                f"Option `observed_fraction` must be in (0, 1); got {self.observed_fraction}."
+            )
+        if self.width < 2 or self.width % 2:
+            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (f"tau={10.0**t:.4g}_trial={k}", {"tau": float(10.0**t), "trial": k})
+            for t in self.log10_taus
+            for k in range(self.trials)
+        ]
+
+    def step(self, tau: float) -> float:
+        return float(min(self.max_step, self.lazy_step / tau**4))
+
+    def run_point(self, *, tau: float, trial: int) -> dict[str, Any]:
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
+        kv, ks, ku = jax.random.split(key, 3)
+        model = models.TensorDecomposition()
+        entries = models.TensorDecomposition.entries(self.dim)
+        perm = np.asarray(jax.random.permutation(ks, len(entries)))
+        n_obs = max(1, int(round(self.observed_fraction * len(entries))))
+        train_idx, test_idx = entries[perm[:n_obs]], entries[perm[n_obs:]]
+        target = {"u": gdata.uniform_sphere(kv, self.rank, self.dim)}
+        y, y_test = model(target, train_idx), model(target, test_idx)
+        w0 = model.init(ku, self.width, self.dim, scale=tau)
+        problem = Problem(model, w0, train_idx, SquareLoss(y))
+        eta = self.step(tau)
+        t1 = self.num_steps * eta
+        sol = solve(
+            problem,
+            t1=t1,
+            ts=[t1],
+            solver=GradientDescent(eta),
+            linearized=False,
+            save_params=True,
+        )
+        if not sol.succeeded:
+            raise FloatingPointError(f"gradient descent failed at tau={tau:g}: {sol.message}")
+        u = np.asarray(sol.params["u"][-1])
+        test = SquareLoss(y_test)
+        norms = np.linalg.norm(u, axis=1)
+        cos = np.abs(u @ np.asarray(target["u"]).T) / np.maximum(norms[:, None], 1e-300)
+        weights = norms**3 / np.sum(norms**3)
+        return {
+            "step": eta,
+            "train_loss": float(sol.loss[-1]),
+            "test_loss": float(test(model({"u": jnp.asarray(u)}, test_idx))),
+            "zero_predictor_test_loss": float(test(jnp.zeros_like(y_test))),
+            # Share of the fitted tensor's mass on components aligned with the target's.
+            "alignment": float(np.sum(weights * cos.max(axis=1))),
+            "relative_displacement": float(
+                np.linalg.norm(u - np.asarray(w0["u"])) / np.linalg.norm(np.asarray(w0["u"]))
+            ),
+        }
+
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        rows = []
+        for t in self.log10_taus:
+            tau = float(10.0**t)
+            group = [r for r in records.values() if np.isclose(r["tau"], tau)]
+            if not group:
+                continue
+            test = mean_std([r["test_loss"] / r["zero_predictor_test_loss"] for r in group])
+            rows.append(
+                {
+                    "tau": tau,
+                    "alpha": tau**3,
+                    "relative_test_loss_mean": test[0],
+                    "relative_test_loss_std": test[1],
+                    "train_loss_mean": mean_std([r["train_loss"] for r in group])[0],
+                    "alignment_mean": mean_std([r["alignment"] for r in group])[0],
+                    "relative_displacement_mean": mean_std(
+                        [r["relative_displacement"] for r in group]
+                    )[0],
+                    "trials": test[2],
+                }
+            )
+        return {"rows": rows}
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        plt = pyplot()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+        rows = summary["rows"]
+        if rows:
+            tau = np.array([r["tau"] for r in rows])
+            m = np.array([r["relative_test_loss_mean"] for r in rows], dtype=float)
+            s = np.array([r["relative_test_loss_std"] for r in rows], dtype=float)
+            ax1.errorbar(tau, m, yerr=s, fmt="o-", color="k", capsize=3, label="held-out entries")
+            tr = np.array([r["train_loss_mean"] for r in rows], dtype=float)
+            ax1.plot(tau, tr, "s--", color="0.5", label="observed entries (absolute train loss)")
+            ax2.plot(
+                tau,
+                [r["alignment_mean"] for r in rows],
+                "o-",
+                color="tab:blue",
+                label="alignment with target components",
+            )
+            ax2.plot(
+                tau,
+                [r["relative_displacement_mean"] for r in rows],
+                "s-",
+                color="tab:red",
+                label=r"$\|U - U_0\| / \|U_0\|$",
+            )
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ax1.set_xlabel(r"init scale $\tau$ (acts as $\alpha = \tau^3$)")
+        ax1.set_ylabel("loss (held-out: relative to predicting 0)")
+        ax1.set_title(f"Tensor completion: d={self.dim}, rank {self.rank}, m={self.width}")
+        ax1.grid(True, which="both", alpha=0.3)
+        ax1.legend(fontsize=8)
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel(r"init scale $\tau$")
+        ax2.set_ylabel("alignment (1 = on the target's directions) / displacement")
+        ax2.set_title("Where the components went")
+        ax2.grid(True, which="both", alpha=0.3)
+        ax2.legend(fontsize=8)
+        return [savefig(fig, folder / f"{self.name}.png")]

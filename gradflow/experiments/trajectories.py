@@ -1,0 +1,208 @@
+"""Paper Fig. 1a/b: neuron trajectories of a two-layer ReLU net in the plane, lazy vs not."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import jax
+import numpy as np
+
+from .. import data as gdata
+from .._losses import SquareLoss
+from .._solve import GradientDescent, solve
+from ._base import AbstractExperiment, log_spaced_steps, pyplot, savefig
+from ._two_layer import paper_init, paper_learning_rate, paper_problem
+from .tau_sweep import _check_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectories(AbstractExperiment):
+    r"""Trajectories of the neurons of a two-layer ReLU net in $d = 2$ (Chizat et al., Fig. 1a/b).
+
+    Teacher-student data (`n_train` = 15, `n_test` = 20 points on the circle, a teacher of 3
+    neurons), a student of `width` = 16 neurons with unit input weights and $U(0, 1)$ output
+    weights, doubled, times $\tau$: non-lazy at $\tau = 0.1$, lazy at $\tau = 2$. Each neuron is
+    drawn as the path of $|b_j| a_j$, colored by the sign of $b_j$, with the teacher's
+    directions as arrows. Trained by the paper's gradient descent (step 0.005, `num_steps`
+    iterations) and by the gradient flow over the same time (adaptive Tsit5 through
+    `gf.solve`). One point = one ($\tau$, method).
+    """
+
+    name: ClassVar[str] = "trajectories"
+    title: ClassVar[str] = "Fig. 1a/b: neuron paths |b_j| a_j in the plane, tau = 0.1 vs tau = 2"
+    claim: ClassVar[str] = (
+        "at small tau the neurons move far and align with the teacher's directions; at large "
+        "tau they barely move while the training loss still goes to zero"
+    )
+
+    taus: tuple[float, ...] = (0.1, 2.0)
+    methods: tuple[str, ...] = ("gd", "flow")
+    n_train: int = 15
+    n_test: int = 20
+    width: int = 16
+    step: float = 0.005
+    num_steps: int = 100_000
+    num_saves: int = 150
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    seed: int = 2
+
+    @classmethod
+    def quick(cls) -> "Trajectories":
+        return cls(num_steps=20_000, num_saves=60)
+
+    def validate(self) -> None:
+        _check_positive(
+            n_train=self.n_train,
+            n_test=self.n_test,
+            step=self.step,
+            num_steps=self.num_steps,
+            num_saves=self.num_saves,
+            rtol=self.rtol,
+        )
+        if self.width < 2 or self.width % 2:
+            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
+        bad = [m for m in self.methods if m not in ("gd", "flow")]
+        if bad or not self.methods:
+            raise ValueError(f"Option `methods` must be among gd, flow; got {self.methods}.")
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (f"tau={t:g}_{m}", {"tau": float(t), "method": m})
+            for t in self.taus
+            for m in self.methods
+        ]
+
+    def run_point(self, *, tau: float, method: Literal["gd", "flow"]) -> dict[str, Any]:
+        kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))
+        data = gdata.teacher_student(kd, self.n_train, self.n_test, 2)
+        w0 = paper_init(kp, self.width, 2, tau=tau, input_init="sphere", output_init="uniform")
+        problem = paper_problem(w0, data.x_train, data.y_train, 1.0)
+        eta = paper_learning_rate(self.width, self.step)
+        iters = log_spaced_steps(self.num_steps, self.num_saves)
+        t1 = self.num_steps * eta
+        if method == "gd":
+            sol = solve(
+                problem,
+                t1=t1,
+                ts=iters * eta,
+                solver=GradientDescent(eta),
+                linearized=False,
+                save_params=True,
+            )
+        else:
+            sol = solve(
+                problem,
+                t1=t1,
+                ts=iters * eta,
+                rtol=self.rtol,
+                atol=self.atol,
+                linearized=False,
+                save_params=True,
+                max_steps=4_000_000,
+            )
+        if not sol.succeeded:
+            raise RuntimeError(f"solve failed: {sol.message}")
+        a = np.asarray(sol.params["a"])  # (saves, m, 2)
+        b = np.asarray(sol.params["b"])[..., 0]  # (saves, m)
+        test = SquareLoss(data.y_test)
+        test_loss = [
+            float(test(problem.alpha * problem.apply({"a": a[i], "b": b[i, :, None]}, data.x_test)))
+            for i in range(len(iters))
+        ]
+        return {
+            "iterations": iters,
+            "paths": np.abs(b)[..., None] * a,  # |b_j| a_j
+            "sign": np.sign(b[-1]),
+            "train_loss": np.asarray(sol.loss),
+            "test_loss": test_loss,
+            "teacher_a": np.asarray(data.teacher_a),
+            "teacher_b": np.asarray(data.teacher_b)[:, 0],
+            "relative_displacement": float(
+                np.sqrt(np.sum((a[-1] - a[0]) ** 2) + np.sum((b[-1] - b[0]) ** 2))
+                / np.sqrt(np.sum(a[0] ** 2) + np.sum(b[0] ** 2))
+            ),
+            "steps": int(sol.stats["num_steps"]),
+        }
+
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        rows = [
+            {
+                "tau": r["tau"],
+                "method": r["method"],
+                "train_loss_end": r["train_loss"][-1],
+                "test_loss_end": r["test_loss"][-1],
+                "relative_displacement": r["relative_displacement"],
+                "solver_steps": r["steps"],
+            }
+            for r in sorted(records.values(), key=lambda r: (r["tau"], r["method"]))
+        ]
+        return {"rows": rows, "_records": list(records.values())}
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        plt = pyplot()
+        recs = summary["_records"]
+        taus = sorted({r["tau"] for r in recs})
+        fig, axes = plt.subplots(
+            2,
+            max(len(taus), 1),
+            figsize=(5.2 * max(len(taus), 1), 9.5),
+            constrained_layout=True,
+            squeeze=False,
+        )
+        for j, tau in enumerate(taus):
+            ax, axl = axes[0, j], axes[1, j]
+            th = np.linspace(0, 2 * np.pi, 200)
+            ax.plot(np.cos(th), np.sin(th), ":", color="0.5", lw=1, label="unit circle")
+            for r in (r for r in recs if r["tau"] == tau):
+                paths = np.asarray(r["paths"], dtype=float)
+                sign = np.asarray(r["sign"], dtype=float)
+                style = "-" if r["method"] == "gd" else "--"
+                for k in range(paths.shape[1]):
+                    color = "tab:red" if sign[k] > 0 else "tab:blue"
+                    ax.plot(paths[:, k, 0], paths[:, k, 1], style, color=color, lw=1.2)
+                    ax.plot(paths[-1, k, 0], paths[-1, k, 1], "o", color=color, ms=3)
+                ax.plot([], [], style, color="0.3", label=f"paths ({r['method']})")
+                it = np.asarray(r["iterations"], dtype=float)
+                axl.loglog(
+                    np.maximum(it, 1),
+                    r["train_loss"],
+                    style,
+                    color="k",
+                    label=f"train ({r['method']})",
+                )
+                axl.loglog(
+                    np.maximum(it, 1),
+                    r["test_loss"],
+                    style,
+                    color="tab:green",
+                    label=f"test ({r['method']})",
+                )
+                ta, tb = np.asarray(r["teacher_a"]), np.asarray(r["teacher_b"])
+            for k in range(ta.shape[0]):
+                ax.annotate(
+                    "",
+                    xy=ta[k],
+                    xytext=(0, 0),
+                    arrowprops={
+                        "arrowstyle": "->",
+                        "color": "tab:red" if tb[k] > 0 else "tab:blue",
+                        "lw": 2.5,
+                    },
+                )
+            ax.plot([], [], "-", color="tab:red", label=r"$b_j > 0$ (arrows: teacher)")
+            ax.plot([], [], "-", color="tab:blue", label=r"$b_j < 0$")
+            ax.set_aspect("equal")
+            ax.set_xlim(-1.6, 1.6)
+            ax.set_ylim(-1.6, 1.6)
+            regime = "lazy" if tau >= 1 else "non-lazy"
+            ax.set_title(rf"$\tau = {tau:g}$ ({regime}): paths of $|b_j|\,a_j$")
+            ax.set_xlabel("first coordinate")
+            ax.set_ylabel("second coordinate")
+            ax.legend(fontsize=7, loc="lower left")
+            axl.set_xlabel("iteration (gradient-descent steps; flow at the same times)")
+            axl.set_ylabel("loss")
+            axl.set_title(rf"$\tau = {tau:g}$: train and test loss")
+            axl.grid(True, which="both", alpha=0.3)
+            axl.legend(fontsize=8)
+        return [savefig(fig, folder / f"{self.name}.png")]

@@ -1,0 +1,195 @@
+"""Paper Fig. 2: test loss against the width m for the output scalings 1/sqrt(m) and 1/m."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from .. import data as gdata
+from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from ._two_layer import paper_gd, paper_init, paper_problem
+from .tau_sweep import _check_positive
+
+# The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
+_SCALINGS = {"sqrt": (0.5, 1.0), "mean_field": (1.0, 0.05)}
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthSweep(AbstractExperiment):
+    r"""Test loss against the width $m$ (Chizat et al., Fig. 2).
+
+    A student $f(x) = s(m) \sum_{j \le m} b_j \max(a_j \cdot x, 0)$ with $a_j \sim N(0, I_d)$,
+    $b_j \sim N(0, 1)$, **not** doubled (so $h(w_0) \neq 0$), trained by gradient descent on
+    teacher-student data whose teacher output is multiplied by `teacher_scale` (100). Scaling
+    $s = 1/\sqrt m$ with step $1/m$ becomes lazy as $m$ grows; $s = 1/m$ (mean field) with step
+    $0.05/m$ does not. One point = one (scaling, width), all trials batched; each trial draws
+    its own teacher and data, shared by every width and scaling.
+    """
+
+    name: ClassVar[str] = "width"
+    title: ClassVar[str] = "Fig. 2: test loss vs width m, scalings 1/sqrt(m) (lazy) and 1/m"
+    claim: ClassVar[str] = (
+        "for large m the 1/m (mean-field) scaling reaches a lower test loss than 1/sqrt(m), "
+        "which trains lazily"
+    )
+
+    widths: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512)
+    scalings: tuple[str, ...] = ("sqrt", "mean_field")
+    dim: int = 100
+    n_train: int = 1000
+    n_test: int = 1000
+    teacher_scale: float = 100.0
+    trials: int = 10
+    num_steps: int = 25_000
+    num_saves: int = 60
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "WidthSweep":
+        return cls(
+            widths=(8, 128),
+            dim=10,
+            n_train=100,
+            n_test=200,
+            trials=2,
+            num_steps=1500,
+            num_saves=20,
+        )
+
+    def validate(self) -> None:
+        _check_positive(
+            dim=self.dim,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            trials=self.trials,
+            num_steps=self.num_steps,
+            teacher_scale=self.teacher_scale,
+            num_saves=self.num_saves,
+        )
+        if not self.widths or any(int(m) < 1 for m in self.widths):
+            raise ValueError(f"Option `widths` must be positive integers; got {self.widths}.")
+        bad = [s for s in self.scalings if s not in _SCALINGS]
+        if bad or not self.scalings:
+            raise ValueError(
+                f"Option `scalings` must be among {sorted(_SCALINGS)}; got {self.scalings}."
+            )
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (f"{s}_m={m}", {"scaling": s, "width": int(m)})
+            for s in self.scalings
+            for m in self.widths
+        ]
+
+    def run_point(self, *, scaling: str, width: int) -> dict[str, Any]:
+        power, step_factor = _SCALINGS[scaling]
+        s = float(width) ** -power
+        step = step_factor / width
+        keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
+            np.arange(self.trials)
+        )
+
+        def one_trial(key):
+            kd, kp = jax.random.split(key)
+            data = gdata.teacher_student(
+                kd, self.n_train, self.n_test, self.dim, output_scale=self.teacher_scale
+            )
+            kp = jax.random.fold_in(kp, width)
+            params = paper_init(kp, width, self.dim, doubled=False)
+            problem = paper_problem(params, data.x_train, data.y_train, s)
+            return paper_gd(
+                problem,
+                step=step,
+                num_steps=self.num_steps,
+                x_test=data.x_test,
+                y_test=data.y_test,
+                num_saves=self.num_saves,
+            )
+
+        out = eqx.filter_vmap(one_trial)(keys)
+        test = np.asarray(out["test_loss"])
+        train = np.asarray(out["train_loss"])
+        ok = np.asarray(out["result"]) == 0
+        return {
+            "output_scale": s,
+            "step": step,
+            "test_loss_end": np.where(ok, test[:, -1], np.nan),
+            "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
+            "train_loss_end": np.where(ok, train[:, -1], np.nan),
+            "diverged_trials": int(np.sum(~ok)),
+        }
+
+    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        rows = []
+        for rec in sorted(records.values(), key=lambda r: (r["scaling"], r["width"])):
+            end = mean_std(rec["test_loss_end"])
+            best = mean_std(rec["test_loss_best"])
+            rows.append(
+                {
+                    "scaling": rec["scaling"],
+                    "width": rec["width"],
+                    "test_end_mean": end[0],
+                    "test_end_std": end[1],
+                    "test_best_mean": best[0],
+                    "train_end_mean": mean_std(rec["train_loss_end"])[0],
+                    "trials": end[2],
+                    "diverged_trials": rec["diverged_trials"],
+                    "seconds": rec.get("seconds"),
+                }
+            )
+        summary: dict[str, Any] = {"rows": rows}
+        sq = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "sqrt"}
+        mf = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "mean_field"}
+        both = sorted(m for m in sq if m in mf and m >= 128)
+        if both:
+            summary["mean_field_below_sqrt_for_m_ge_128"] = all(mf[m] < sq[m] for m in both)
+            summary["ratio_sqrt_over_mean_field_at_largest_m"] = sq[both[-1]] / mf[both[-1]]
+        return summary
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+        labels = {
+            "sqrt": r"scaling $1/\sqrt{m}$, step $1/m$ (lazy as $m$ grows)",
+            "mean_field": r"scaling $1/m$, step $0.05/m$ (mean field)",
+        }
+        means = [r["test_end_mean"] for r in summary["rows"]]
+        finite = [v for v in means if v is not None and np.isfinite(v) and v > 0]
+        # An exact recovery (test loss ~1e-27 at tiny widths) would squash the plot: values
+        # below 1e-6 of the largest are drawn at that floor, marked with a triangle.
+        floor = max(finite) * 1e-6 if finite else 0.0
+        clipped = False
+        for scaling, color in (("sqrt", "tab:red"), ("mean_field", "tab:blue")):
+            rows = [r for r in summary["rows"] if r["scaling"] == scaling]
+            if not rows:
+                continue
+            m = np.array([r["width"] for r in rows], dtype=float)
+            mean = np.array([r["test_end_mean"] for r in rows], dtype=float)
+            std = np.array([r["test_end_std"] for r in rows], dtype=float)
+            low = mean < floor
+            clipped |= bool(low.any())
+            shown = np.maximum(mean, floor)
+            ax.fill_between(
+                m,
+                np.maximum(mean - std, floor),
+                np.maximum(mean + std, floor),
+                color=color,
+                alpha=0.15,
+            )
+            ax.loglog(m, shown, "o-", color=color, label=labels[scaling])
+            ax.loglog(m[low], shown[low], "v", color=color, ms=10)
+        if clipped:
+            ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
+        ax.set_xlabel("width $m$")
+        ax.set_ylabel("test loss at the end of training (mean ± std)")
+        ax.set_title(
+            f"Test loss vs width: d={self.dim}, n={self.n_train}, teacher x{self.teacher_scale:g}, "
+            f"{self.num_steps} GD steps, {self.trials} trial(s)",
+            fontsize=10,
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=9)
+        return [savefig(fig, folder / f"{self.name}.png")]

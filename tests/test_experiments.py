@@ -1,0 +1,288 @@
+"""The paper's experiments: the parameterization, the claims at quick sizes, resume and errors."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import gradflow as gf
+from gradflow import experiments as ex
+from gradflow.cli import main
+from gradflow.experiments import _two_layer
+
+
+def _paper_gd_by_hand(a, b, x, y, s, eta, num_steps):
+    """The authors' update written out in numpy: f = s sum_j b_j relu(a_j x), loss
+    1/(2n) sum (f - y)^2, w <- w - (eta / s) * (gradient computed without the factor s)."""
+    n = x.shape[0]
+    for _ in range(num_steps):
+        pre = x @ a.T  # (n, m)
+        act = np.maximum(pre, 0.0)
+        r = (s * act @ b - y) / n  # dL/df, (n, 1)
+        grad_b = act.T @ r  # without s
+        grad_a = ((pre > 0) * (r @ b.T)).T @ x
+        a, b = a - eta / s * grad_a, b - eta / s * grad_b
+    return a, b, 0.5 * np.mean((s * np.maximum(x @ a.T, 0.0) @ b - y) ** 2)
+
+
+@pytest.mark.parametrize("s", [1.0, 1.0 / 8])
+def test_paper_gd_equals_gf_solve_on_two_layer_with_mapped_alpha_and_step(getkey, s):
+    data = gf.data.teacher_student(getkey(), 12, 5, 3)
+    params = _two_layer.paper_init(getkey(), 8, 3, tau=0.7)
+    problem = _two_layer.paper_problem(params, data.x_train, data.y_train, s)
+    assert float(problem.alpha) == pytest.approx(s * np.sqrt(8))
+    np.testing.assert_allclose(
+        problem.alpha * problem.apply(params, data.x_train),
+        _two_layer.paper_output(params, data.x_train, s),
+        rtol=1e-13,
+        atol=1e-13,
+    )
+    out = _two_layer.paper_gd(
+        problem, step=0.05, num_steps=40, x_test=data.x_test, y_test=data.y_test, num_saves=5
+    )
+    a, b, loss = _paper_gd_by_hand(
+        *(np.asarray(params[k]) for k in ("a", "b")),
+        np.asarray(data.x_train),
+        np.asarray(data.y_train),
+        s,
+        0.05,
+        40,
+    )
+    # Same arithmetic in another order: agreement to rounding (1e-12 relative).
+    assert float(out["train_loss"][-1]) == pytest.approx(loss, rel=1e-10)
+    assert int(out["iterations"][-1]) == 40 and int(out["result"]) == 0
+
+
+def test_homogeneity_tau_acts_as_tau_squared(getkey):
+    # Discrete form, against the hand-written update: GD with step eta from tau w0 equals
+    # tau times GD on F_{tau^2} from w0 with step tau^2 eta.
+    tau, data = 3.0, gf.data.teacher_student(getkey(), 12, 5, 3)
+    w0 = _two_layer.paper_init(getkey(), 8, 3)
+    a, b, loss = _paper_gd_by_hand(
+        3.0 * np.asarray(w0["a"]),
+        3.0 * np.asarray(w0["b"]),
+        np.asarray(data.x_train),
+        np.asarray(data.y_train),
+        1.0,
+        0.002,
+        30,
+    )
+    problem = _two_layer.paper_problem(w0, data.x_train, data.y_train, tau**2)
+    eta = 8 * tau**2 * 0.002
+    sol = gf.solve(
+        problem,
+        t1=30 * eta,
+        ts=[30 * eta],
+        solver=gf.GradientDescent(eta),
+        save_params=True,
+        linearized=False,
+    )
+    np.testing.assert_allclose(tau * np.asarray(sol.params["a"][-1]), a, rtol=1e-10)
+    assert float(sol.loss[-1]) == pytest.approx(loss, rel=1e-10)
+    exp = ex.Homogeneity.quick()
+    rec = exp.run_point(tau=3.0)
+    # The flow from tau w0 and tau v(tau^2 t) agree to the solver tolerance (rtol 1e-10).
+    assert rec["max_relative_difference"] < 1e-7
+    assert rec["loss_direct"][-1] < 0.5 * rec["loss_direct"][0]
+
+
+@pytest.fixture(scope="module")
+def tau_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tau")
+    rc = main(
+        ["reproduce", "tau-sweep", "--quick", "--out", str(out), "--no-progress", "--no-cache"]
+    )
+    assert rc == 0
+    return out / "tau-sweep"
+
+
+def test_tau_sweep_shape_and_outputs(tau_sweep):
+    data = json.loads((tau_sweep / "tau-sweep.json").read_text())
+    assert (tau_sweep / "tau-sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = data["summary"]
+    # Fig. 1c: lazy (tau = 10) is several times worse than tau = 0.01, end and best.
+    assert summary["ratio_end_tau10_over_tau0.01"] > 3
+    assert summary["ratio_best_tau10_over_tau0.01"] > 3
+    rows = summary["rows"]
+    assert [r["tau"] for r in rows] == [0.01, 0.1, 1.0, 10.0]
+    assert all(r["diverged_trials"] == 0 and r["trials"] == 2 for r in rows)
+    assert data["missing_points"] == [] and data["errors"] == {}
+
+
+def test_rerun_reuses_points_and_interrupt_keeps_finished_ones(tau_sweep, tmp_path, monkeypatch):
+    exp = ex.TauSweep.quick()
+    again = ex.run(exp, tau_sweep, progress=False)
+    assert again.computed == [] and len(again.reused) == 4
+    # An interrupt at the third point keeps the first two; the rerun does only the rest.
+    calls = []
+    real = ex.TauSweep.run_point
+
+    def interrupted(self, **point):
+        calls.append(point["tau"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, **point)
+
+    monkeypatch.setattr(ex.TauSweep, "run_point", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run(exp, tmp_path, progress=False)
+    assert sorted(p.stem for p in (tmp_path / "points").glob("*.json")) == ["tau=0.01", "tau=0.1"]
+    monkeypatch.setattr(ex.TauSweep, "run_point", real)
+    resumed = ex.run(exp, tmp_path, progress=False)
+    assert resumed.computed == ["tau=1", "tau=10"] and resumed.reused == ["tau=0.01", "tau=0.1"]
+
+
+def test_failed_point_is_reported_and_the_others_kept(tmp_path, monkeypatch, capsys):
+    real = ex.Homogeneity.run_point
+
+    def flaky(self, *, tau):
+        if tau == 3.0:
+            raise FloatingPointError("injected")
+        return real(self, tau=tau)
+
+    monkeypatch.setattr(ex.Homogeneity, "run_point", flaky)
+    rc = main(
+        [
+            "reproduce",
+            "homogeneity",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--no-cache",
+        ]
+    )
+    assert rc == 1
+    assert "FAILED tau=3: FloatingPointError: injected" in capsys.readouterr().err
+    data = json.loads((tmp_path / "homogeneity" / "homogeneity.json").read_text())
+    assert data["missing_points"] == ["tau=3"] and [r["tau"] for r in data["summary"]["rows"]] == [
+        0.3
+    ]
+    monkeypatch.setattr(ex.Homogeneity, "run_point", real)
+    result = ex.run(ex.Homogeneity.quick(), tmp_path / "homogeneity", progress=False)
+    assert result.computed == ["tau=3"] and result.reused == ["tau=0.3"]
+
+
+def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path, capsys):
+    def run(*args):
+        return main(["reproduce", *args, "--out", str(tmp_path), "--no-progress", "--no-cache"])
+
+    assert run("tau-sweep", "--quick", "--set", "colour=red") == 2
+    assert (
+        "Unknown option 'colour' for experiment 'tau-sweep'; valid options:"
+        in capsys.readouterr().err
+    )
+    assert run("tau-sweep", "--quick", "--set", "trials=many") == 2
+    assert "Option trials='many' is not a valid int" in capsys.readouterr().err
+    assert run("tau-sweep", "--quick", "--set", "trials") == 2
+    assert "--set expects OPTION=VALUE" in capsys.readouterr().err
+    assert run("width", "--quick", "--set", "scalings=sqrt,cubic") == 2
+    assert "`scalings` must be among" in capsys.readouterr().err
+    assert run("cnn", "--quick", "--set", "data=cifar10", "--set", f"data_path={tmp_path}/no") == 2
+    assert "does not exist or lacks data_batch_1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "fig9"])
+    assert exc.value.code == 2
+    # A finished point, then a run with another configuration: refused, the point kept.
+    store = gf._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
+    store.put("tau=0.3", {"tau": 0.3, "kept": True})
+    assert run("homogeneity", "--quick", "--set", "t1=2") == 2
+    assert "holds results of another configuration" in capsys.readouterr().err
+    assert store.get("tau=0.3")["kept"] is True
+
+
+def test_width_mean_field_beats_sqrt_at_large_width(tmp_path):
+    result = ex.run(ex.WidthSweep.quick(), tmp_path, progress=False)
+    assert result.summary["mean_field_below_sqrt_for_m_ge_128"] is True
+    assert result.summary["ratio_sqrt_over_mean_field_at_largest_m"] > 1.5
+
+
+def test_cnn_lazy_plateau_matches_linearized_model(tmp_path):
+    result = ex.run(ex.CNNAlphaSweep.quick(), tmp_path, progress=False)
+    s = result.summary
+    # Stability of activations -> 100% as alpha grows; the linearized model's accuracy is the
+    # large-alpha plateau (within one test image in 300 per 1e-2: tolerance 0.01).
+    assert s["stable_activations_at_largest_alpha"] > 0.999
+    assert abs(s["linearized_accuracy"] - s["accuracy_at_largest_alpha"]) <= 0.01
+    assert s["accuracy_at_smallest_alpha"] >= s["accuracy_at_largest_alpha"]
+    disp = [r["relative_displacement"] for r in s["rows"] if r["alpha"] is not None]
+    # Displacement ~ 1/alpha in the lazy regime (alpha 100 -> 1e4: factor 100, within 2x).
+    assert 50 < disp[1] / disp[2] < 200
+
+
+def test_cnn_runs_on_cifar10_format(tmp_path):
+    folder = gf.data.write_cifar10_like(tmp_path / "cifar", num_per_batch=8)
+    exp = ex.CNNAlphaSweep.quick().replace(
+        data="cifar10",
+        data_path=str(folder),
+        alphas=(1.0,),
+        epochs=1,
+        batch_size=16,
+        linearized=False,
+        stages=(4, 0, 4, 0, 4, 0, 4),
+    )
+    result = ex.run(exp, tmp_path / "out", progress=False)
+    assert result.succeeded and 0 <= result.summary["accuracy_at_largest_alpha"] <= 1
+
+
+def test_vgg_model_shapes_patterns_and_he_init(getkey):
+    model = gf.models.VGG(((8, 8), (16,)), num_classes=10)
+    params = model.init(getkey(), (8, 8, 1))
+    x = jax.random.normal(getkey(), (5, 8, 8, 1))
+    assert model(params, x).shape == (5, 10)
+    pats = model.activation_patterns(params, x)
+    assert [p.shape for p in pats] == [(5, 8, 8, 8), (5, 8, 8, 8), (5, 4, 4, 16)]
+    # He init: weight variance 2 / fan_in (fan_in = 9 * 8 for the second conv), 576 samples.
+    w = np.asarray(params["conv"][1]["w"])
+    assert np.var(w) == pytest.approx(2 / 72, rel=0.15)
+    # The convolution against a direct sum for one output pixel (independent of lax.conv).
+    xs = np.asarray(x)
+    w0, b0 = np.asarray(params["conv"][0]["w"]), np.asarray(params["conv"][0]["b"])
+    pad = np.pad(xs, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    direct = np.einsum("hwc,hwco->o", pad[2, 3:6, 4:7, :], w0) + b0
+    pre = model._forward(params, x)[1][0]
+    np.testing.assert_allclose(np.asarray(pre)[2, 3, 4], direct, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot be pooled 3 times"):
+        gf.models.VGG(((4,), (4,), (4,))).init(getkey(), (6, 6, 1))
+
+
+def test_tensor_model_against_einsum_and_completion_regimes(getkey):
+    model = gf.models.TensorDecomposition()
+    u = jax.random.normal(getkey(), (6, 4))
+    idx = gf.models.TensorDecomposition.entries(4)
+    assert idx.shape == (20, 3)
+    full = np.einsum("ai,aj,ak->ijk", u, u, u)
+    np.testing.assert_allclose(model({"u": u}, idx), full[tuple(idx.T)], rtol=1e-12)
+    w0 = model.init(getkey(), 6, 4)
+    np.testing.assert_allclose(model(w0, idx), 0.0, atol=1e-15)
+    exp = ex.TensorCompletion.quick()
+    lazy, rich = exp.run_point(tau=10.0, trial=0), exp.run_point(tau=0.1, trial=0)
+    # Both fit the observed entries; only the non-lazy run completes the held-out ones.
+    assert lazy["train_loss"] < 1e-3 and rich["train_loss"] < 1e-3
+    assert rich["test_loss"] < 0.5 * rich["zero_predictor_test_loss"] < lazy["test_loss"]
+    assert lazy["relative_displacement"] < 1e-3 < rich["relative_displacement"]
+
+
+def test_population_sgd_small_tau_beats_lazy():
+    exp = ex.PopulationSGD.quick()
+    small, large = exp.run_point(tau=0.01), exp.run_point(tau=10.0)
+    assert np.all(np.isfinite(small["population_loss"]))
+    # Some small-tau trials sit longer at a saddle within 1500 steps: compare the best trials.
+    assert np.min(small["population_loss"]) < 0.2 * np.min(large["population_loss"])
+
+
+def test_regimes_full_training_generalizes_best_with_few_samples():
+    rec = ex.Regimes.quick().run_point(n_train=15, trial=0)
+    # The tangent and random-feature models interpolate the training set (closed form at
+    # t = inf); full training from a small init fits it too and generalizes better.
+    assert rec["tangent_train_loss"] < 1e-20
+    assert rec["full_test_loss"] < rec["tangent_test_loss"] < rec["random_features_test_loss"]
+
+
+def test_trajectories_move_far_only_when_not_lazy(tmp_path):
+    exp = ex.Trajectories.quick().replace(num_steps=5000, methods=("gd",))
+    result = ex.run(exp, tmp_path, progress=False)
+    rows = {r["tau"]: r for r in result.summary["rows"]}
+    assert rows[0.1]["relative_displacement"] > 1 > 0.1 > rows[2.0]["relative_displacement"]
+    assert (tmp_path / "trajectories.png").exists()
