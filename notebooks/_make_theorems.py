@@ -65,7 +65,7 @@ cells = [
         "report = gf.check.check_finite_horizon(gf.check.matrix_factorization(),\n"
         "                                       alphas=(10.0, 100.0, 1000.0), bound_alphas=(10.0,))\n"
         "show(report)\n"
-        "gf.plot.plot_check(report); plt.show()"
+        "gf.plot.plot_check(report)\nplt.show()"
     ),
     md(
         "## 3. Negative control: no centering\n\n"
@@ -76,7 +76,7 @@ cells = [
         "report = gf.check.check_finite_horizon(gf.check.matrix_factorization(center=False),\n"
         "                                       alphas=(10.0, 100.0, 1000.0))\n"
         "show(report)\n"
-        "gf.plot.plot_check(report); plt.show()"
+        "gf.plot.plot_check(report)\nplt.show()"
     ),
 ]
 
