@@ -1,5 +1,6 @@
 """The report every theorem check returns, and the comparisons it is made of."""
 
+import dataclasses
 import math
 from typing import Any
 
@@ -11,18 +12,22 @@ from .._losses import empirical_norm
 from .._problem import Problem
 
 
-class Hypothesis(eqx.Module):
+class _Record(eqx.Module):
+    """A small result whose JSON form is its fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+class Hypothesis(_Record):
     """One assumption of a theorem, as verified on a problem (`detail` gives the numbers)."""
 
     statement: str
     holds: bool
     detail: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"statement": self.statement, "holds": self.holds, "detail": self.detail}
 
-
-class ExponentCheck(eqx.Module):
+class ExponentCheck(_Record):
     r"""A power law $y \approx C x^s$ fitted to measurements and compared with the theorem.
 
     `kind="equal"`: passes when $|s - \text{predicted}| \le$ `tolerance`. `kind="at_least"`
@@ -45,24 +50,8 @@ class ExponentCheck(eqx.Module):
     passed: bool
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantity": self.quantity,
-            "variable": self.variable,
-            "predicted": self.predicted,
-            "measured": self.measured,
-            "ci": list(self.ci),
-            "tolerance": self.tolerance,
-            "kind": self.kind,
-            "applicable": self.applicable,
-            "passed": self.passed,
-            "xs": self.xs,
-            "ys": self.ys,
-            "note": self.note,
-        }
 
-
-class ConstantCheck(eqx.Module):
+class ConstantCheck(_Record):
     """A predicted constant against its measurement: `rel_error = |measured - predicted| /
     |predicted|` (absolute when `predicted` is 0), passing when it is at most `tolerance`."""
 
@@ -75,23 +64,8 @@ class ConstantCheck(eqx.Module):
     passed: bool
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "quantity",
-                "predicted",
-                "measured",
-                "rel_error",
-                "tolerance",
-                "applicable",
-                "passed",
-                "note",
-            )
-        }
 
-
-class BoundCheck(eqx.Module):
+class BoundCheck(_Record):
     r"""An upper bound against the observed quantity at every saved time.
 
     - `margin`: $\min_{t > 0} (\text{bound} - \text{observed}) / \text{bound}$: the relative room
@@ -115,24 +89,8 @@ class BoundCheck(eqx.Module):
     passed: bool
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantity": self.quantity,
-            "alpha": self.alpha,
-            "margin": self.margin,
-            "ratio": self.ratio,
-            "tightest_time": self.tightest_time,
-            "solver_error": self.solver_error,
-            "applicable": self.applicable,
-            "passed": self.passed,
-            "note": self.note,
-            "ts": self.ts,
-            "observed": self.observed,
-            "bound": self.bound,
-        }
 
-
-class Curve(eqx.Module):
+class Curve(_Record):
     r"""A predicted curve against the measured one over time (e.g. the next-to-lazy limit
     against $\alpha^2\|w - \bar w\|(t)$), for plots and JSON."""
 
@@ -141,15 +99,6 @@ class Curve(eqx.Module):
     ts: np.ndarray
     measured: np.ndarray
     predicted: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantity": self.quantity,
-            "alpha": self.alpha,
-            "ts": self.ts,
-            "measured": self.measured,
-            "predicted": self.predicted,
-        }
 
 
 class CheckReport(eqx.Module):
