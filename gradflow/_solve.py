@@ -1,5 +1,6 @@
 """`solve`: the gradient flow of a model and of its linearization, integrated together."""
 
+import dataclasses
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ._auto import choose_solver
 from ._problem import Problem, _flatten, _is_traced
+from ._stabilized import AbstractStabilizedSolver, CountingController
 from ._typing import Array, ArrayLike, Float, Params
 
 
@@ -106,7 +108,10 @@ class Solution(eqx.Module):
             "output_gap": conv(self.output_gap),
             "loss": conv(self.loss),
             "linear_loss": conv(self.linear_loss),
-            "stats": {k: int(v) for k, v in self.stats.items()},
+            "stats": {
+                k: (int(v) if np.issubdtype(np.asarray(v).dtype, np.integer) else float(v))
+                for k, v in self.stats.items()
+            },
             "result": self.message or "successful",
             "succeeded": self.succeeded,
             **dict(self.info),
@@ -210,6 +215,11 @@ def _solve_jit(
         del t, args, kwargs
         return jnp.logical_not(_finite(y))
 
+    stabilized = isinstance(solver, AbstractStabilizedSolver)
+    if stabilized:
+        # Every attempted step hands its cost to the controller, rejected steps included.
+        solver = dataclasses.replace(solver, count=True)
+        controller = CountingController(controller)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vector_field),
         solver,
@@ -217,7 +227,7 @@ def _solve_jit(
         t1=t1,
         dt0=dt0,
         y0=jax.tree_util.tree_map(lambda x: x.astype(dtype), y0),
-        saveat=dfx.SaveAt(ts=ts, fn=metrics),
+        saveat=dfx.SaveAt(ts=ts, fn=metrics, solver_state=stabilized, controller_state=stabilized),
         stepsize_controller=controller,
         max_steps=max_steps,
         event=dfx.Event(diverged),
@@ -251,7 +261,28 @@ def _solve_jit(
         ys["params"] = jax.vmap(flat.unravel)(ys["params"])
         if linearized:
             ys["linear_params"] = jax.vmap(flat.unravel)(ys["linear_params"])
-    return ys, sol.stats, result
+    stats = dict(sol.stats)
+    if stabilized:
+        stats.update(_stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0 is None))
+    return ys, stats, result
+
+
+def _stabilized_stats(
+    solver: AbstractStabilizedSolver, state, controller_state, selected_dt0: bool
+) -> dict[str, Array]:
+    _, evals, jvps = controller_state
+    accepted = jnp.maximum(state.num_accepted, 1)
+    return {
+        # f(y0) in `init`, every attempted step, and the two evaluations of diffrax's choice of
+        # the first step when `dt0` is not given.
+        "num_vector_field_evals": state.init_evals + evals + (2 if selected_dt0 else 0),
+        "num_jvp_evals": state.init_jvps + jvps,
+        "num_spectral_refreshes": state.num_refreshes,
+        "stages_max": state.stages_max,
+        "stages_mean": state.stages_sum / accepted,
+        # The radius the stages were last chosen from (safety factor included).
+        "spectral_radius": solver.spectral_radius.radius(state.spectral),
+    }
 
 
 def _default_ts(t1: float, num: int = 101) -> np.ndarray:
@@ -409,7 +440,11 @@ def solve(
     if single:
         ys = jax.tree_util.tree_map(lambda x: x[1:], ys)
     stats = dict(stats)
-    stages = _STAGES.get(type(dfx_solver).__name__)
+    stages = (
+        None
+        if isinstance(dfx_solver, AbstractStabilizedSolver)
+        else _STAGES.get(type(dfx_solver).__name__)
+    )
     if stages is not None:
         first = 0 if type(dfx_solver).__name__ in _NOT_FSAL else 1
         stats["num_vector_field_evals"] = stages * stats["num_steps"] + first
