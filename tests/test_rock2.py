@@ -1,9 +1,12 @@
-"""ROCK2: the coefficient tables."""
+"""ROCK2: the coefficient tables, one step, its order, stability and compilation."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gradflow import _rock2_tables as tables
+from gradflow._rock2 import rock2_degree, rock2_stability_bound, rock2_step
 
 DEGREES = [m + 2 for m in tables.MS]
 
@@ -64,3 +67,132 @@ def test_stability_interval(k):
     assert 0.68 * s**2 <= bound <= 0.811 * s**2
     if s >= 50:
         assert bound >= 0.809 * s**2
+
+
+def test_degree_choice_against_a_scan_of_the_table():
+    zs = [0.0, 1.0, 6.0, 6.2, 100.0, 1234.5, 32398.0, 32399.0, 1e9]
+    for z in zs:
+        expected = next((d for d, b in zip(DEGREES, tables.STABILITY_BOUNDS) if b >= z), 200)
+        assert int(rock2_degree(z)) == expected
+    for s, expected in [(0, 3), (3, 3), (22, 22), (23, 24), (150, 150), (151, 165), (900, 200)]:
+        assert float(rock2_stability_bound(s)) == tables.STABILITY_BOUNDS[DEGREES.index(expected)]
+
+
+@pytest.mark.parametrize("s", [3, 4, 12, 38, 200])
+def test_step_is_the_stability_polynomial(s):
+    # On y' = lambda y one step is y0 R(h lambda): the jax step against the numpy recurrence.
+    k = DEGREES.index(s)
+    z = -np.linspace(0.0, tables.STABILITY_BOUNDS[k], 17)
+    lam = jnp.asarray(z)  # h = 1
+
+    def vf(t, y):
+        return (lam * y[0],)
+
+    y0 = (jnp.ones_like(lam),)
+    y1, y_error, f1, num_evals = jax.jit(rock2_step, static_argnums=0)(
+        vf, 0.0, 1.0, y0, vf(0.0, y0), s
+    )
+    np.testing.assert_allclose(y1[0], _stability_polynomial(k, z), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(f1[0], z * y1[0], rtol=0, atol=1e-10)
+    assert int(num_evals) == s
+    # The embedded solution y1 - y_error has stability polynomial P_m(z) (1 + sigma z)^2.
+    sigma, tau = tables.FP1[k], tables.FP2[k]
+    w2 = 1.0 + 2.0 * sigma * z + sigma * (sigma + tau) * z**2
+    embedded = np.where(w2 == 0.0, 0.0, _stability_polynomial(k, z) / w2) * (1 + sigma * z) ** 2
+    np.testing.assert_allclose(y1[0] - y_error[0], embedded, rtol=0, atol=1e-12)
+
+
+def _nonlinear_vf(t, y):
+    u, v, w = y
+    return (u * (1.0 - u), -u[:1] * v, jnp.sin(t) * w)
+
+
+def _nonlinear_exact(t, u0):
+    # u' = u (1 - u), v' = -u_1 v, w' = sin(t) w with v(0) = w(0) = 1.
+    u = u0 / (u0 + (1.0 - u0) * np.exp(-t))
+    v = np.full(2, (u0[0] * np.exp(t) + 1.0 - u0[0]) ** -1.0)
+    return u, v, np.full(1, np.exp(1.0 - np.cos(t)))
+
+
+@jax.jit
+def _integrate(h, num_steps, s, u0):
+    y0 = (u0, jnp.ones(2), jnp.ones(1))
+
+    def body(n, carry):
+        y, f = carry
+        y1, _, f1, _ = rock2_step(_nonlinear_vf, n * h, h, y, f, s)
+        return y1, f1
+
+    y, _ = jax.lax.fori_loop(0, num_steps, body, (y0, _nonlinear_vf(0.0, y0)))
+    return y
+
+
+@pytest.mark.parametrize("s", [3, 10, 49])
+def test_convergence_order_two(s):
+    # Constant steps to T = 2 on a nonautonomous nonlinear ODE with a closed form: the fitted
+    # log-log slope of the final error against h lies in [1.8, 2.3].
+    u0 = jnp.array([0.2, 0.7])
+    exact = np.concatenate(_nonlinear_exact(2.0, np.asarray(u0)))
+    steps = np.array([8, 16, 32, 64])
+    errors = []
+    for n in steps:
+        y = _integrate(2.0 / n, int(n), s, u0)
+        errors.append(np.max(np.abs(np.concatenate(y) - exact)))
+    slope = np.polyfit(np.log(2.0 / steps), np.log(errors), 1)[0]
+    assert 1.8 <= slope <= 2.3, (slope, errors)
+
+
+@jax.jit
+def _decay(h, s, lam, num_steps):
+    def body(n, carry):
+        y, f = carry
+        y1, _, f1, _ = rock2_step(lambda t, y: (lam * y[0],), n * h, h, y, f, s)
+        return y1, f1
+
+    y0 = (jnp.ones_like(lam),)
+    return jax.lax.fori_loop(0, num_steps, body, (y0, (lam * y0[0],)))[0][0]
+
+
+@pytest.mark.parametrize("s", [3, 10, 49, 200])
+def test_stability_on_stiff_diagonal_system(s):
+    # y' = -lambda y, lambda log-spaced in [1, 1e6]: no growth in 20 steps with h lambda_max
+    # inside the stability interval; growth by 10 in two steps at 1.2 times its bound.
+    lam = -jnp.logspace(0.0, 6.0, 61)
+    bound = float(rock2_stability_bound(s))
+    inside = _decay(0.999 * bound / 1e6, s, lam, 20)
+    assert np.max(np.abs(inside)) <= 1.0
+    outside = _decay(1.2 * bound / 1e6, s, lam, 2)
+    assert np.abs(outside[-1]) > 10.0
+    # The degree rock2_degree picks for the stiffest mode is stable too.
+    s_auto = rock2_degree(0.999 * bound)
+    assert int(s_auto) == s
+    assert np.max(np.abs(_decay(0.999 * bound / 1e6, s_auto, lam, 20))) <= 1.0
+
+
+def test_one_program_for_every_stage_count():
+    traces = []
+
+    def step(t0, h, y0, s):
+        traces.append(None)
+        return rock2_step(_nonlinear_vf, t0, h, y0, _nonlinear_vf(t0, y0), s)
+
+    step = jax.jit(step)
+    y0 = (jnp.array([0.2, 0.7]), jnp.ones(2), jnp.ones(1))
+    out5 = step(0.0, 0.1, y0, 5)
+    out22 = step(0.0, 0.1, y0, 22)
+    assert len(traces) == 1
+    assert int(out5[3]) == 5 and int(out22[3]) == 22
+    # Both agree with the same step run eagerly, where every evaluation is a Python call.
+    calls = []
+
+    def counted(t, y):
+        calls.append(None)
+        return _nonlinear_vf(t, y)
+
+    for s, out in ((5, out5), (22, out22)):
+        calls.clear()
+        with jax.disable_jit():
+            eager = rock2_step(counted, 0.0, 0.1, y0, _nonlinear_vf(0.0, y0), s)
+        assert len(calls) == s
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(eager)):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
