@@ -20,14 +20,17 @@ A. Abdulle and A. A. Medovikov, "Second order Chebyshev methods based on orthogo
 polynomials", Numer. Math. 90 (2001) 1-18.
 """
 
+import dataclasses
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
 from ._rock2_tables import FP1, FP2, MS, RECF, STABILITY_BOUNDS
+from ._stabilized import AbstractSpectralRadius, AbstractStabilizedSolver, PowerIteration
 from ._typing import Array, ArrayLike, PyTree
 
 _MS = np.asarray(MS, dtype=np.int32)
@@ -185,3 +188,74 @@ def rock2_step(
     y1 = _combine((1.0, sigma * h, 1.0), (g_m1, f_m1, y_error))
     f1 = vf(t0 + h, y1)
     return y1, y_error, f1, m + 2
+
+
+class ROCK2(AbstractStabilizedSolver):
+    r"""The second-order orthogonal-Runge-Kutta-Chebyshev method ROCK2 (Abdulle & Medovikov
+    2001), with an embedded error estimate, for stiff ODEs whose Jacobian has a spectrum on (or
+    near) the negative real axis, such as gradient flows.
+
+    The stability polynomial of $s$ stages is $R_s(z) = w_2(z) P_{s-2}(z)$, $w_2(z) = 1 +
+    2\sigma z + \sigma(\sigma + \tau) z^2$. $P_{s-2}$, of degree $m = s - 2$, belongs to a family
+    of polynomials orthogonal (after an affine change of variable) with respect to the weight
+    $w_2(x)^2 / \sqrt{1 - x^2}$; its three-term recurrence
+    $P_i(z) = (\mu_i z - \nu_i) P_{i-1}(z) - \kappa_i P_{i-2}(z)$ gives the internal stages
+
+    $$g_0 = y_n, \quad g_1 = y_n + \mu_1 h f(g_0), \quad
+      g_i = \mu_i h f(g_{i-1}) - \nu_i g_{i-1} - \kappa_i g_{i-2}, \quad i = 2, \ldots, m,$$
+
+    so only two stages are kept, whatever $s$. The coefficients are chosen so that $R_s(z) = 1
+    + z + z^2/2 + O(z^3)$ (second order) and $|R_s(z)| \le 1$ on $[-\ell_s, 0]$ with $\ell_s
+    \approx 0.81\,s^2$ (from $0.69\,s^2$ at $s = 3$; `STABILITY_BOUNDS` in
+    `gradflow._rock2_tables`), close to the largest possible for second order, against
+    $0.65\,s^2$ for [`gradflow.RKC`][] at its default damping.
+
+    The quadratic factor $w_2$ has complex conjugate roots; it is realised by the two-stage
+    finishing procedure
+
+    $$g_{m+1} = g_m + \sigma h f(g_m), \quad
+      \bar y_{n+1} = g_{m+1} + \sigma h f(g_{m+1}), \quad
+      y_{n+1} = \bar y_{n+1} + \tau h \bigl(f(g_{m+1}) - f(g_m)\bigr),$$
+
+    which reproduces $w_2$ on linear problems and keeps the method second order on nonlinear
+    ones. $\bar y_{n+1}$ is first order (stability polynomial $P_{s-2}(z)(1 + \sigma z)^2$); the
+    error estimate is the difference $y_{n+1} - \bar y_{n+1} = \tau h (f(g_{m+1}) - f(g_m)) =
+    O(h^2)$. A step costs $s$ evaluations, $f(y_{n+1})$ included (it is the next step's
+    $f(g_0)$). The coefficients $\mu_i$, $\kappa_i$ ($\nu_i = -1 - \kappa_i$), $\sigma$, $\tau$
+    are the published tables for 46 stage counts $3 \le s \le 200$ (`gradflow._rock2_tables`);
+    a step uses the smallest tabulated $s$ with $\ell_s \ge h\rho$.
+
+    **Arguments:**
+
+    - `spectral_radius`: a [`gradflow.AbstractSpectralRadius`][]; default
+      [`gradflow.PowerIteration`][]`()`.
+    - `max_stages`: the largest stage count, in $[3, 200]$ (default 200: $\ell_{200} \approx
+      3.2 \times 10^4$); the tabulated counts up to it are used.
+
+    **References:**
+
+    - A. Abdulle, A. A. Medovikov, *Second order Chebyshev methods based on orthogonal
+      polynomials*, Numer. Math. 90 (2001) 1-18.
+    """
+
+    spectral_radius: AbstractSpectralRadius = dataclasses.field(default_factory=PowerIteration)
+    max_stages: int = eqx.field(static=True, default=200)
+    count: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        self._check_common()
+        if not 3 <= self.max_stages <= int(_DEGREES[-1]):
+            raise ValueError(
+                f"`max_stages` must lie in [3, {int(_DEGREES[-1])}] for ROCK2 (its tabulated "
+                f"stage counts); got {self.max_stages}."
+            )
+
+    def stage_counts(self):
+        return _DEGREES[_DEGREES <= self.max_stages].astype(np.int64)
+
+    def stability_bounds(self):
+        return _BOUNDS[_DEGREES <= self.max_stages]
+
+    def _stages(self, vf, t0, h, y0, f0, s):
+        y1, y_error, f1, num_evals = rock2_step(vf, t0, h, y0, f0, s)
+        return y1, f1, y_error, num_evals.astype(jnp.int32)
