@@ -66,13 +66,15 @@ def _degree_index(s: ArrayLike) -> Array:
     return jnp.clip(k, 0, len(_DEGREES) - 1)
 
 
-def _combine(coeffs: tuple, trees: tuple) -> PyTree:
-    # $\sum_j c_j x_j$ leaf by leaf; the scalar coefficients take each leaf's dtype so that a
-    # float32 state stays float32.
-    def leaf(*xs):
-        return sum(jnp.asarray(c, dtype=x.dtype) * x for c, x in zip(coeffs, xs))
+def _combine(coeffs: tuple, trees: tuple, like: PyTree) -> PyTree:
+    # $\sum_j c_j x_j$ leaf by leaf, in the dtype of `like` (the state): float64 coefficients,
+    # or a vector field that promotes, do not turn a float32 state into float64.
+    def leaf(ref, *xs):
+        return sum(jnp.asarray(c, dtype=ref.dtype) * x for c, x in zip(coeffs, xs)).astype(
+            ref.dtype
+        )
 
-    return jtu.tree_map(leaf, *trees)
+    return jtu.tree_map(leaf, like, *trees)
 
 
 def rock2_degree(z: ArrayLike) -> Array:
@@ -166,14 +168,14 @@ def rock2_step(
     sigma = jnp.asarray(_FP1)[k]
     tau = jnp.asarray(_FP2)[k]
 
-    g1 = _combine((1.0, h * mu1), (y0, f0))
+    g1 = _combine((1.0, h * mu1), (y0, f0), y0)
 
     def stage(i, carry):
         c_prev, c_cur, g_prev, g_cur = carry
         mu = mu_row[i]
         kappa = kappa_row[i]
         f = vf(t0 + c_cur * h, g_cur)
-        g_next = _combine((h * mu, 1.0 + kappa, -kappa), (f, g_cur, g_prev))
+        g_next = _combine((h * mu, 1.0 + kappa, -kappa), (f, g_cur, g_prev), y0)
         c_next = mu + (1.0 + kappa) * c_cur - kappa * c_prev
         return c_cur, c_next, g_cur, g_next
 
@@ -182,10 +184,10 @@ def rock2_step(
     _, c_m, _, g_m = jax.lax.fori_loop(2, m + 1, stage, init)
 
     f_m = vf(t0 + c_m * h, g_m)
-    g_m1 = _combine((1.0, sigma * h), (g_m, f_m))
+    g_m1 = _combine((1.0, sigma * h), (g_m, f_m), y0)
     f_m1 = vf(t0 + (c_m + sigma) * h, g_m1)
-    y_error = _combine((tau * h, -tau * h), (f_m1, f_m))
-    y1 = _combine((1.0, sigma * h, 1.0), (g_m1, f_m1, y_error))
+    y_error = _combine((tau * h, -tau * h), (f_m1, f_m), y0)
+    y1 = _combine((1.0, sigma * h, 1.0), (g_m1, f_m1, y_error), y0)
     f1 = vf(t0 + h, y1)
     return y1, y_error, f1, m + 2
 

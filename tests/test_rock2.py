@@ -256,3 +256,26 @@ def test_rock2_solver_checks_its_arguments():
     with pytest.raises(ValueError, match="`max_stages` must lie in \\[3, 200\\]"):
         ROCK2(max_stages=201)
     assert list(ROCK2(max_stages=40).stage_counts()) == DEGREES[: DEGREES.index(38) + 1]
+
+
+def test_vmap_over_stage_counts_and_float32():
+    # A batch of stage counts runs as one while loop (the longest count); each member agrees
+    # with its own unbatched step to rounding (1e-12 after 200 stages), and a float32 state
+    # stays float32.
+    y0 = (jnp.array([0.2, 0.7]), jnp.ones(2), jnp.ones(1))
+    f0 = _nonlinear_vf(0.0, y0)
+    counts = jnp.array([3, 22, 200])
+    step = jax.jit(lambda s: rock2_step(_nonlinear_vf, 0.0, 0.1, y0, f0, s))
+    batched = jax.vmap(step)(counts)
+    for i, s in enumerate([3, 22, 200]):
+        single = step(s)
+        for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(single)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-12, atol=1e-14)
+    y32 = jax.tree.map(lambda x: x.astype(jnp.float32), y0)
+    out = rock2_step(_nonlinear_vf, 0.0, 0.1, y32, _nonlinear_vf(0.0, y32), 10)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(out[:3]))
+    np.testing.assert_allclose(
+        np.concatenate(out[0]),
+        np.concatenate(step(10)[0]),
+        rtol=1e-6,
+    )
