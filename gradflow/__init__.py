@@ -36,12 +36,20 @@ from ._losses import (  # noqa: E402
     empirical_norm as empirical_norm,
 )
 from ._problem import Problem as Problem  # noqa: E402
+from ._rock2 import ROCK2 as ROCK2  # noqa: E402
 from ._solve import (  # noqa: E402
     RESULTS as RESULTS,
     GradientDescent as GradientDescent,
     Solution as Solution,
     SolveError as SolveError,
     solve as solve,
+)
+from ._stabilized import (  # noqa: E402
+    RKC as RKC,
+    AbstractSpectralRadius as AbstractSpectralRadius,
+    AbstractStabilizedSolver as AbstractStabilizedSolver,
+    PowerIteration as PowerIteration,
+    SpectralBound as SpectralBound,
 )
 from ._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,

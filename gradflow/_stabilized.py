@@ -445,6 +445,11 @@ class RKC(AbstractStabilizedSolver):
         if not (0 <= self.damping <= 1):
             raise ValueError(f"`damping` must lie in [0, 1]; got {self.damping}.")
 
+    def error_order(self, terms):
+        # The estimate compares with the trapezoidal rule: its local error is O(h^3).
+        del terms
+        return 3
+
     def stage_counts(self):
         return np.arange(2, self.max_stages + 1)
 
