@@ -1,7 +1,7 @@
 """The scaled objective `F_alpha(w) = R(alpha h(w)) / alpha^2` and its linearization."""
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -53,6 +53,31 @@ def _cast_floats(tree, dtype):
     return jax.tree_util.tree_map(cast, tree)
 
 
+class ModuleApply(eqx.Module):
+    r"""An equinox module as a model `apply(params, inputs)`: `params` are the module's
+    floating-point arrays (`eqx.partition(module, eqx.is_inexact_array)`), `static` the rest
+    (activation functions, sizes, integer arrays), and the call is
+    `eqx.combine(params, static)` applied to the inputs. Built by
+    [`gradflow.Problem.from_module`][].
+
+    - `static`: the module with its floating arrays replaced by `None`.
+    - `per_example`: the module maps one example to its output (the equinox convention, as
+      `eqx.nn.MLP`), so it is `jax.vmap`-ed over the leading axis of the inputs; `False` for a
+      module whose `__call__` takes the whole batch.
+    """
+
+    static: Any
+    per_example: bool = eqx.field(static=True)
+
+    def module(self, params: Params) -> eqx.Module:
+        """The module with the parameters `params`, e.g. `problem.apply.module(w_t)`."""
+        return eqx.combine(params, self.static)
+
+    def __call__(self, params: Params, inputs: Inputs) -> Outputs:
+        module = self.module(params)
+        return jax.vmap(module)(inputs) if self.per_example else module(inputs)
+
+
 class Problem(eqx.Module):
     r"""A training problem in the lazy-training scaling of Chizat, Oyallon & Bach (2019).
 
@@ -69,7 +94,7 @@ class Problem(eqx.Module):
 
     - `apply`: the model, a pure function `apply(params, inputs) -> outputs`.
     - `params0`: the initialization $w_0$, any PyTree of floating arrays with at least one
-      entry.
+      entry. (For an equinox module use [`gradflow.Problem.from_module`][].)
     - `inputs`: the training inputs (any PyTree `apply` accepts), all finite.
     - `loss`: an [`gradflow.AbstractLoss`][] whose `targets` have the shape of the outputs,
       with at least one sample.
@@ -113,8 +138,9 @@ class Problem(eqx.Module):
             if not _is_array(leaf):
                 raise TypeError(
                     "`params0` must be a PyTree of floating arrays; got a leaf of type "
-                    f"{type(leaf).__name__} ({leaf!r}). For an equinox module, "
-                    "split it: `params, static = eqx.partition(module, eqx.is_inexact_array)`."
+                    f"{type(leaf).__name__} ({leaf!r}). For an equinox module use "
+                    "`gf.Problem.from_module(module, inputs, loss, ...)`, which trains its "
+                    "floating arrays and keeps the rest."
                 )
             if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
                 raise ValueError(
@@ -200,6 +226,45 @@ class Problem(eqx.Module):
         `alpha` is checked as in the constructor (under a trace, at run time)."""
         alpha = _check_alpha(jnp.asarray(alpha, self.alpha.dtype))
         return eqx.tree_at(lambda p: p.alpha, self, alpha)
+
+    @classmethod
+    def from_module(
+        cls,
+        module: eqx.Module,
+        inputs: Inputs,
+        loss: AbstractLoss,
+        *,
+        alpha: ArrayLike = 1.0,
+        center: bool = False,
+        per_example: bool = True,
+    ) -> "Problem":
+        r"""A problem whose model is an equinox module, e.g. `eqx.nn.MLP`.
+
+        The parameters $w_0$ are the module's floating-point arrays
+        (`eqx.partition(module, eqx.is_inexact_array)`); everything else (activations,
+        sizes, integer arrays) is held fixed in `problem.apply`, a
+        [`gradflow.ModuleApply`][]. `problem.apply.module(params)` rebuilds the module at
+        other parameters, e.g. `sol.params` at one save time.
+
+        **Arguments:**
+
+        - `module`: a deterministic equinox module (no dropout or batch-norm state: use
+          `eqx.nn.inference_mode(module)`).
+        - `inputs`, `loss`, `alpha`, `center`: as in [`gradflow.Problem`][].
+        - `per_example`: `True` (the equinox convention) when `module(x)` maps one example:
+          it is then vmapped over the leading axis of `inputs`. `False` when `module(inputs)`
+          takes the whole batch.
+
+        **Returns:** a [`gradflow.Problem`][].
+        """
+        if not isinstance(module, eqx.Module):
+            raise TypeError(
+                f"`module` must be an equinox module; got {type(module).__name__}. For a plain "
+                "function use `gf.Problem(apply, params0, inputs, loss)`."
+            )
+        params0, static = eqx.partition(module, eqx.is_inexact_array)
+        apply = ModuleApply(static, bool(per_example))
+        return cls(apply, params0, inputs, loss, alpha=alpha, center=center)
 
 
 class _Flat(NamedTuple):
