@@ -35,7 +35,7 @@ from ._losses import (  # noqa: E402
     SquareLoss as SquareLoss,
     empirical_norm as empirical_norm,
 )
-from ._problem import Problem as Problem  # noqa: E402
+from ._problem import ModuleApply as ModuleApply, Problem as Problem  # noqa: E402
 from ._rock2 import ROCK2 as ROCK2  # noqa: E402
 from ._solve import (  # noqa: E402
     RESULTS as RESULTS,

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._diagnostics import _kernel_flat
+from ._diagnostics import _kernel_flat, _require_finite
 from ._losses import SquareLoss
 from ._problem import Problem, _flatten
 from ._typing import Array, ArrayLike, Params
@@ -70,7 +70,7 @@ def linear_flow_closed_form(
 
     **Returns:** `(outputs, params)`: the scaled linear predictions $\alpha \bar h(\bar w(t_i))$
     with shape `(len(ts),) + outputs.shape`, and $\bar w(t_i)$ as a PyTree with a leading time
-    axis.
+    axis. A model that is NaN or inf at $w_0$ raises a `ValueError`.
     """
     if not isinstance(problem.loss, SquareLoss):
         raise ValueError(
@@ -83,4 +83,5 @@ def linear_flow_closed_form(
         raise ValueError("`ts` must be times >= 0 (inf allowed).")
     if rcond is None:
         rcond = float(np.prod(problem.loss.targets.shape)) * float(jnp.finfo(problem.dtype).eps)
-    return _closed_form(problem, ts, float(rcond), int(batch_size))
+    out = _closed_form(problem, ts, float(rcond), int(batch_size))
+    return _require_finite(out, "The closed-form linear flow")

@@ -13,6 +13,22 @@ from ._problem import Problem, _Flat, _flatten
 from ._typing import Array, ArrayLike, Params
 
 
+def _require_finite(value, what: str):
+    """A diagnostic of a model that is NaN or inf at the parameters asked for is an error, not
+    a silent NaN result: a `ValueError` for concrete values, `eqx.error_if` under a trace."""
+    message = (
+        f"{what} is not finite (NaN or inf): the model's outputs or derivatives are not finite "
+        "at these parameters. Check `apply` at `params0` (or at the `params` given) for NaN/inf."
+    )
+    leaves = jax.tree_util.tree_leaves(value)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        bad = jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
+        return eqx.error_if(value, bad, message)
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
+        raise ValueError(message)
+    return value
+
+
 def _kernel_flat(flat: _Flat, batch_size: int) -> Array:
     """K = J J^T with J = Dh(w0) (N x p, N = outputs.size), column by column (J J^T e_i)."""
     shape = flat.h0.shape
@@ -48,11 +64,12 @@ def tangent_kernel(
 
     **Returns:** an `(N, N)` array, `N = outputs.size`, indexed in row-major order of the
     outputs (entry `(i * k + a, j * k + b)` for outputs of shape `(n, k)`). It is the Gram
-    matrix of the Euclidean gradients; the function-space flow uses $\Sigma = K/n$.
+    matrix of the Euclidean gradients; the function-space flow uses $\Sigma = K/n$. A model
+    that is NaN or inf there raises a `ValueError` (under a trace, a runtime error).
     """
     if params is not None:
         problem = eqx.tree_at(lambda p: p.params0, problem, params)
-    return _tangent_kernel(problem, int(batch_size))
+    return _require_finite(_tangent_kernel(problem, int(batch_size)), "The tangent kernel")
 
 
 def _normalize(v):
@@ -201,7 +218,8 @@ def scale_criterion(
     - `num_iters`, `tol`: iteration cap and relative stopping tolerance.
     - `num_starts`: random starts for $\|D^2 h(w_0)\|$ (the best is kept).
 
-    **Returns:** a [`gradflow.ScaleCriterion`][] (`float(result)` is $\kappa$).
+    **Returns:** a [`gradflow.ScaleCriterion`][] (`float(result)` is $\kappa$; `inf` when
+    $Dh(w_0) = 0$). A model that is NaN or inf at $w_0$ raises a `ValueError`.
     """
     if key is None:
         key = jax.random.PRNGKey(0)
@@ -210,6 +228,7 @@ def scale_criterion(
             f"`num_starts` and `num_iters` must be >= 1; got {num_starts=}, {num_iters=}."
         )
     jac, hess, res, i1, i2 = _norms(problem, key, int(num_iters), float(tol), int(num_starts))
+    _require_finite((jac, hess, res), "The scale criterion (||Dh(w0)||, ||D^2h(w0)||, residual)")
     alpha = float(problem.alpha)
     jac, hess, res = float(jac), float(hess), float(res)
     kappa = res * hess / (alpha * jac**2) if jac > 0 else math.inf

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._diagnostics import scale_criterion
+from ._diagnostics import _require_finite, scale_criterion
 from ._problem import Problem, _flatten
 from ._typing import Array, Params
 
@@ -122,7 +122,7 @@ class Spectrum(eqx.Module):
 
 
 def _spectrum(ev, exact: bool, rank_tol: float) -> Spectrum:
-    ev = np.sort(np.asarray(ev, dtype=float))
+    ev = np.sort(np.asarray(_require_finite(ev, "The spectrum"), dtype=float))
     return Spectrum(ev, exact, int(np.sum(ev > rank_tol * ev[-1])), rank_tol)
 
 

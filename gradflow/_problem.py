@@ -1,7 +1,7 @@
 """The scaled objective `F_alpha(w) = R(alpha h(w)) / alpha^2` and its linearization."""
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -15,6 +15,67 @@ from ._typing import Array, ArrayLike, FlatParams, Inputs, Outputs, Params, Scal
 
 def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
+
+
+def _check_alpha(alpha: Array) -> Array:
+    """`alpha` must be a finite scalar > 0: a ValueError for a concrete value, and a runtime
+    error (`eqx.error_if`) for a traced one, e.g. under `jax.vmap` over alphas."""
+    if alpha.ndim != 0:
+        raise ValueError(f"`alpha` must be a scalar; got shape {alpha.shape}.")
+    if _is_traced(alpha):
+        bad = jnp.logical_not(jnp.isfinite(alpha) & (alpha > 0))
+        return eqx.error_if(alpha, bad, "`alpha` must be a finite number > 0.")
+    a = float(alpha)
+    if not (np.isfinite(a) and a > 0):
+        raise ValueError(f"`alpha` must be a finite number > 0; got alpha={a}.")
+    return alpha
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, float, int)) and not isinstance(
+        x, bool
+    )
+
+
+def _cast_floats(tree, dtype):
+    """Cast the floating arrays of `tree` to `dtype`, keeping numpy arrays numpy and leaving
+    every other leaf (integer labels, functions) as it is."""
+
+    def cast(x):
+        if isinstance(x, (jax.Array, np.ndarray, np.generic)) and jnp.issubdtype(
+            x.dtype, jnp.floating
+        ):
+            if x.dtype == dtype:
+                return x
+            return x.astype(dtype) if isinstance(x, jax.Array) else np.asarray(x, dtype)
+        return x
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+class ModuleApply(eqx.Module):
+    r"""An equinox module as a model `apply(params, inputs)`: `params` are the module's
+    floating-point arrays (`eqx.partition(module, eqx.is_inexact_array)`), `static` the rest
+    (activation functions, sizes, integer arrays), and the call is
+    `eqx.combine(params, static)` applied to the inputs. Built by
+    [`gradflow.Problem.from_module`][].
+
+    - `static`: the module with its floating arrays replaced by `None`.
+    - `per_example`: the module maps one example to its output (the equinox convention, as
+      `eqx.nn.MLP`), so it is `jax.vmap`-ed over the leading axis of the inputs; `False` for a
+      module whose `__call__` takes the whole batch.
+    """
+
+    static: Any
+    per_example: bool = eqx.field(static=True)
+
+    def module(self, params: Params) -> eqx.Module:
+        """The module with the parameters `params`, e.g. `problem.apply.module(w_t)`."""
+        return eqx.combine(params, self.static)
+
+    def __call__(self, params: Params, inputs: Inputs) -> Outputs:
+        module = self.module(params)
+        return jax.vmap(module)(inputs) if self.per_example else module(inputs)
 
 
 class Problem(eqx.Module):
@@ -32,11 +93,18 @@ class Problem(eqx.Module):
     **Arguments:**
 
     - `apply`: the model, a pure function `apply(params, inputs) -> outputs`.
-    - `params0`: the initialization $w_0$, any PyTree of floating arrays.
+    - `params0`: the initialization $w_0$, any PyTree of floating arrays with at least one
+      entry. (For an equinox module use [`gradflow.Problem.from_module`][].)
     - `inputs`: the training inputs (any PyTree `apply` accepts), all finite.
-    - `loss`: an [`gradflow.AbstractLoss`][] whose `targets` have the shape of the outputs.
+    - `loss`: an [`gradflow.AbstractLoss`][] whose `targets` have the shape of the outputs,
+      with at least one sample.
     - `alpha`: the scale $\alpha > 0$. It is an array leaf, so sweeping it does not recompile.
     - `center`: subtract the initial outputs from the model.
+
+    The problem computes in the parameters' dtype (float32 or float64; their common dtype
+    if the leaves differ): the floating arrays of `params0`, `inputs` and the loss are cast to
+    it here, and the model's outputs in [`gradflow.Problem.h`][]. So float32 parameters from
+    a float32 initializer (flax's default) work with the float64 data of `gf.data`.
     """
 
     apply: Callable[[Params, Inputs], Outputs]
@@ -67,22 +135,29 @@ class Problem(eqx.Module):
         if not leaves:
             raise ValueError("`params0` has no array leaves: there is nothing to train.")
         for leaf in leaves:
+            if not _is_array(leaf):
+                raise TypeError(
+                    "`params0` must be a PyTree of floating arrays; got a leaf of type "
+                    f"{type(leaf).__name__} ({leaf!r}). For an equinox module use "
+                    "`gf.Problem.from_module(module, inputs, loss, ...)`, which trains its "
+                    "floating arrays and keeps the rest."
+                )
             if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
                 raise ValueError(
                     "`params0` must hold floating-point arrays; got a leaf of dtype "
                     f"{jnp.result_type(leaf)}. Cast it, e.g. `jnp.asarray(x, float)`."
                 )
-        params0 = jax.tree_util.tree_map(jnp.asarray, params0)
+        dtype = jnp.result_type(*leaves)
+        params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
+        if sum(np.size(x) for x in jax.tree_util.tree_leaves(params0)) == 0:
+            raise ValueError(
+                "`params0` has no entries (every leaf has size 0): there is nothing to train."
+            )
         for leaf in jax.tree_util.tree_leaves(inputs):
             _check_finite("inputs", leaf)
-        dtype = ravel_pytree(params0)[0].dtype
-        alpha = jnp.asarray(alpha, dtype=dtype)
-        if alpha.ndim != 0:
-            raise ValueError(f"`alpha` must be a scalar; got shape {alpha.shape}.")
-        if not _is_traced(alpha):
-            a = float(alpha)
-            if not (np.isfinite(a) and a > 0):
-                raise ValueError(f"`alpha` must be a finite number > 0; got alpha={a}.")
+        inputs = _cast_floats(inputs, dtype)
+        loss = _cast_floats(loss, dtype)
+        alpha = _check_alpha(jnp.asarray(alpha, dtype=dtype))
         out = jax.eval_shape(apply, params0, inputs)
         target_shape = loss.targets.shape
         if not hasattr(out, "shape") or out.shape != target_shape:
@@ -93,6 +168,19 @@ class Problem(eqx.Module):
             )
         if len(target_shape) == 0:
             raise ValueError("Model outputs need a leading sample axis; got a scalar output.")
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            raise ValueError(f"The model output must be floating-point; got dtype {out.dtype}.")
+        if target_shape[0] == 0:
+            raise ValueError(
+                f"The loss targets have no samples (shape {target_shape}): the empirical loss "
+                "over n = 0 points is undefined. Pass at least one sample in `inputs` and "
+                "`loss.targets`."
+            )
+        if np.prod(target_shape) == 0:
+            raise ValueError(
+                f"The model outputs have size 0 (shape {target_shape}): there is nothing to "
+                "fit. Give the model at least one output per sample."
+            )
         self.apply = apply
         self.params0 = params0
         self.inputs = inputs
@@ -108,11 +196,15 @@ class Problem(eqx.Module):
     def dtype(self):
         return jnp.result_type(*jax.tree_util.tree_leaves(self.params0))
 
+    def _outputs(self, params: Params) -> Outputs:
+        # In the parameters' dtype, even if `apply` promotes (a float64 constant it closes over).
+        return self.apply(params, self.inputs).astype(self.dtype)
+
     def h(self, params: Params) -> Outputs:
         """The model map $h(w)$ on the training inputs (centered if `center=True`)."""
-        out = self.apply(params, self.inputs)
+        out = self._outputs(params)
         if self.center:
-            out = out - self.apply(self.params0, self.inputs)
+            out = out - self._outputs(self.params0)
         return out
 
     def hbar(self, params: Params) -> Outputs:
@@ -130,8 +222,49 @@ class Problem(eqx.Module):
         return self.loss(self.alpha * self.hbar(params)) / self.alpha**2
 
     def with_alpha(self, alpha: ArrayLike) -> "Problem":
-        """The same problem at another scale (no recompilation: `alpha` is an array leaf)."""
-        return eqx.tree_at(lambda p: p.alpha, self, jnp.asarray(alpha, self.alpha.dtype))
+        """The same problem at another scale (no recompilation: `alpha` is an array leaf).
+        `alpha` is checked as in the constructor (under a trace, at run time)."""
+        alpha = _check_alpha(jnp.asarray(alpha, self.alpha.dtype))
+        return eqx.tree_at(lambda p: p.alpha, self, alpha)
+
+    @classmethod
+    def from_module(
+        cls,
+        module: eqx.Module,
+        inputs: Inputs,
+        loss: AbstractLoss,
+        *,
+        alpha: ArrayLike = 1.0,
+        center: bool = False,
+        per_example: bool = True,
+    ) -> "Problem":
+        r"""A problem whose model is an equinox module, e.g. `eqx.nn.MLP`.
+
+        The parameters $w_0$ are the module's floating-point arrays
+        (`eqx.partition(module, eqx.is_inexact_array)`); everything else (activations,
+        sizes, integer arrays) is held fixed in `problem.apply`, a
+        [`gradflow.ModuleApply`][]. `problem.apply.module(params)` rebuilds the module at
+        other parameters, e.g. `sol.params` at one save time.
+
+        **Arguments:**
+
+        - `module`: a deterministic equinox module (no dropout or batch-norm state: use
+          `eqx.nn.inference_mode(module)`).
+        - `inputs`, `loss`, `alpha`, `center`: as in [`gradflow.Problem`][].
+        - `per_example`: `True` (the equinox convention) when `module(x)` maps one example:
+          it is then vmapped over the leading axis of `inputs`. `False` when `module(inputs)`
+          takes the whole batch.
+
+        **Returns:** a [`gradflow.Problem`][].
+        """
+        if not isinstance(module, eqx.Module):
+            raise TypeError(
+                f"`module` must be an equinox module; got {type(module).__name__}. For a plain "
+                "function use `gf.Problem(apply, params0, inputs, loss)`."
+            )
+        params0, static = eqx.partition(module, eqx.is_inexact_array)
+        apply = ModuleApply(static, bool(per_example))
+        return cls(apply, params0, inputs, loss, alpha=alpha, center=center)
 
 
 class _Flat(NamedTuple):
@@ -152,10 +285,10 @@ class _Flat(NamedTuple):
 
 def _flatten(problem: Problem, *, linearize: bool = True) -> _Flat:
     w0, unravel = ravel_pytree(problem.params0)
-    out0 = problem.apply(problem.params0, problem.inputs)
+    out0 = problem._outputs(problem.params0)
 
     def h(w: FlatParams) -> Outputs:
-        out = problem.apply(unravel(w), problem.inputs)
+        out = problem._outputs(unravel(w))
         return out - out0 if problem.center else out
 
     if linearize:

@@ -25,9 +25,11 @@ class RESULTS(eqx.Enumeration):
         "`rtol`/`atol`, or shorten `t1`."
     )
     diverged = (
-        "The state became NaN or inf: the iteration diverged. For gradient descent, lower the "
-        "`learning_rate` (the flow is stable only for steps below 2 / (largest Hessian "
-        "eigenvalue))."
+        "The iteration diverged: the state, the vector field or the loss became NaN or inf, or "
+        "the loss grew above 1e10 times its initial size (a gradient flow never increases it). "
+        "For gradient descent, lower the `learning_rate` (the flow is stable only for steps "
+        "below 2 / (largest Hessian eigenvalue)); for a flow, check that the model is finite "
+        "at `params0` and along the path, and that `alpha` is finite and > 0."
     )
     solver_failed = (
         "The ODE solver failed (step size collapsed or an implicit solve did not converge). "
@@ -138,6 +140,63 @@ def _finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+# A step whose error estimate or candidate state is NaN/inf is rejected by diffrax's adaptive
+# controllers, and a rejected step never changes the state, so the divergence event never sees
+# a NaN vector field: the solve would shrink the step forever and end at `max_steps`. Such a
+# step is accepted instead (the state then turns non-finite and the event fires) once the step
+# has collapsed below `_DTMIN_FRACTION * t1`, or after `_PATIENCE` consecutive non-finite
+# attempts (a NaN step size never compares below anything). An honest flow never has a
+# non-finite vector field that close to an accepted state: at that point it sits on a
+# singularity of the model.
+_DTMIN_FRACTION = 1e-12
+_PATIENCE = 30
+# The loss along a gradient flow never increases (dF/dt = -|grad F|^2), nor along gradient
+# descent with steps below 2 / L (the descent lemma); the transient growth of unstable-but-
+# bounded gradient descent (edge of stability, catapults) stays within a few orders of
+# magnitude. A loss above this factor times max(R(alpha h(w0)), R(0)) is divergence.
+_LOSS_GROWTH = 1e10
+
+
+class _NonFiniteGuard(dfx.AbstractAdaptiveStepSizeController):
+    """Wraps an adaptive step-size controller so that a non-finite step is eventually
+    accepted (see `_DTMIN_FRACTION` and `_PATIENCE`) rather than retried until `max_steps`."""
+
+    controller: dfx.AbstractAdaptiveStepSizeController
+    dtmin: Array
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return _NonFiniteGuard(self.controller.wrap(direction), self.dtmin)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.zeros((), jnp.int32))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner, strikes = state
+        keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
+        )
+        bad = jnp.logical_not(_finite(y_error) & _finite(y1_candidate))
+        strikes = jnp.where(bad, strikes + 1, 0)
+        give_up = bad & ((strikes >= _PATIENCE) | jnp.logical_not(t1 - t0 >= self.dtmin))
+        next_dt = next_t1 - next_t0
+        next_t0 = jnp.where(give_up, t1, next_t0)
+        next_t1 = jnp.where(give_up, t1 + next_dt, next_t1)
+        return keep | give_up, next_t0, next_t1, made_jump, (inner, strikes), result
+
+
 @eqx.filter_jit
 def _solve_jit(
     problem: Problem,
@@ -215,9 +274,12 @@ def _solve_jit(
         del t, args, kwargs
         return jnp.logical_not(_finite(y))
 
+    if isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
+        controller = _NonFiniteGuard(controller, _DTMIN_FRACTION * t1)
     stabilized = isinstance(solver, AbstractStabilizedSolver)
     if stabilized:
-        # Every attempted step hands its cost to the controller, rejected steps included.
+        # Every attempted step hands its cost to the controller, rejected steps included;
+        # the count is taken off the error estimate before the other controllers see it.
         solver = dataclasses.replace(solver, count=True)
         controller = CountingController(controller)
     sol = dfx.diffeqsolve(
@@ -252,6 +314,17 @@ def _solve_jit(
     )
     # Unreached save times are +inf in diffrax; report them as NaN ("not computed").
     reached = jnp.isfinite(sol.ts)
+    # Divergence that leaves the state finite: a non-finite or exploding loss at a save time
+    # (see `_LOSS_GROWTH`). The metrics from that save time on are dropped as unreached.
+    scale = jnp.maximum(loss(alpha * flat.h0), loss(jnp.zeros_like(flat.h0)))
+    blown = jnp.zeros_like(reached)
+    for name in ("loss", "linear_loss"):
+        if name in sol.ys:
+            value = sol.ys[name]
+            blown = blown | jnp.logical_not(value <= _LOSS_GROWTH * scale)
+    blown = blown & reached
+    result = RESULTS.where(jnp.any(blown), RESULTS.diverged, result)
+    reached = reached & (jnp.cumsum(blown) == 0)
 
     def mask(x):
         return jnp.where(reached.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.nan)
@@ -287,6 +360,27 @@ def _stabilized_stats(
 
 def _default_ts(t1: float, num: int = 101) -> np.ndarray:
     return np.linspace(0.0, t1, num)
+
+
+def _check_times(ts: np.ndarray) -> np.ndarray:
+    """Save times must be a non-empty, finite, non-negative, non-decreasing 1-d array; the
+    error names the first offending entry."""
+    if ts.ndim != 1 or len(ts) == 0:
+        raise ValueError(f"`ts` must be a non-empty 1-d array of times; got shape {ts.shape}.")
+    bad = np.flatnonzero(~np.isfinite(ts))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"`ts` must be finite; got ts[{i}]={float(ts[i])!r}.")
+    if ts[0] < 0:
+        raise ValueError(f"`ts` must be times >= 0; got ts[0]={float(ts[0])!r}.")
+    down = np.flatnonzero(np.diff(ts) < 0)
+    if down.size:
+        i = int(down[0])
+        raise ValueError(
+            f"`ts` must be non-decreasing; got ts[{i}]={float(ts[i])!r} > "
+            f"ts[{i + 1}]={float(ts[i + 1])!r}. Sort them, e.g. `np.sort(ts)`."
+        )
+    return ts
 
 
 def solve(
@@ -347,8 +441,11 @@ def solve(
         raise TypeError(f"`problem` must be a gradflow.Problem; got {type(problem).__name__}.")
     if t1 is None and ts is None:
         raise ValueError("Give the final time `t1`, or the save times `ts`.")
+    if ts is not None:
+        # Validated as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
+        ts = _check_times(np.asarray(ts, dtype=float))
     if t1 is None:
-        t1 = float(np.asarray(ts)[-1])
+        t1 = float(ts[-1])
     t1 = float(t1)
     if not (math.isfinite(t1) and t1 > 0):
         raise ValueError(f"`t1` must be a finite time > 0; got t1={t1}.")
@@ -360,9 +457,14 @@ def solve(
             f"`rtol={rtol}` is below float32 resolution; the parameters are float32. Use "
             "rtol >= 1e-6, or float64 parameters (gradflow enables jax_enable_x64)."
         )
+    if (
+        isinstance(max_steps, bool)
+        or not isinstance(max_steps, (int, float, np.integer, np.floating))
+        or not float(max_steps).is_integer()
+        or max_steps < 1
+    ):
+        raise ValueError(f"`max_steps` must be a positive integer; got max_steps={max_steps!r}.")
     max_steps = int(max_steps)
-    if max_steps < 1:
-        raise ValueError(f"`max_steps` must be a positive integer; got {max_steps}.")
     choice = "given"
     if solver is None or isinstance(solver, str):
         if solver not in (None, "auto"):
@@ -397,32 +499,44 @@ def solve(
             )
         if ts is None:
             ts = _default_ts(t1)
-        # Array tolerances are traced, so changing them does not recompile.
-        controller = (
-            dfx.PIDController(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype))
-            if stepsize_controller is None
-            else stepsize_controller
-        )
+        adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
+        if stepsize_controller is None and not adaptive:
+            # A solver without an error estimate (Euler, ...) cannot adapt its step.
+            if dt0 is None:
+                raise ValueError(
+                    f"`solver={type(solver).__name__}()` has no error estimate, so it cannot "
+                    "choose its own steps: give `dt0` (it then takes constant steps of `dt0`), "
+                    "or use an adaptive solver such as `diffrax.Tsit5()` or `diffrax.Heun()`."
+                )
+            controller = dfx.ConstantStepSize()
+        elif stepsize_controller is None:
+            # Array tolerances are traced, so changing them does not recompile.
+            controller = dfx.PIDController(
+                rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype)
+            )
+        else:
+            controller = stepsize_controller
         dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, dtype))
         solver_name = type(solver).__name__
         if isinstance(controller, dfx.ConstantStepSize) and dt0_ is None:
-            raise ValueError("A constant step size needs `dt0`.")
-    # Times share the parameters' dtype: diffrax promotes the state to the time dtype.
-    # Validated as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
-    tsn = np.asarray(ts, dtype=np.dtype(dtype))
-    if tsn.ndim != 1 or len(tsn) == 0:
-        raise ValueError(f"`ts` must be a non-empty 1-d array of times; got shape {tsn.shape}.")
-    ts = jnp.asarray(tsn)
-    if (
-        not np.all(np.isfinite(tsn))
-        or tsn[0] < 0
-        or tsn[-1] > t1 * (1 + 1e-12)
-        or np.any(np.diff(tsn) < 0)
-    ):
+            raise ValueError(
+                "A constant step size needs `dt0`: give `dt0`, or leave `stepsize_controller` "
+                "unset for adaptive steps."
+            )
+        if isinstance(controller, dfx.AbstractAdaptiveStepSizeController) and not adaptive:
+            raise ValueError(
+                f"`solver={type(solver).__name__}()` has no error estimate, so it cannot be used "
+                f"with the adaptive `stepsize_controller={type(controller).__name__}`: use "
+                "`diffrax.ConstantStepSize()` with `dt0`, or an adaptive solver such as "
+                "`diffrax.Tsit5()`."
+            )
+    if ts[-1] > t1 * (1 + 1e-12):
         raise ValueError(
-            "`ts` must be finite, non-decreasing and inside [0, t1]; got "
-            f"ts[0]={tsn[0]}, ts[-1]={tsn[-1]}, t1={t1}."
+            f"`ts` must lie inside [0, t1]; got ts[{len(ts) - 1}]={float(ts[-1])!r} > t1={t1!r}. "
+            "Drop the later times or raise `t1`."
         )
+    # Times share the parameters' dtype: diffrax promotes the state to the time dtype.
+    ts = jnp.asarray(np.asarray(ts, dtype=np.dtype(dtype)))
     # With a single save time XLA hoists the metrics (a forward pass) into the step loop, which
     # then pays for them at every step; a second, dropped save time at t = 0 keeps them out.
     single = ts.shape[0] == 1

@@ -232,8 +232,8 @@ class AbstractStabilizedSolver(dfx.AbstractAdaptiveSolver):
     of each step for the next (first same as last), and interpolates with cubic Hermite
     polynomials from the end values and slopes.
 
-    A step with $h\rho > \beta(\text{max\_stages})$ is not taken: it returns an infinite
-    error, so the controller shortens it.
+    A step with $h\rho > \beta(\text{max\_stages})$ is not taken: it returns a huge error
+    ($10^{10}$ times the state), so the controller shortens it.
     """
 
     term_structure: ClassVar = dfx.AbstractTerm
@@ -334,8 +334,12 @@ class AbstractStabilizedSolver(dfx.AbstractAdaptiveSolver):
         # error so that the controller shortens it.
         s_run = jnp.where(feasible, s, int(self.stage_counts()[0])).astype(jnp.int32)
         y1, f1, y_error, n = self._stages(vf, t0, h, y0, f0, s_run)
+        # A huge but finite error: the controller cuts the step by its largest factor, and a
+        # guard against non-finite steps (`gf.solve`) does not mistake it for a NaN.
         y_error = jax.tree_util.tree_map(
-            lambda x: jnp.where(feasible, x, jnp.inf).astype(x.dtype), y_error
+            lambda x, y: jnp.where(feasible, x, 1e10 * (1 + jnp.abs(y))).astype(x.dtype),
+            y_error,
+            y0,
         )
         evals = evals + n
         new = _SolverState(

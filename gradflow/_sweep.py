@@ -115,7 +115,8 @@ def sweep_alpha(
             seconds.append(float(rec["seconds"]))
             for k in DISTANCES:
                 v = rec["sup"].get(k)
-                sup[k][i] = np.nan if v is None else float(v)
+                # A failed point's sup covers only the part that ran: NaN, as documented.
+                sup[k][i] = np.nan if v is None or rec["error"] is not None else float(v)
         if callback is not None:
             for i, rec in enumerate(batched.records):
                 callback(i, float(alphas_arr[i]), batched.solutions[i], rec["error"])
@@ -127,8 +128,9 @@ def sweep_alpha(
                 sol = solve(problem.with_alpha(a), t1=t1, ts=ts, **solve_kwargs)
                 if not sol.succeeded:
                     err = sol.message
-                for k in DISTANCES:
-                    sup[k][i] = float(np.nanmax(np.asarray(getattr(sol, k))))
+                else:
+                    for k in DISTANCES:
+                        sup[k][i] = float(np.nanmax(np.asarray(getattr(sol, k))))
             except Exception as exc:  # noqa: BLE001 - a failed point is reported, the rest kept
                 err = f"{type(exc).__name__}: {exc}"
             seconds.append(time.perf_counter() - start)

@@ -8,6 +8,7 @@ a brute-force maximization refined with scipy.optimize, and scipy.stats.
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -441,3 +442,108 @@ def test_scale_criterion_reports_non_convergence(getkey):
     assert gf.scale_criterion(problem).converged is True
     with pytest.raises(ValueError, match="`num_starts` and `num_iters` must be >= 1"):
         gf.scale_criterion(problem, num_starts=0)
+
+
+# ----------------------------------------------------- mixed dtypes, non-finite models
+
+
+def test_float32_params_with_float64_data_match_float64(getkey):
+    # What a flax user gets: float32 parameters, float64 data from gf.data. Every diagnostic
+    # computes in float32 and agrees with the all-float64 problem to 1e-5 relative (float32
+    # rounding, eps = 1.2e-7, accumulated over sums of ~100 terms and power iterations).
+    p64 = _small_problem(getkey(), k=2, center=False, alpha=3.0)
+    params32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p64.params0)
+    p32 = gf.Problem(p64.apply, params32, p64.inputs, p64.loss, alpha=3.0)
+    assert np.asarray(p64.inputs).dtype == np.float64 and p64.loss.targets.dtype == np.float64
+    assert p32.dtype == np.float32 and p32.inputs.dtype == np.float32
+    assert p32.loss.targets.dtype == np.float32 and p32.h(p32.params0).dtype == np.float32
+
+    def close(a, b, what):
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max(), err_msg=what)
+
+    k32 = gf.tangent_kernel(p32)
+    assert k32.dtype == np.float32
+    close(k32, gf.tangent_kernel(p64), "tangent_kernel")
+    c32, c64 = gf.scale_criterion(p32), gf.scale_criterion(p64)
+    for name in ("kappa", "jacobian_norm", "hessian_norm", "residual_norm"):
+        close(getattr(c32, name), getattr(c64, name), name)
+    ts = [0.0, 1.0, 10.0, np.inf]
+    (o32, w32), (o64, w64) = (
+        gf.linear_flow_closed_form(p32, ts),
+        gf.linear_flow_closed_form(p64, ts),
+    )
+    close(o32, o64, "closed-form outputs")
+    close(
+        jax.vmap(lambda w: ravel_pytree(w)[0])(w32),
+        jax.vmap(lambda w: ravel_pytree(w)[0])(w64),
+        "closed-form params",
+    )
+    close(
+        gf.tangent_spectrum(p32).eigenvalues,
+        gf.tangent_spectrum(p64).eigenvalues,
+        "tangent_spectrum",
+    )
+    close(
+        gf.parameter_spectrum(p32, hessian=True).eigenvalues,
+        gf.parameter_spectrum(p64, hessian=True).eigenvalues,
+        "parameter_spectrum",
+    )
+    moved = jax.tree_util.tree_map(lambda x: 1.1 * x, p64.params0)
+    close(gf.kernel_drift(p32, moved), gf.kernel_drift(p64, moved), "kernel_drift")
+    # The solve in float32 (rtol 1e-6) against a float64 solve of the same flow.
+    ts = [0.0, 1.0, 2.0]
+    s32 = gf.solve(p32, ts=ts, rtol=1e-6, atol=1e-8)
+    s64 = gf.solve(p64, ts=ts, rtol=1e-10, atol=1e-12)
+    assert s32.succeeded and s32.loss.dtype == np.float32
+    np.testing.assert_allclose(s32.loss, s64.loss, rtol=1e-5)
+    np.testing.assert_allclose(s32.param_gap[1:], s64.param_gap[1:], rtol=1e-5)
+
+
+def test_model_promoting_to_float64_is_cast_to_params_dtype(getkey):
+    # A model closing over a float64 constant: its outputs are cast back to float32.
+    p64 = _small_problem(getkey(), center=False)
+    shift = jnp.asarray(0.25, jnp.float64)
+    params32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p64.params0)
+    p32 = gf.Problem(lambda p, x: p64.apply(p, x) + shift, params32, p64.inputs, p64.loss)
+    ref = gf.Problem(lambda p, x: p64.apply(p, x) + shift, p64.params0, p64.inputs, p64.loss)
+    k32, k64 = gf.tangent_kernel(p32), gf.tangent_kernel(ref)
+    assert k32.dtype == np.float32
+    np.testing.assert_allclose(k32, k64, rtol=0, atol=1e-5 * np.abs(k64).max())
+
+
+def _nan_problem(key, where):
+    base = _small_problem(key, center=False)
+    if where == "everywhere":
+        apply = lambda p, x: base.apply(p, x) * jnp.nan  # noqa: E731
+    else:  # only the first output is NaN: the kernel is partly NaN
+        apply = lambda p, x: base.apply(p, x).at[0].multiply(jnp.nan)  # noqa: E731
+    return gf.Problem(apply, base.params0, base.inputs, base.loss)
+
+
+@pytest.mark.parametrize("where", ["everywhere", "first output"])
+def test_diagnostics_of_a_nan_model_raise(getkey, where):
+    problem = _nan_problem(getkey(), where)
+    match = "not finite \\(NaN or inf\\): the model's outputs or derivatives are not finite"
+    with pytest.raises(ValueError, match="The tangent kernel is " + match):
+        gf.tangent_kernel(problem)
+    with pytest.raises(ValueError, match="The scale criterion .* is " + match):
+        gf.scale_criterion(problem)
+    with pytest.raises(ValueError, match="The closed-form linear flow is " + match):
+        gf.linear_flow_closed_form(problem, [1.0])
+    with pytest.raises(ValueError, match="The spectrum is " + match):
+        gf.tangent_spectrum(problem)
+
+
+def test_tangent_kernel_nan_under_jit_raises(getkey):
+    problem = _nan_problem(getkey(), "everywhere")
+    with pytest.raises(Exception, match="The tangent kernel is not finite"):
+        eqx.filter_jit(gf.tangent_kernel)(problem).block_until_ready()
+
+
+def test_tangent_kernel_nan_at_other_params(getkey):
+    # kernel_drift at the parameters of a diverged solve (NaN) raises instead of returning NaN.
+    problem = _small_problem(getkey())
+    nan_params = jax.tree_util.tree_map(lambda x: x * jnp.nan, problem.params0)
+    with pytest.raises(ValueError, match="The tangent kernel is not finite"):
+        gf.kernel_drift(problem, nan_params)

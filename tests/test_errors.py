@@ -1,10 +1,13 @@
 """Bad input gets a clear error naming the argument; failures become result codes."""
 
+import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import two_layer_problem
+from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 
@@ -55,7 +58,9 @@ def test_bad_times_and_solver(getkey):
         gf.solve(problem, t1=-1.0)
     with pytest.raises(ValueError, match="Give the final time `t1`"):
         gf.solve(problem)
-    with pytest.raises(ValueError, match="`ts` must be finite, non-decreasing and inside"):
+    with pytest.raises(
+        ValueError, match=r"`ts` must lie inside \[0, t1\]; got ts\[1\]=2.0 > t1=1.0"
+    ):
         gf.solve(problem, t1=1.0, ts=[0.0, 2.0])
     with pytest.raises(TypeError, match="`solver` must be a diffrax solver"):
         gf.solve(problem, t1=1.0, solver="tsit5")
@@ -92,3 +97,158 @@ def test_closed_form_needs_square_loss(getkey):
     problem = gf.Problem(model, model.init(kp, 2), x, gf.LogisticLoss(jnp.ones((5, 1))))
     with pytest.raises(ValueError, match="needs `loss=gf.SquareLoss"):
         gf.linear_flow_closed_form(problem, [1.0])
+
+
+# ------------------------------------------------------------------ numerics and inputs
+
+
+def _walled(problem, radius, alpha=1.0):
+    """The problem's model, NaN once the parameters are farther than `radius` from w0. The
+    radius travels in the inputs, so every radius shares one compiled solve."""
+    w0 = ravel_pytree(problem.params0)[0]
+
+    def apply(params, inputs):
+        dist = jnp.linalg.norm(ravel_pytree(params)[0] - w0)
+        out = problem.apply(params, inputs["x"])
+        return jnp.where(dist > inputs["radius"], jnp.nan, out)
+
+    inputs = {"x": problem.inputs, "radius": jnp.asarray(radius)}
+    return gf.Problem(apply, problem.params0, inputs, problem.loss, alpha=alpha, center=True)
+
+
+def test_nan_vector_field_is_divergence_within_a_few_steps(getkey):
+    base = small(getkey, alpha=1.0)
+    honest = _walled(base, 1e9)  # the wall is never reached
+    ts = np.linspace(0, 5.0, 11)
+    ref = gf.solve(honest, t1=5.0, ts=ts)
+    assert ref.succeeded and float(np.max(ref.param_distance)) > 0.1
+    cases = {
+        "NaN at w0": eqx.tree_at(lambda p: p.inputs["radius"], honest, jnp.asarray(-1.0)),
+        "NaN beyond |w - w0| = 0.1": eqx.tree_at(
+            lambda p: p.inputs["radius"], honest, jnp.asarray(0.1)
+        ),
+        # Problem and with_alpha refuse these; eqx.tree_at goes around both.
+        "alpha = 0": eqx.tree_at(lambda p: p.alpha, honest, jnp.asarray(0.0)),
+        "alpha = nan": eqx.tree_at(lambda p: p.alpha, honest, jnp.asarray(jnp.nan)),
+    }
+    for name, bad in cases.items():
+        sol = gf.solve(bad, t1=5.0, ts=ts)
+        assert sol.result == gf.RESULTS.diverged, name
+        # Rejected steps used to retry until max_steps (100 000 steps, half a minute).
+        assert int(sol.stats["num_steps"]) < 1000, (name, sol.stats)
+        assert np.isnan(sol.loss[-1]), name
+        with pytest.raises(gf.SolveError, match="check that the model is finite"):
+            gf.solve(bad, t1=5.0, ts=ts, throw=True)
+    # Before the wall the flow is the honest one: same values at the save times reached.
+    wall = gf.solve(cases["NaN beyond |w - w0| = 0.1"], t1=5.0, ts=ts)
+    before = np.isfinite(np.asarray(wall.param_distance))
+    assert 1 <= before.sum() < 11
+    np.testing.assert_allclose(wall.loss[before], ref.loss[before], rtol=1e-7)
+    assert np.all(np.asarray(wall.param_distance)[before] <= 0.1)
+
+
+def test_nan_divergence_under_vmap(getkey):
+    bad = _walled(small(getkey), 0.05)
+
+    def result(a):
+        return gf.solve(bad.with_alpha(a), t1=5.0, ts=[5.0]).result._value
+
+    codes = jax.vmap(result)(jnp.array([1.0, 1e3]))
+    # alpha = 1 runs into the wall; alpha = 1e3 moves by O(1e-3) and never reaches it.
+    assert int(codes[0]) == int(gf.RESULTS.diverged._value)
+    assert int(codes[1]) == int(gf.RESULTS.successful._value)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -2.0, float("nan"), float("inf")])
+def test_with_alpha_checks_like_the_constructor(getkey, alpha):
+    problem = small(getkey)
+    with pytest.raises(ValueError, match="`alpha` must be a finite number > 0; got alpha="):
+        problem.with_alpha(alpha)
+    # Traced (vmap, jit): a runtime error with the same words.
+    with pytest.raises(Exception, match="`alpha` must be a finite number > 0"):
+        jax.jit(lambda a: problem.with_alpha(a).alpha)(jnp.asarray(alpha))
+
+
+def test_exploding_gradient_descent_is_divergence(getkey):
+    # GD(1e6) keeps a finite state for 10 steps while its loss reaches ~1e94: not a success.
+    problem = small(getkey, alpha=1.0)
+    eta = 1e6
+    sol = gf.solve(problem, t1=eta * 10, solver=gf.GradientDescent(eta))
+    assert sol.result == gf.RESULTS.diverged
+    # The criterion, loss > 1e10 max(R(alpha h(w0)), R(0)) for either flow, against
+    # hand-written loops: the save times before the first such iterate are kept, exactly.
+    objectives = (problem.objective, problem.linear_objective)
+    models = (problem.h, problem.hbar)
+    losses = np.zeros((2, 11))
+    for row, (objective, h) in enumerate(zip(objectives, models)):
+        grad = jax.jit(jax.grad(objective))
+        w = problem.params0
+        for k in range(11):
+            losses[row, k] = float(problem.loss(problem.alpha * h(w)))
+            w = jax.tree_util.tree_map(lambda p, g: p - eta * g, w, grad(w))
+    assert np.all(np.isfinite(losses)) and losses.max() > 1e90
+    scale = max(losses[0, 0], float(problem.loss(jnp.zeros_like(problem.loss.targets))))
+    first = int(np.argmax(np.any(losses > 1e10 * scale, axis=0)))
+    assert 1 <= first < 10
+    np.testing.assert_allclose(sol.loss[:first], losses[0, :first], rtol=1e-10)
+    np.testing.assert_allclose(sol.linear_loss[:first], losses[1, :first], rtol=1e-10)
+    assert np.all(np.isnan(sol.loss[first:])) and np.all(np.isnan(sol.param_gap[first:]))
+    # Stable steps are untouched by the criterion.
+    assert gf.solve(problem, t1=0.5 * 10, solver=gf.GradientDescent(0.5)).succeeded
+
+
+def test_degenerate_problems_are_refused():
+    model = gf.models.TwoLayer(4, "tanh")
+    params = model.init(jax.random.PRNGKey(0), 2)
+    with pytest.raises(ValueError, match=r"targets have no samples \(shape \(0, 1\)\)"):
+        gf.Problem(model, params, jnp.ones((0, 2)), gf.SquareLoss(jnp.zeros((0, 1))))
+    with pytest.raises(ValueError, match=r"outputs have size 0 \(shape \(3, 0\)\)"):
+        gf.Problem(
+            lambda p, x: (x @ p["w"])[:, :0],
+            {"w": jnp.ones((2, 1))},
+            jnp.ones((3, 2)),
+            gf.SquareLoss(jnp.zeros((3, 0))),
+        )
+    with pytest.raises(ValueError, match="`params0` has no entries"):
+        gf.Problem(
+            lambda p, x: x[:, :1] + jnp.sum(p["w"]),
+            {"w": jnp.ones((0,))},
+            jnp.ones((3, 2)),
+            gf.SquareLoss(jnp.zeros((3, 1))),
+        )
+
+
+def test_times_steps_and_solver_messages(getkey):
+    problem = small(getkey)
+    with pytest.raises(ValueError, match=r"non-decreasing; got ts\[2\]=0.5 > ts\[3\]=0.4"):
+        gf.solve(problem, t1=1.0, ts=[0.0, 0.25, 0.5, 0.4, 1.0])
+    # Without t1, the order of ts is what is wrong, not t1 = ts[-1] = 0.
+    with pytest.raises(ValueError, match=r"non-decreasing; got ts\[0\]=10.0 > ts\[1\]=0.0"):
+        gf.solve(problem, ts=[10.0, 0.0])
+    with pytest.raises(ValueError, match=r"`ts` must be finite; got ts\[1\]=nan"):
+        gf.solve(problem, t1=1.0, ts=[0.0, np.nan])
+    with pytest.raises(ValueError, match=r"`ts` must be times >= 0; got ts\[0\]=-0.5"):
+        gf.solve(problem, t1=1.0, ts=[-0.5, 1.0])
+    for bad in (2.7, 0, -3, "10", True):
+        with pytest.raises(ValueError, match="`max_steps` must be a positive integer"):
+            gf.solve(problem, t1=1.0, max_steps=bad)
+    assert gf.solve(problem, t1=1.0, max_steps=1e5).succeeded  # an integral float is fine
+    with pytest.raises(ValueError, match=r"`solver=Euler\(\)` has no error estimate.*give `dt0`"):
+        gf.solve(problem, t1=1.0, solver=dfx.Euler())
+    with pytest.raises(ValueError, match="use `diffrax.ConstantStepSize\\(\\)` with `dt0`"):
+        gf.solve(
+            problem, t1=1.0, solver=dfx.Euler(), stepsize_controller=dfx.PIDController(1e-6, 1e-8)
+        )
+
+
+def test_euler_with_dt0_takes_constant_steps(getkey):
+    # Euler with dt0 is gradient descent with step dt0: against a hand-written loop.
+    problem = small(getkey, alpha=2.0)
+    sol = gf.solve(problem, t1=0.4, ts=[0.4], solver=dfx.Euler(), dt0=0.1, save_params=True)
+    assert sol.succeeded and int(sol.stats["num_steps"]) == 4
+    grad = jax.jit(jax.grad(problem.objective))
+    w = problem.params0
+    for _ in range(4):
+        w = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, w, grad(w))
+    got = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], sol.params))[0]
+    np.testing.assert_allclose(got, ravel_pytree(w)[0], rtol=0, atol=1e-12)

@@ -8,8 +8,10 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 
@@ -181,3 +183,28 @@ def test_sweep_sharded_across_forced_host_devices():
     assert data["devices"] == 2 and data["out_devices"] == 2  # the batch axis is split
     ref = [float(reference(p).loss[-1]) for p in POINTS]
     np.testing.assert_allclose(data["loss"], ref, rtol=1e-7)
+
+
+def _walled(params, x):
+    # NaN once the parameters moved by more than 0.05 from their start (`_WALL_W0`).
+    dist = jnp.linalg.norm(ravel_pytree(params)[0] - _WALL_W0)
+    return jnp.where(dist > 0.05, jnp.nan, _MODEL(params, x))
+
+
+_WALL_PARAMS = _MODEL.init(jax.random.PRNGKey(0), D, symmetric=True)
+_WALL_W0 = ravel_pytree(_WALL_PARAMS)[0]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_sweep_alpha_failed_point_sup_is_nan(tmp_path, batched):
+    # alpha = 1 moves the parameters by O(1) and runs into the NaN wall; alpha = 1e3 moves them
+    # by O(1e-3) and never sees it. The failed point's sup is NaN (not the partial run's max).
+    problem = gf.Problem(_walled, _WALL_PARAMS, _X, gf.SquareLoss(_Y), center=True)
+    extra = {"batch_size": 2} if batched else {}
+    sw = gf.sweep_alpha(problem, [1.0, 1e3], t1=2.0, ts=TS, **extra)
+    assert sw.errors[0] is not None and "diverged" in sw.errors[0] and sw.errors[1] is None
+    for k in gf.PREDICTED_SLOPES:
+        assert np.isnan(sw.sup[k][0]), k
+    honest = gf.Problem(_MODEL, _WALL_PARAMS, _X, gf.SquareLoss(_Y), alpha=1e3, center=True)
+    ref = gf.solve(honest, t1=2.0, ts=TS)
+    np.testing.assert_allclose(sw.sup["param_gap"][1], np.max(ref.param_gap), rtol=1e-6)
