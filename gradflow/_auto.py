@@ -9,12 +9,17 @@ the kinks of the activation cap the useful order: Heun (order 2) at `rtol = 1e-2
 (order 3) at `rtol = 1e-3` reach path errors of 4e-4 and 1.7e-4 with 422 and 895 evaluations;
 Tsit5 needs 2 125 evaluations for 7.6e-4 and 13 531 for 1.9e-4."""
 
+import dataclasses
+
 import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
 
-from ._problem import Problem
+from ._problem import Problem, _flatten, _is_traced
+from ._stabilized import RKC
 
 # Primitives whose derivative jumps somewhere (kinks, steps). A model whose jaxpr holds one of
 # them is treated as piecewise smooth; a smooth function written with them and not listed in
@@ -116,20 +121,104 @@ def has_kinks(problem: Problem) -> bool:
     return result
 
 
-def choose_solver(problem: Problem, rtol: float) -> dfx.AbstractAdaptiveSolver:
+# A flow is stiff for the explicit methods when lambda_max(w0) * t1 exceeds this: beyond it the
+# stabilized RKC needs fewer evaluations than Tsit5 / Heun / Bosh3
+# (`benchmarks/bench_stiff_switch.py`, `docs/performance.md`).
+STIFF_THRESHOLD = 100.0
+
+_POWER_ITERATIONS = 20
+
+
+@eqx.filter_jit
+def _lambda_max(problem: Problem) -> jax.Array:
+    flat = _flatten(problem, linearize=False)
+    alpha, loss = flat.alpha, flat.loss
+
+    def grad(w):
+        # The scaled flow's field -Dh(w)^T grad R(alpha h(w)); its Jacobian in z = alpha (w - w0)
+        # is minus the Hessian of F_alpha at w.
+        out, vjp = jax.vjp(flat.h, w)
+        return vjp(loss.grad(alpha * out))[0]
+
+    def body(_, c):
+        v, _ = c
+        hv = jax.jvp(grad, (flat.w0,), (v / alpha,))[1]
+        norm = jnp.linalg.norm(hv)
+        return hv / jnp.where(norm > 0, norm, 1.0), norm
+
+    v = jax.random.normal(jax.random.PRNGKey(0), flat.w0.shape, flat.w0.dtype)
+    v = v / jnp.linalg.norm(v)
+    return jax.lax.fori_loop(0, _POWER_ITERATIONS, body, (v, jnp.zeros((), v.dtype)))[1]
+
+
+def stiffness(problem: Problem) -> float:
+    r"""An estimate of $\lambda_{\max}$ of the Hessian of $F_\alpha$ at $w_0$: the largest
+    rate of the gradient flow there. 20 power iterations on Hessian-vector products (one
+    compilation per problem shape), a lower bound that is typically within a few percent.
+
+    **Arguments:**
+
+    - `problem`: a [`gradflow.Problem`][] with concrete (not traced) arrays.
+
+    **Returns:** the estimate, a float.
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"`problem` must be a gradflow.Problem; got {type(problem).__name__}.")
+    return float(_lambda_max(problem))
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverChoice:
+    """What `solver="auto"` chose, and why (recorded in `Solution.info`)."""
+
+    solver: dfx.AbstractAdaptiveSolver
+    reason: str
+    stiffness: float | None  # lambda_max(w0) * t1, when estimated
+
+
+def choose_solver(
+    problem: Problem, rtol: float, t1: float | None = None, *, explain: bool = False
+) -> dfx.AbstractAdaptiveSolver | SolverChoice:
     """The solver `gf.solve(..., solver="auto")` uses (the default).
 
-    - smooth model: `diffrax.Tsit5()` (order 5) at every tolerance;
-    - model with kinks ([`gradflow.has_kinks`][]): `diffrax.Heun()` (order 2) for
+    - a stiff flow, $\lambda_{\max}(w_0)\, t_1 >$ `STIFF_THRESHOLD` (100), with
+      $\lambda_{\max}$ the largest Hessian eigenvalue of $F_\alpha$ at $w_0$
+      ([`gradflow.stiffness`][]): [`gradflow.RKC`][]`()`, whose stages grow with the
+      stiffness while an explicit method's step is capped at about $3/\lambda_{\max}$;
+    - otherwise a smooth model: `diffrax.Tsit5()` (order 5) at every tolerance;
+    - otherwise a model with kinks ([`gradflow.has_kinks`][]): `diffrax.Heun()` (order 2) for
       `rtol >= 5e-3`, `diffrax.Bosh3()` (order 3) below.
+
+    Without `t1`, or for a traced problem (inside `jax.vmap`; [`gradflow.sweep`][] chooses
+    once from its first point instead), stiffness is not estimated.
 
     **Arguments:**
 
     - `problem`: a [`gradflow.Problem`][].
     - `rtol`: the relative tolerance of the solve.
+    - `t1`: the horizon.
+    - `explain`: return a `SolverChoice` (solver, reason, stiffness) instead of the solver.
 
-    **Returns:** a diffrax solver.
+    **Returns:** a diffrax solver, or a `SolverChoice`.
     """
-    if not has_kinks(problem):
-        return dfx.Tsit5()
-    return dfx.Heun() if rtol >= LOOSE_RTOL else dfx.Bosh3()
+    kinks = has_kinks(problem)
+    stiff = None
+    if t1 is not None and not _is_traced(problem.alpha):
+        stiff = stiffness(problem) * float(t1)
+    if stiff is not None and np.isfinite(stiff) and stiff > STIFF_THRESHOLD:
+        choice = SolverChoice(
+            RKC(), f"stiff: lambda_max(w0) * t1 = {stiff:.3g} > {STIFF_THRESHOLD:g}", stiff
+        )
+    else:
+        detail = (
+            "stiffness not estimated"
+            if stiff is None
+            else f"lambda_max(w0) * t1 = {stiff:.3g} <= {STIFF_THRESHOLD:g}"
+        )
+        if not kinks:
+            choice = SolverChoice(dfx.Tsit5(), f"smooth model, {detail}", stiff)
+        elif rtol >= LOOSE_RTOL:
+            choice = SolverChoice(dfx.Heun(), f"kinks, rtol >= {LOOSE_RTOL:g}, {detail}", stiff)
+        else:
+            choice = SolverChoice(dfx.Bosh3(), f"kinks, rtol < {LOOSE_RTOL:g}, {detail}", stiff)
+    return choice if explain else choice.solver

@@ -352,7 +352,7 @@ def _stabilized_stats(
         "num_jvp_evals": state.init_jvps + jvps,
         "num_spectral_refreshes": state.num_refreshes,
         "stages_max": state.stages_max,
-        "stages_mean": state.stages_sum / accepted,
+        "stages_mean": state.stages_sum.astype(jnp.float64) / accepted,
         # The radius the stages were last chosen from (safety factor included).
         "spectral_radius": solver.spectral_radius.radius(state.spectral),
     }
@@ -415,15 +415,18 @@ def solve(
       (for gradient descent, iterates only). If `t1` is omitted it is `ts[-1]`.
     - `solver`: `"auto"` (the default, also `None`), any diffrax solver, or
       [`gradflow.GradientDescent`][] for the discrete algorithm through the same code path.
-      `"auto"` ([`gradflow.choose_solver`][]) inspects the model once (its jaxpr, abstractly):
-      a smooth model gets `diffrax.Tsit5()`; a model with kinks ([`gradflow.has_kinks`][]:
-      `relu`, `max`, `abs`, ...) gets `diffrax.Heun()` (order 2) when `rtol >= 5e-3` and
-      `diffrax.Bosh3()` (order 3) below, because the kinks cap the order that pays off. On the
-      paper's Fig. 1c ReLU flow, Heun at `rtol=1e-2` reaches an output error of 4e-4 along the
-      path with 2.4x fewer gradients than the paper's gradient descent (whose own error is
-      2.7e-3); on smooth flows Tsit5 needs the fewest evaluations of the explicit methods for a
-      given path error (`docs/performance.md`, `benchmarks/bench_work_precision.py`). The
-      solver used is recorded in `info` (`"solver"`, and `"solver_choice": "auto"`).
+      `"auto"` ([`gradflow.choose_solver`][]) first estimates the flow's stiffness,
+      $\lambda_{\max}(w_0)\, t_1$ with $\lambda_{\max}$ the largest Hessian eigenvalue of
+      $F_\alpha$ at $w_0$ (20 Hessian-vector products): above 100 it takes
+      [`gradflow.RKC`][], a stabilized method whose step is not capped at $\sim
+      3/\lambda_{\max}$ like an explicit method's (on the paper's Fig. 1c flows it needs 10x
+      fewer gradients than the paper's gradient descent; `docs/performance.md`). Otherwise it
+      inspects the model once (its jaxpr, abstractly): a smooth model gets `diffrax.Tsit5()`; a
+      model with kinks ([`gradflow.has_kinks`][]: `relu`, `max`, `abs`, ...) gets
+      `diffrax.Heun()` (order 2) when `rtol >= 5e-3` and `diffrax.Bosh3()` (order 3) below,
+      because the kinks cap the order that pays off. The
+      solver used is recorded in `info` (`"solver"`, `"solver_choice": "auto"`, and
+      `"solver_reason"` and `"stiffness"`, the estimate it was chosen from).
     - `rtol`, `atol`: tolerances of the PID step-size controller on the scaled state. The
       gap's velocity is computed to about $\alpha^2 \epsilon$ relative ($\epsilon$ the machine
       epsilon: 1e-8 at $\alpha = 10^4$ in float64), so keep `rtol` above ~$100 \alpha^2
@@ -465,14 +468,22 @@ def solve(
     ):
         raise ValueError(f"`max_steps` must be a positive integer; got max_steps={max_steps!r}.")
     max_steps = int(max_steps)
-    choice = "given"
+    choice, auto_meta = "given", {}
     if solver is None or isinstance(solver, str):
         if solver not in (None, "auto"):
             raise TypeError(
                 "`solver` must be a diffrax solver (e.g. `diffrax.Tsit5()`), "
                 f"`gf.GradientDescent(learning_rate)` or 'auto'; got {solver!r}."
             )
-        solver, choice = choose_solver(problem, rtol), "auto"
+        # The tolerance the controller will use: a given PID controller's, else `rtol`.
+        rtol_used = rtol
+        if isinstance(stepsize_controller, dfx.PIDController) and not _is_traced(
+            stepsize_controller.rtol
+        ):
+            rtol_used = float(stepsize_controller.rtol)
+        picked = choose_solver(problem, rtol_used, t1, explain=True)
+        solver, choice = picked.solver, "auto"
+        auto_meta = {"solver_reason": picked.reason, "stiffness": picked.stiffness}
 
     if isinstance(solver, GradientDescent):
         eta = solver.learning_rate
@@ -572,6 +583,7 @@ def solve(
         "linearized": bool(linearized),
         "center": problem.center,
         "num_params": problem.num_params,
+        **auto_meta,
     }
     sol = Solution(
         ts=ts,
