@@ -37,14 +37,11 @@ _PROCESS = textwrap.dedent(
     """
     import json, os, sys, time
     from pathlib import Path
-from typing import ClassVar
     port, index, store, mode = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     import jax
     jax.distributed.initialize(f"127.0.0.1:{port}", 2, index)
     sys.path.insert(0, sys.argv[5])
     import gradflow as gf
-from gradflow import experiments as ex
-from gradflow.cli import main
     import test_distributed as t
 
     mine0 = [gf._sweep._point_key(p) for i, p in enumerate(t.POINTS) if i % 2 == 0]
