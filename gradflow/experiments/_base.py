@@ -83,8 +83,9 @@ class AbstractExperiment(abc.ABC):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
-            kind = getattr(hints[f.name], "__name__", None) or str(hints[f.name])
-            lines.append(f"  {f.name} = {shown}  ({kind.replace('typing.', '')})")
+            hint = hints[f.name]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            lines.append(f"  {f.name} = {shown}  ({kind})")
             lines.append(f"      {self.options_help[f.name]}")
         return "\n".join(lines)
 
