@@ -389,20 +389,25 @@ class ResultStore:
     def _set_aside(self, path: Path, reason: str) -> None:
         dest = self.folder / "corrupted" / path.name
         dest.parent.mkdir(exist_ok=True)
-        path.replace(dest)
+        try:
+            path.replace(dest)
+        except FileNotFoundError:  # another process of the run set it aside first
+            pass
         self.corrupted.append(path.stem)
         self.log(f"{path}: corrupted point ({reason}); moved to {dest}, it will be recomputed")
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, *, set_aside: bool = True) -> dict[str, Any] | None:
         """The stored record for `key`, or `None` if the point has not finished. A file that
-        fails its check (bad JSON, checksum, another configuration) is reported through `log`,
-        moved to `folder/corrupted/` and counts as not finished."""
+        fails its check (bad JSON, checksum, another configuration) counts as not finished and,
+        with `set_aside=True`, is reported through `log` and moved to `folder/corrupted/`. (A
+        process reading another process's point passes `set_aside=False`: the owner may be
+        rewriting it.)"""
         path = self._path(key)
         record, reason = self._read(path)
-        if record is None and reason:
+        if record is None and reason and set_aside:
             self._set_aside(path, reason)
         return record
 

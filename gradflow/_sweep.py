@@ -423,7 +423,8 @@ def _sweep(
     stale: dict[int, list[str]] = {}
 
     def read_back(i: int) -> None:
-        rec = store.get(keys[i])
+        # Only the owner of a point sets a damaged file aside (and recomputes it).
+        rec = store.get(keys[i], set_aside=owner(i, count) == index)
         if rec is None:
             return
         differ = _differences(rec.get("fingerprint"), fingerprints[i])

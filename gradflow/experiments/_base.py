@@ -279,7 +279,11 @@ def run(
         finally:
             bar.close()
         barrier(f"gradflow.experiments.run:{experiment.name}")
-        records = dict(store.items())
+        records = {
+            k: r
+            for i, k in enumerate(keys)
+            if (r := store.get(k, set_aside=owner(i, count) == index)) is not None
+        }
         summary = experiment.summarize({k: records[k] for k in keys if k in records})
         payload = {
             "experiment": experiment.name,
