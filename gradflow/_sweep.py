@@ -391,18 +391,45 @@ def sweep(
         )
     try:
         return _sweep(
-            build, points, keys, t1, ts_tuple, solve_kwargs, solve_id, store, overwrite,
-            batch_size, devices, callback, index, count, start,
-        )  # fmt: skip
+            build,
+            points,
+            keys,
+            t1=t1,
+            ts_tuple=ts_tuple,
+            solve_kwargs=solve_kwargs,
+            solve_id=solve_id,
+            store=store,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            devices=devices,
+            callback=callback,
+            index=index,
+            count=count,
+            start=start,
+        )
     finally:
         if opened_here:
             store.close()
 
 
 def _sweep(
-    build, points, keys, t1, ts_tuple, solve_kwargs, solve_id, store, overwrite, batch_size,
-    devices, callback, index, count, start,
-) -> Sweep:  # fmt: skip
+    build: Callable[..., Problem],
+    points: list[dict[str, Any]],
+    keys: list[str],
+    *,
+    t1: float,
+    ts_tuple: tuple[float, ...] | None,
+    solve_kwargs: dict[str, Any],
+    solve_id: str,
+    store: ResultStore | None,
+    overwrite: bool,
+    batch_size: int | None,
+    devices: list[jax.Device],
+    callback: Callable[[list[dict[str, Any]]], None] | None,
+    index: int,
+    count: int,
+    start: float,
+) -> Sweep:
     # Every point is built (cheap next to a solve), so that each stored result, ours or another
     # process's, is checked against the problem it claims to solve.
     fingerprints: list[dict[str, Any]] = []
