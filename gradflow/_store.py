@@ -196,8 +196,8 @@ class ResultStore:
         self.process_index, self.process_count = process_index, process_count
         self._lock: Path | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._acquire()
         try:
+            self._acquire()
             self._open(overwrite, repair)
         except BaseException:
             self.close()
