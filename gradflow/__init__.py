@@ -51,12 +51,15 @@ from ._stabilized import (  # noqa: E402
     PowerIteration as PowerIteration,
     SpectralBound as SpectralBound,
 )
+from ._store import ResultStore as ResultStore, StoreError as StoreError  # noqa: E402
 from ._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,
     AlphaSweep as AlphaSweep,
     Sweep as Sweep,
+    problem_fingerprint as problem_fingerprint,
     sweep as sweep,
     sweep_alpha as sweep_alpha,
+    tree_fingerprint as tree_fingerprint,
 )
 from .models import symmetric_init as symmetric_init  # noqa: E402
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import platform
 import sys
 from pathlib import Path
@@ -35,9 +36,13 @@ def write_json(obj: Any, path: str | Path) -> Path:
     atomic so an interrupted run never leaves a truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    # One temporary name per process: processes of a distributed run may write the same file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,7 +1,10 @@
 """Many solves over the scale alpha, with rate fits; one failed point never loses the others."""
 
 import dataclasses
+import functools
+import hashlib
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._diagnostics import RateFit, fit_rate
+from ._distributed import barrier, owner, share
 from ._problem import Problem
 from ._solve import Solution, solve
-from ._store import ResultStore
+from ._store import ResultStore, StoreError, stable_repr
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
 # The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0).
@@ -200,6 +204,49 @@ def _point_key(point: dict[str, Any]) -> str:
     return "_".join(parts)
 
 
+def _feed(h: "hashlib._Hash", obj: Any, depth: int = 0) -> None:
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    # The tree structure carries the types and static fields (widths, activations, `center`).
+    h.update(stable_repr(treedef).encode())
+    for leaf in leaves:
+        if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"|array {a.dtype.str} {a.shape}|".encode())
+            h.update(a.tobytes())
+        elif isinstance(leaf, functools.partial) and depth < 4:
+            h.update(b"|partial|")
+            _feed(h, (leaf.func, leaf.args, leaf.keywords), depth + 1)
+        elif isinstance(leaf, types.FunctionType) and depth < 4:
+            # A plain function is named by where it lives, what it closes over and its default
+            # arguments (a lambda over another constant is another model); its bytecode is
+            # left out so that a Python upgrade does not invalidate every store.
+            h.update(f"|function {leaf.__module__}.{leaf.__qualname__}|".encode())
+            cells = []
+            for cell in leaf.__closure__ or ():
+                try:
+                    cells.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    cells.append(None)
+            _feed(h, (cells, leaf.__defaults__, leaf.__kwdefaults__), depth + 1)
+        else:
+            h.update(f"|{type(leaf).__qualname__} {stable_repr(leaf)}|".encode())
+
+
+def tree_fingerprint(tree: Any) -> str:
+    """A short hash of a PyTree: the bytes, dtype and shape of every array leaf, and the tree
+    structure (types, static fields); functions by module, name and closure. Equal for equal
+    trees in every process and every run."""
+    h = hashlib.sha256()
+    _feed(h, tree)
+    return h.hexdigest()[:16]
+
+
+def problem_fingerprint(problem: Problem) -> dict[str, str]:
+    """The identity of a problem, one hash per field (`apply`, `params0`, `inputs`, `loss`,
+    `alpha`, `center`), so that a refusal can say which part changed."""
+    return {f.name: tree_fingerprint(getattr(problem, f.name)) for f in dataclasses.fields(problem)}
+
+
 @eqx.filter_jit
 def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tuple):
     def one(dyn):
@@ -232,6 +279,19 @@ def _record(sol: Solution, key: str, point: dict[str, Any], seconds: float) -> d
     }
 
 
+def _empty_record(key: str, point: dict[str, Any], error: str, seconds: float) -> dict[str, Any]:
+    return {
+        "key": key,
+        "point": point,
+        "sup": {},
+        "final": {},
+        "solution": None,
+        "error": error,
+        "seconds": seconds,
+        "resumed": False,
+    }
+
+
 def sweep(
     build: Callable[..., Problem],
     points: Sequence[dict[str, Any]],
@@ -239,9 +299,12 @@ def sweep(
     t1: float,
     ts: Sequence[float] | None = None,
     store: str | Path | ResultStore | None = None,
+    overwrite: bool = False,
     batch_size: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     callback: Callable[[list[dict[str, Any]]], None] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
     **solve_kwargs: Any,
 ) -> Sweep:
     r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...) as batched programs:
@@ -258,16 +321,32 @@ def sweep(
       their keys in the store are `"tau=0.1_seed=3"`.
     - `t1`, `ts`, `**solve_kwargs`: as in [`gradflow.solve`][] (`throw` is not allowed: failed
       points are recorded, not raised).
-    - `store`: a folder or a [`gradflow._store.ResultStore`][]: points already stored are read back
-      instead of solved. A folder is opened with the sweep's settings as its configuration, so
-      reusing it for other settings raises.
+    - `store`: a folder or a [`gradflow.ResultStore`][]: points already stored are read back
+      instead of solved. A folder is opened with `t1`, `ts` and the solve options as its
+      configuration (another configuration raises [`gradflow.StoreError`][] naming the keys
+      that differ) and locked while the sweep runs. Each stored point also records the
+      fingerprint of its problem (bytes, dtype and shape of every array; types and static
+      fields; see [`gradflow.problem_fingerprint`][]) and of the solve options: a point stored
+      for another problem (a changed `build`: other data, model or init) is **never** reused;
+      the sweep raises `StoreError` naming the points and the parts that differ, before
+      solving anything. A corrupted point file is reported, set aside and recomputed.
+    - `overwrite`: recompute the points stored for another problem (and, for a folder holding
+      another configuration, discard its points) instead of raising.
     - `batch_size`: points per compiled call (default: all pending points of a shape group),
       rounded up to a multiple of the number of devices. A smaller batch checkpoints more often;
       the last batch is padded by repeating a point, so every batch reuses the compiled program.
-    - `devices`: shard the batch axis across these devices (`jax.sharding.Mesh` over one axis);
-      default one device. Across hosts, call `jax.distributed.initialize()` first and pass
-      `jax.devices()` (every process runs the same script; process 0 writes the store).
+    - `devices`: shard the batch axis across these devices of this process
+      (`jax.sharding.Mesh` over one axis); default one device.
     - `callback`: called with the list of records after each batch (progress, logging).
+    - `process_index`, `process_count`: split the points across processes, point `i` to process
+      `i % process_count`; default `jax.process_index()` and `jax.process_count()`. After
+      `jax.distributed.initialize(...)` every process runs the same call: each solves its own
+      points on its own devices and writes them to `store` (required, on a shared file
+      system), then all wait at a barrier and every process returns the full result, read
+      back from the store. Given explicitly without `jax.distributed` (e.g. the tasks of a
+      SLURM array), each process solves its share and returns the others' points found in the
+      store; the rest are recorded with an error saying they are not computed yet, and a rerun
+      in one process assembles everything. See `docs/distributed.md`.
 
     **Returns:** a [`gradflow.Sweep`][].
 
@@ -286,35 +365,113 @@ def sweep(
         raise ValueError("`points` holds duplicates; every point must be distinct.")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size}.")
-    devices = list(devices) if devices is not None else [jax.devices()[0]]
+    index, count = share(process_index, process_count)
+    if count > 1 and store is None:
+        raise ValueError(
+            f"A sweep across {count} processes needs `store=` (a folder all processes can "
+            "read): the processes exchange their finished points through it."
+        )
+    devices = list(devices) if devices is not None else jax.local_devices()[:1]
+    foreign = [d for d in devices if d.process_index != jax.process_index()]
+    if foreign:
+        raise ValueError(
+            f"`devices` holds devices of other processes ({foreign[:3]}); each process solves "
+            "its own points on its own devices: pass `devices=jax.local_devices()`."
+        )
     ts_tuple = None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel())
-    if isinstance(store, (str, Path)):
+    t1 = float(t1)
+    solve_id = tree_fingerprint((t1, ts_tuple, sorted(solve_kwargs.items())))
+    opened_here = isinstance(store, (str, Path))
+    if opened_here:
         config = {
-            "t1": float(t1),
+            "t1": t1,
             "ts": ts_tuple,
-            "solve": {k: repr(v) for k, v in sorted(solve_kwargs.items())},
+            "solve": {k: stable_repr(v) for k, v in sorted(solve_kwargs.items())},
         }
-        store = ResultStore(store, config)
-    writer = store is not None and jax.process_index() == 0
+        store = ResultStore(
+            store, config, overwrite=overwrite, process_index=index, process_count=count
+        )
+    try:
+        return _sweep(
+            build,
+            points,
+            keys,
+            t1=t1,
+            ts_tuple=ts_tuple,
+            solve_kwargs=solve_kwargs,
+            solve_id=solve_id,
+            store=store,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            devices=devices,
+            callback=callback,
+            index=index,
+            count=count,
+            start=start,
+        )
+    finally:
+        if opened_here:
+            store.close()
+
+
+def _sweep(
+    build: Callable[..., Problem],
+    points: list[dict[str, Any]],
+    keys: list[str],
+    *,
+    t1: float,
+    ts_tuple: tuple[float, ...] | None,
+    solve_kwargs: dict[str, Any],
+    solve_id: str,
+    store: ResultStore | None,
+    overwrite: bool,
+    batch_size: int | None,
+    devices: list[jax.Device],
+    callback: Callable[[list[dict[str, Any]]], None] | None,
+    index: int,
+    count: int,
+    start: float,
+) -> Sweep:
+    # Every point is built (cheap next to a solve), so that each stored result, ours or another
+    # process's, is checked against the problem it claims to solve.
+    fingerprints: list[dict[str, Any]] = []
+    problems: dict[int, Problem] = {}
+    for i, point in enumerate(points):
+        problem = build(**point)
+        if not isinstance(problem, Problem):
+            raise TypeError(
+                f"`build` must return a gradflow.Problem; got {type(problem).__name__} at "
+                f"point {point}."
+            )
+        fingerprints.append({"problem": problem_fingerprint(problem), "solve": solve_id})
+        if owner(i, count) == index:
+            problems[i] = problem
+
     records: dict[str, dict[str, Any]] = {}
     solutions: dict[str, Solution] = {}
+    stale: dict[int, list[str]] = {}
+
+    def read_back(i: int) -> None:
+        # Only the owner of a point sets a damaged file aside (and recomputes it).
+        rec = store.get(keys[i], set_aside=owner(i, count) == index)
+        if rec is None:
+            return
+        differ = _differences(rec.get("fingerprint"), fingerprints[i])
+        if differ:
+            stale[i] = differ
+        else:
+            records[keys[i]] = {**rec, "resumed": True}
+
     if store is not None:
-        for key in keys:
-            rec = store.get(key)
-            if rec is not None:
-                records[key] = {**rec, "resumed": True}
-    pending = [i for i, k in enumerate(keys) if k not in records]
+        for i in range(len(points)):
+            read_back(i)
+    _refuse_stale(stale, keys, store, overwrite and not stale.keys() - problems.keys())
+    pending = [i for i in problems if keys[i] not in records]
 
     # Group the pending points by the static part and the shapes of their problems.
     groups: list[tuple[Any, Any, list[int], list[Any]]] = []
     for i in pending:
-        problem = build(**points[i])
-        if not isinstance(problem, Problem):
-            raise TypeError(
-                f"`build` must return a gradflow.Problem; got {type(problem).__name__} at "
-                f"point {points[i]}."
-            )
-        dynamic, static = eqx.partition(problem, eqx.is_array)
+        dynamic, static = eqx.partition(problems[i], eqx.is_array)
         shapes = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), dynamic)
         sig = (jax.tree_util.tree_structure(dynamic), jax.tree_util.tree_leaves(shapes))
         for g in groups:
@@ -324,12 +481,12 @@ def sweep(
                 break
         else:
             groups.append((sig, static, [i], [dynamic]))
+    problems.clear()
 
     options = tuple(sorted(solve_kwargs.items()))
     ndev = len(devices)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("points",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
-    t1 = float(t1)
     for _, static, idx, dyns in groups:
         size = len(idx) if batch_size is None else min(int(batch_size), len(idx))
         size = -(-size // ndev) * ndev
@@ -343,10 +500,6 @@ def sweep(
             t_batch = time.perf_counter()
             try:
                 sol = _solve_batch(stacked, static, t1, ts_tuple, options)
-                if jax.process_count() > 1:
-                    from jax.experimental import multihost_utils
-
-                    sol = multihost_utils.process_allgather(sol, tiled=True)
                 sol = jax.tree_util.tree_map(np.asarray, sol)
                 failure = None
             except Exception as exc:  # noqa: BLE001 - the batch fails, the sweep goes on
@@ -356,26 +509,37 @@ def sweep(
             for pos, j in enumerate(chunk):
                 i = idx[j]
                 if sol is None:
-                    rec = {
-                        "key": keys[i],
-                        "point": points[i],
-                        "sup": {},
-                        "final": {},
-                        "solution": None,
-                        "error": failure,
-                        "seconds": per_point,
-                        "resumed": False,
-                    }
+                    rec = _empty_record(keys[i], points[i], failure, per_point)
                 else:
                     one = jax.tree_util.tree_map(lambda x, pos=pos: jnp.asarray(x[pos]), sol)
                     rec = _record(one, keys[i], points[i], per_point)
                     solutions[keys[i]] = one
+                rec["fingerprint"] = fingerprints[i]
+                rec["process"] = {"index": index, "count": count}
                 records[keys[i]] = rec
                 done.append(rec)
-                if writer and rec["error"] is None:
+                if store is not None and rec["error"] is None:
                     store.put(keys[i], rec)
             if callback is not None:
                 callback(done)
+
+    if count > 1:
+        # The other processes' points: after the barrier they are all in the store (unless a
+        # process failed them); without jax.distributed, whatever is there already.
+        barrier("gradflow.sweep")
+        for i in range(len(points)):
+            if keys[i] not in records:
+                read_back(i)
+        _refuse_stale(stale, keys, store, False)
+        for i in range(len(points)):
+            if keys[i] not in records:
+                records[keys[i]] = _empty_record(
+                    keys[i],
+                    points[i],
+                    f"not computed here: point of process {owner(i, count)} of {count}, not in "
+                    f"the store {store.folder} (failed there, or still running)",
+                    0.0,
+                )
     return Sweep(
         keys=keys,
         points=points,
@@ -383,4 +547,28 @@ def sweep(
         compiled_groups=len(groups),
         seconds=time.perf_counter() - start,
         solutions=[solutions.get(k) for k in keys],
+    )
+
+
+def _differences(stored: Any, now: dict[str, Any]) -> list[str]:
+    if not isinstance(stored, dict) or not isinstance(stored.get("problem"), dict):
+        return ["fingerprint (none stored)"]
+    parts = sorted(set(stored["problem"]) | set(now["problem"]))
+    differ = [p for p in parts if stored["problem"].get(p) != now["problem"].get(p)]
+    if stored.get("solve") != now["solve"]:
+        differ.append("solve options")
+    return differ
+
+
+def _refuse_stale(
+    stale: dict[int, list[str]], keys: list[str], store: ResultStore | None, recompute: bool
+) -> None:
+    if not stale or recompute:
+        return
+    shown = [f"{keys[i]} (differs in: {', '.join(d)})" for i, d in list(stale.items())[:5]]
+    more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+    raise StoreError(
+        f"{len(stale)} point(s) in {store.folder} were computed for another problem than "
+        f"`build` now returns: {'; '.join(shown)}{more}. A changed problem never reuses stored "
+        "points: pass another store folder, or overwrite=True to recompute them."
     )

@@ -6,13 +6,18 @@ import time
 from pathlib import Path
 
 from gradflow._cli_util import (
+    UsageError,
     enable_compilation_cache,
-    floats,
+    line_buffered_stdout,
     positive_float,
+    positive_floats,
     positive_int,
+    writable_folder,
 )
 from gradflow.check._cli import add_parser as _add_check_parser
 from gradflow.experiments._cli import add_parser as _add_reproduce_parser
+
+_DEFAULT_ALPHAS = "1,3,10,30,100,300,1000,3000,10000"
 
 
 def _add_sweep_parser(sub) -> None:
@@ -20,29 +25,53 @@ def _add_sweep_parser(sub) -> None:
         "alpha-sweep",
         help="sweep the scale alpha on a two-layer net; plot the lazy-vs-linearized distances",
         description=(
-            "Integrate the gradient flow of a two-layer network and of its linearization at each "
-            "scale alpha, and plot sup_t ||w - w0||, ||w - wbar|| and ||alpha h(w) - alpha "
-            "hbar(wbar)|| against alpha on log-log axes with fitted slopes (theory for h(w0) = 0: "
-            "-1, -2, -1). Data: inputs uniform on the sphere, targets from a random teacher "
-            "network, all generated from --seed. Writes alpha_sweep.png and alpha_sweep.json."
+            "Integrate the gradient flow of a two-layer network and of its linearization at "
+            "each scale alpha, and plot sup_t ||w - w0||, ||w - wbar|| and ||alpha h(w) - alpha "
+            "hbar(wbar)||_F against alpha on log-log axes with fitted slopes (finite-horizon "
+            "theorem, for h(w0) = 0 and a smooth model: -1, -2, -1).\n\n"
+            "Model: f(x) = s(m) sum_j b_j sigma(a_j . x), no biases, s(m) = 1/sqrt(m) or 1/m "
+            "(--scaling). Data: SAMPLES inputs uniform on the unit sphere of R^DIM; targets "
+            "y(x) = sum_{j<=3} b_j relu(a_j . x) from a random teacher of 3 ReLU neurons (unit "
+            "a_j, b_j = +-1); all generated from --seed, nothing downloaded. Loss: square loss "
+            "R(f) = 1/2 ||f - y||_F^2 with the empirical norm ||f||_F^2 = (1/n) sum_i |f_i|^2; "
+            "objective F_alpha(w) = R(alpha h(w)) / alpha^2.\n\n"
+            "Writes OUT/alpha_sweep.png and OUT/alpha_sweep.json (checked writable before "
+            "anything is computed)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
-    p.add_argument("--out", type=Path, default=Path("gradflow-out"), help="output folder")
+    p.add_argument(
+        "--out", type=Path, default=Path("gradflow-out"), help="output folder (created if missing)"
+    )
     p.add_argument(
         "--alphas",
-        type=floats,
-        default=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4],
-        help="comma-separated scales",
+        type=positive_floats,
+        default=_DEFAULT_ALPHAS,
+        help="comma-separated scales alpha, each a finite number > 0",
     )
-    p.add_argument("--fit-min", type=float, default=10.0, help="fit only alphas >= this")
+    p.add_argument(
+        "--fit-min",
+        type=float,
+        default=10.0,
+        help="fit the slopes only over the alphas >= this (the theorem is asymptotic in alpha); "
+        "needs at least 2 of them",
+    )
     p.add_argument("--samples", type=positive_int, default=50, help="training points n")
     p.add_argument("--dim", type=positive_int, default=5, help="input dimension d")
-    p.add_argument("--width", type=positive_int, default=200, help="hidden width m")
+    p.add_argument("--width", type=positive_int, default=200, help="hidden width m (neurons)")
     p.add_argument(
-        "--activation", choices=["tanh", "softplus", "relu", "quadratic"], default="tanh"
+        "--activation",
+        choices=["tanh", "softplus", "relu", "quadratic"],
+        default="tanh",
+        help="the neurons' nonlinearity sigma; relu has a kink at 0, outside the theorem's "
+        "hypotheses (smooth h)",
     )
-    p.add_argument("--scaling", choices=["sqrt", "mean_field"], default="sqrt")
+    p.add_argument(
+        "--scaling",
+        choices=["sqrt", "mean_field"],
+        default="sqrt",
+        help="output scale s(m): sqrt is 1/sqrt(m) (lazy as m grows), mean_field is 1/m",
+    )
     p.add_argument(
         "--init",
         choices=["centered", "doubled", "plain"],
@@ -50,13 +79,42 @@ def _add_sweep_parser(sub) -> None:
         help="how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite neurons "
         "(doubled), or not at all (plain: the lazy bounds then fail)",
     )
-    p.add_argument("--t1", type=positive_float, default=10.0, help="time horizon T")
-    p.add_argument("--rtol", type=positive_float, default=1e-8)
-    p.add_argument("--atol", type=positive_float, default=1e-10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--t1", type=positive_float, default=10.0, help="time horizon T of the flows (flow time)"
+    )
+    p.add_argument(
+        "--rtol",
+        type=positive_float,
+        default=1e-8,
+        help="relative tolerance of the adaptive ODE solver (per step, on the scaled state)",
+    )
+    p.add_argument(
+        "--atol", type=positive_float, default=1e-10, help="absolute tolerance of the ODE solver"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="PRNG seed of the inputs, the teacher and the initialization",
+    )
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_run_alpha_sweep)
+    p.set_defaults(
+        func=_run_alpha_sweep,
+        on_interrupt=lambda a: "nothing was written (the alpha sweep does not resume)",
+    )
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every help text; the description's paragraphs kept, each wrapped."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        return "\n\n".join(
+            textwrap.fill(par, width, initial_indent=indent, subsequent_indent=indent)
+            for par in text.split("\n\n")
+        )
 
 
 def _run_alpha_sweep(args: argparse.Namespace) -> int:
@@ -66,6 +124,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    writable_folder(args.out)
     cache = enable_compilation_cache(args.no_cache)
     import jax
     import matplotlib
@@ -103,7 +162,6 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
         callback=callback,
     )
     bar.close()
-    args.out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7.5, 5.2), constrained_layout=True)
     plot_alpha_sweep(
         sweep,
@@ -118,7 +176,9 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
     result = {
         "command": "alpha-sweep",
         "config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("func", "on_interrupt")
         },
         "num_params": problem.num_params,
         "scale_criterion_at_alpha_1": crit,
@@ -134,6 +194,20 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
         print(
             f"{a:>10.4g} {sweep.sup['param_distance'][i]:>12.4e} "
             f"{sweep.sup['param_gap'][i]:>12.4e} {sweep.sup['output_gap'][i]:>12.4e}  {status}"
+        )
+    if args.activation == "relu":
+        print(
+            "note: ReLU has a kink at 0, so h is not differentiable with a Lipschitz Dh: this "
+            "model is outside the finite-horizon theorem's hypotheses, and its slopes need not "
+            "match the theory's"
+        )
+    if all(fit is None for fit in sweep.fits.values()):
+        usable = [a for a, e in zip(sweep.alphas, sweep.errors) if e is None and a >= args.fit_min]
+        print(
+            f"no slopes fitted: a fit needs 2 successful alphas >= --fit-min {args.fit_min:g}, "
+            f"and {len(usable)} of the {len(sweep.alphas)} alphas qualify"
+            + ("" if usable else f" (the largest alpha is {max(sweep.alphas):g})")
+            + "; lower --fit-min or add larger alphas"
         )
     for k, fit in sweep.fits.items():
         if fit is not None:
@@ -166,12 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `gradflow` with `argv` (default `sys.argv[1:]`) and return the exit status: 0 done,
+    1 some points failed, 2 a user error (one line on standard error, no traceback), 130
+    interrupted (Ctrl-C; what is finished stays on disk)."""
+    line_buffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"gradflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gradflow {args.command}: interrupted; {args.on_interrupt(args)}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

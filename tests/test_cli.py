@@ -1,6 +1,10 @@
 """The command line, the alpha sweep and the notebooks, as a user runs them."""
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +135,149 @@ def test_notebook_runs(name):
         if o.get("output_type") == "error"
     ]
     assert not errors
+
+
+def _quiet(*args):
+    return [*args, "--no-cache", "--no-progress"]
+
+
+def _forbid(monkeypatch, target, name):
+    def called(*a, **k):
+        raise AssertionError(f"{name} ran before the output folder was checked")
+
+    monkeypatch.setattr(target, name, called)
+
+
+def test_bad_output_folder_stops_every_command_before_computing(tmp_path, monkeypatch, capsys):
+    import gradflow.experiments as ex
+
+    _forbid(monkeypatch, gf, "sweep_alpha")
+    _forbid(monkeypatch, gf.check, "run")
+    _forbid(monkeypatch, ex, "run")
+    afile = tmp_path / "results.txt"
+    afile.write_text("not a folder")
+    commands = [
+        ["alpha-sweep", "--out", str(afile), "--no-cache"],
+        ["check", "scale_criterion", "--out", str(afile), "--no-cache"],
+        ["reproduce", "tau-sweep", "--quick", "--out", str(tmp_path / "results.txt" / "x")],
+        ["alpha-sweep", "--out", str(afile / "sub"), "--no-cache"],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "is a file" in err or "a part of that path is a file" in err, err
+    assert afile.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_refused(tmp_path, monkeypatch, capsys):
+    _forbid(monkeypatch, gf, "sweep_alpha")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert main(["alpha-sweep", "--out", str(ro), "--no-cache"]) == 2
+        assert "is not writable (Permission denied)" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("alphas", ["0,1", "1,nan", "-3", "1,inf"])
+def test_non_positive_or_non_finite_alphas_are_refused_at_parse_time(alphas, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["alpha-sweep", "--alphas", alphas])
+    assert exc.value.code == 2
+    assert "expected comma-separated finite numbers > 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_points(tmp_path, monkeypatch, capsys):
+    import gradflow.experiments as ex
+
+    calls = []
+
+    def first_then_interrupt(self, *, tau):
+        calls.append(tau)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"loss_direct": [1.0], "max_relative_difference": 0.0}
+
+    monkeypatch.setattr(ex.Homogeneity, "run_point", first_then_interrupt)
+    rc = main(_quiet("reproduce", "homogeneity", "--quick", "--out", str(tmp_path)))
+    assert rc == 130
+    err = capsys.readouterr().err
+    folder = tmp_path / "homogeneity"
+    assert err.strip() == (
+        f"gradflow reproduce: interrupted; finished points are kept in {folder}; rerun the same "
+        "command to resume"
+    )
+    assert [p.stem for p in (folder / "points").glob("*.json")] == [f"tau={calls[0]:g}"]
+    assert not list((folder / "locks").glob("*.json"))  # the folder is free for the rerun
+
+
+def test_relu_note_and_why_no_slope_was_fitted(tmp_path, capsys):
+    argv = ["alpha-sweep", "--out", str(tmp_path), "--alphas", "10,100", "--fit-min", "1e6"]
+    argv += ["--samples", "8", "--dim", "3", "--width", "8", "--t1", "1", "--activation", "relu"]
+    assert main(_quiet(*argv)) == 0
+    out = capsys.readouterr().out
+    assert "note: ReLU has a kink at 0" in out and "outside the finite-horizon theorem" in out
+    assert (
+        "no slopes fitted: a fit needs 2 successful alphas >= --fit-min 1e+06, and 0 of the 2 "
+        "alphas qualify (the largest alpha is 100); lower --fit-min or add larger alphas" in out
+    )
+    assert "slope of sup" not in out
+
+
+_KILLED = """
+import os, signal, sys
+sys.argv = ["gradflow", "alpha-sweep", "--no-cache"]
+import gradflow.cli as cli
+
+def killed_midway(args):
+    print("row 1 of the table")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+cli._run_alpha_sweep = killed_midway
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_killed_runs_redirected_log_holds_what_was_printed(tmp_path):
+    log = tmp_path / "log.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the default
+    with log.open("w") as f:
+        proc = subprocess.run([sys.executable, "-c", _KILLED], stdout=f, env=env, timeout=120)
+    assert proc.returncode == -9
+    assert log.read_text() == "row 1 of the table\n"
+
+
+def test_help_states_meaning_default_and_unit_of_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["alpha-sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for opt in ("--activation", "--scaling", "--rtol", "--atol", "--seed", "--alphas", "--t1"):
+        after = text.split(f"{opt} ")[-1]
+        assert "(default:" in after.split(" --")[0], opt
+    assert "(default: 1,3,10,30,100,300,1000,3000,10000)" in text
+    assert "mean_field is 1/m" in text and "sqrt is 1/sqrt(m)" in text
+    assert "square loss R(f) = 1/2 ||f - y||_F^2" in text and "3 ReLU neurons" in text
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    assert "about 2 min on 2 CPU cores" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    desc = capsys.readouterr().out.split("positional arguments")[0]
+    assert max(len(line) for line in desc.splitlines()) <= 90
+    assert main(["reproduce", "tau-sweep", "--set", "help=1"]) == 0
+    out = capsys.readouterr().out
+    assert "  lazy_step = 0.1  (float)\n      c in the GD step min(max_step, c / tau^2)" in out
+
+
+def test_every_experiment_option_is_described():
+    from gradflow.experiments import EXPERIMENTS
+
+    for name, cls in EXPERIMENTS.items():
+        fields = [f.name for f in dataclasses.fields(cls)]
+        assert sorted(cls.options_help) == sorted(fields), name
+        assert all(len(cls.options_help[f]) > 5 for f in fields), name
+        assert cls.quick().describe_options().count("\n      ") == len(fields)

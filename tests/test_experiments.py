@@ -1,6 +1,7 @@
 """The paper's experiments: the parameterization, the claims at quick sizes, resume and errors."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -10,6 +11,7 @@ import gradflow as gf
 from gradflow import experiments as ex
 from gradflow.cli import main
 from gradflow.experiments import _two_layer
+from gradflow.experiments.tau_sweep import band as tau_band
 
 
 def _paper_gd_by_hand(a, b, x, y, s, eta, num_steps):
@@ -188,7 +190,10 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
     store = gf._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
     store.put("tau=0.3", {"tau": 0.3, "kept": True})
     assert run("homogeneity", "--quick", "--set", "t1=2") == 2
-    assert "holds results of another configuration" in capsys.readouterr().err
+    assert (
+        "holds results of another configuration; 1 key(s) differ: t1: stored 5.0, now 2.0."
+        in capsys.readouterr().err
+    )
     assert store.get("tau=0.3")["kept"] is True
 
 
@@ -286,3 +291,59 @@ def test_trajectories_move_far_only_when_not_lazy(tmp_path):
     rows = {r["tau"]: r for r in result.summary["rows"]}
     assert rows[0.1]["relative_displacement"] > 1 > 0.1 > rows[2.0]["relative_displacement"]
     assert (tmp_path / "trajectories.png").exists()
+
+
+def test_corrupted_point_and_store_json_are_reported_and_repaired(tau_sweep, tmp_path, capsys):
+    folder = tmp_path / "tau-sweep"
+    shutil.copytree(tau_sweep, folder)
+    point = folder / "points" / "tau=1.json"
+    point.write_text(point.read_text()[:200])  # a partial file
+    argv = ["reproduce", "tau-sweep", "--quick", "--out", str(tmp_path), "--no-progress"]
+    argv.append("--no-cache")
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert err.strip().splitlines() == [
+        f"{point}: corrupted point (not valid JSON (truncated or edited?)); moved to "
+        f"{folder / 'corrupted' / 'tau=1.json'}, it will be recomputed"
+    ]
+    assert "1 points computed (1 of them corrupted and recomputed), 3 reused" in out
+    data = json.loads((folder / "tau-sweep.json").read_text())
+    assert [r["tau"] for r in data["summary"]["rows"]] == [0.01, 0.1, 1.0, 10.0]
+    assert data["corrupted_points_recomputed"] == ["tau=1"]
+    # The recomputed point against the untouched original (same code path, deterministic GD).
+    before = json.loads((tau_sweep / "points" / "tau=1.json").read_text())["record"]
+    after = json.loads(point.read_text())["record"]
+    np.testing.assert_allclose(after["test_loss_end"], before["test_loss_end"], rtol=1e-12)
+    # A damaged store.json: refused as corrupted (not as another configuration), then rebuilt.
+    (folder / "store.json").write_text("{")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "store.json is corrupted: it is not valid JSON" in err and "--repair" in err
+    assert main([*argv, "--repair"]) == 0
+    out, err = capsys.readouterr()
+    assert "kept 4 finished point(s), moved 0" in err and "0 points computed, 4 reused" in out
+
+
+def test_tau_sweep_band_is_the_range_over_trials_and_never_below_zero(tmp_path):
+    exp = ex.TauSweep.quick()
+    # Trials that differ by 100x: mean - std < 0, the case that drew a band below zero.
+    records = {
+        f"tau={t:g}": {
+            "tau": t,
+            "step": 1.0,
+            "test_loss_end": [1e-4 * t, 1e-2 * t],
+            "test_loss_best": [5e-5 * t, None],
+            "train_loss_end": [0.0, 0.0],
+            "diverged_trials": 0,
+        }
+        for t in (0.01, 1.0)
+    }
+    rows = exp.summarize(records)["rows"]
+    assert rows[0]["test_end_mean"] - rows[0]["test_end_std"] < 0
+    lo, hi = tau_band(rows, "end")
+    np.testing.assert_allclose(lo, [1e-6, 1e-4], rtol=1e-15)
+    np.testing.assert_allclose(hi, [1e-4, 1e-2], rtol=1e-15)
+    lo, hi = tau_band(rows, "best")
+    np.testing.assert_allclose([lo, hi], [[5e-7, 5e-5], [5e-7, 5e-5]], rtol=1e-15)
+    assert exp.plot(exp.summarize(records), tmp_path)[0].read_bytes()[:4] == b"\x89PNG"

@@ -81,7 +81,7 @@ def test_interrupted_sweep_resumes_from_store(tmp_path):
         gf.sweep(build, POINTS, store=store, callback=interrupt, **OPTS)
     assert sorted(p.stem for p in (store / "points").glob("*.json")) == sorted(seen)
     assert len(seen) == 4
-    stored = json.loads((store / "points" / f"{seen[0]}.json").read_text())
+    stored = json.loads((store / "points" / f"{seen[0]}.json").read_text())["record"]
     solved = []
     sw = gf.sweep(
         build,
@@ -95,6 +95,94 @@ def test_interrupted_sweep_resumes_from_store(tmp_path):
     assert sw.records[sw.keys.index(seen[0])]["final"] == stored["final"]
     with pytest.raises(ValueError, match="another configuration"):
         gf.sweep(build, POINTS, store=store, **{**OPTS, "t1": 3.0})
+
+
+def _other_targets(tau, seed, alpha=1.0):
+    # Same shapes and model as `build`, other data: a changed `build` a store must notice.
+    params = _MODEL.init(jax.random.PRNGKey(seed), D, symmetric=True, scale=tau)
+    return gf.Problem(_apply, params, _X, gf.SquareLoss(2.0 * _Y), alpha=alpha)
+
+
+def test_changed_build_never_reuses_stored_points(tmp_path):
+    store = tmp_path / "s"
+    first = gf.sweep(build, POINTS[:2], store=store, **OPTS)
+    assert not any(r["resumed"] for r in first.records)
+    with pytest.raises(
+        gf.StoreError,
+        match=r"2 point\(s\) in .* computed for another problem than `build` now returns: "
+        r"tau=0.5_seed=0 \(differs in: loss\); tau=0.5_seed=1 \(differs in: loss\)\. .*"
+        "overwrite=True",
+    ):
+        gf.sweep(_other_targets, POINTS[:2], store=store, **OPTS)
+
+    def other_init(tau, seed):
+        return build(tau, seed + 10)
+
+    with pytest.raises(gf.StoreError, match=r"differs in: params0\)"):
+        gf.sweep(other_init, POINTS[:2], store=store, **OPTS)
+    sw = gf.sweep(_other_targets, POINTS[:2], store=store, overwrite=True, **OPTS)
+    assert not any(r["resumed"] for r in sw.records)
+    # Ground truth for the new problem: its own solve at a much tighter tolerance.
+    for rec, point in zip(sw.records, POINTS[:2]):
+        ref = gf.solve(_other_targets(**point), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14,
+                       linearized=False)  # fmt: skip
+        np.testing.assert_allclose(rec["final"]["loss"], float(ref.loss[-1]), rtol=1e-7)
+        assert abs(rec["final"]["loss"] - first.records[0]["final"]["loss"]) > 1e-3
+    again = gf.sweep(_other_targets, POINTS[:2], store=store, **OPTS)
+    assert all(r["resumed"] for r in again.records)
+
+
+def test_problem_fingerprint_sees_data_init_model_and_static_fields():
+    fp = gf.problem_fingerprint
+    base = fp(build(1.0, 0))
+    assert fp(build(1.0, 0)) == base  # rebuilt: same arrays, same structure
+    assert fp(build(1.0, 0, alpha=2.0)) == {**base, "alpha": fp(build(1.0, 0, 2.0))["alpha"]}
+    assert fp(build(1.0, 0, alpha=2.0))["alpha"] != base["alpha"]
+    params = _MODEL.init(jax.random.PRNGKey(0), D, symmetric=True, scale=1.0)
+    # A static field only (the output scaling) and `center`: the arrays are the same.
+    mf = gf.Problem(gf.models.TwoLayer(M, "tanh", "mean_field"), params, _X, gf.SquareLoss(_Y))
+    sq = gf.Problem(gf.models.TwoLayer(M, "tanh", "sqrt"), params, _X, gf.SquareLoss(_Y))
+    assert fp(mf)["apply"] != fp(sq)["apply"] and fp(mf)["params0"] == fp(sq)["params0"]
+    centered = gf.Problem(_apply, params, _X, gf.SquareLoss(_Y), center=True)
+    assert fp(centered)["center"] != base["center"]
+    # Functions are told apart by what they close over and their default arguments.
+    lam = [gf.Problem(lambda p, x, c=c: c * _MODEL(p, x), params, _X, gf.SquareLoss(_Y))
+           for c in (1.0, 2.0)]  # fmt: skip
+    assert fp(lam[0])["apply"] != fp(lam[1])["apply"]
+    scaled = [gf.Problem(_scaled(c), params, _X, gf.SquareLoss(_Y)) for c in (1.0, 2.0)]
+    assert fp(scaled[0])["apply"] != fp(scaled[1])["apply"]
+    assert (
+        fp(scaled[0])["apply"]
+        == fp(gf.Problem(_scaled(1.0), params, _X, gf.SquareLoss(_Y)))["apply"]
+    )
+
+
+def _scaled(c):
+    def apply(p, x):
+        return c * _MODEL(p, x)
+
+    return apply
+
+
+def test_corrupted_point_file_is_reported_and_recomputed(tmp_path, capsys):
+    store = tmp_path / "s"
+    first = gf.sweep(build, POINTS[:3], store=store, **OPTS)
+    path = store / "points" / f"{first.keys[1]}.json"
+    path.write_text(path.read_text()[:100])  # a partial file
+    solved = []
+    again = gf.sweep(
+        build, POINTS[:3], store=store, callback=lambda rs: solved.extend(r["key"] for r in rs),
+        **OPTS,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{path}: corrupted point (not valid JSON" in err and len(err.splitlines()) == 1
+    assert solved == [first.keys[1]]
+    assert [r["resumed"] for r in again.records] == [True, False, True]
+    # Recomputed in a batch of its own: equal to the first run to the tolerance (rtol 1e-8).
+    np.testing.assert_allclose(
+        again.column("loss", "final"), first.column("loss", "final"), rtol=1e-7
+    )
+    assert json.loads(path.read_text())["record"]["key"] == first.keys[1]
 
 
 def test_shapes_form_separate_programs_and_bad_input():

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._cli_util import enable_compilation_cache
+from .._cli_util import enable_compilation_cache, writable_folder
 
 _NAMES = (
     "next_to_lazy",
@@ -27,12 +27,19 @@ def add_parser(subparsers) -> None:
             "net), a two-layer net and a negative control with h(w0) != 0. Prints a table "
             "(theorem, problem, quantity, prediction, measurement, margin, verdict), writes "
             "check.json and one figure per check (measured quantities against alpha on log-log "
-            "axes with fitted and predicted slopes; observed against bound over time)."
+            "axes with fitted and predicted slopes; observed against bound over time). "
+            "`all` takes about 2 min on 2 CPU cores with the compilation cache warm and 3.5 min "
+            "cold (first run, or --no-cache); --no-width-law saves about 25 s."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("theorem", choices=[*_NAMES, "all"], help="which theorem, or all")
-    p.add_argument("--out", type=Path, default=Path("gradflow-out/check"), help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("gradflow-out/check"),
+        help="output folder (created if missing; checked writable before any check runs)",
+    )
     p.add_argument(
         "--no-width-law",
         action="store_true",
@@ -40,10 +47,16 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
-    p.set_defaults(func=_run)
+    p.set_defaults(
+        func=_run,
+        on_interrupt=lambda a: (
+            f"the figures of the finished checks are in {a.out}; check.json was not written"
+        ),
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
+    writable_folder(args.out)
     cache = enable_compilation_cache(args.no_cache)
     import matplotlib
 
@@ -56,7 +69,6 @@ def _run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     names = list(_NAMES) if args.theorem == "all" else [args.theorem]
-    args.out.mkdir(parents=True, exist_ok=True)
     reports, figures = [], []
     header = (
         f"{'theorem':<20} {'problem':<28} {'quantity':<48} {'prediction':<24} "

@@ -3,11 +3,12 @@ figures."""
 
 import abc
 import dataclasses
+import os
 import time
 import traceback
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,8 @@ class AbstractExperiment(abc.ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     claim: ClassVar[str]
+    # What each option (dataclass field) means, with its unit; `--set help=1` prints them.
+    options_help: ClassVar[dict[str, str]]
 
     @classmethod
     def quick(cls) -> "AbstractExperiment":
@@ -71,6 +74,19 @@ class AbstractExperiment(abc.ABC):
         for k, v in summary.items():
             if k != "rows" and not isinstance(v, (list, dict)):
                 lines.append(f"{k}: {_fmt(v).strip()}")
+        return "\n".join(lines)
+
+    def describe_options(self) -> str:
+        """Every option with its current value, type and meaning (`--set help=1`)."""
+        hints = typing.get_type_hints(type(self))
+        lines = [f"options of {self.name!r} (change with --set OPTION=VALUE):"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+            hint = hints[f.name]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            lines.append(f"  {f.name} = {shown}  ({kind})")
+            lines.append(f"      {self.options_help[f.name]}")
         return "\n".join(lines)
 
     def config(self) -> dict[str, Any]:
@@ -146,7 +162,9 @@ class ExperimentResult:
     - `records`: every stored point, by key.
     - `errors`: `{key: message}` for the points that failed in this run.
     - `computed`, `reused`: keys run now, and keys found finished in the store.
-    - `files`: the JSON and figure paths; `seconds`: wall time of this call.
+    - `corrupted`: keys whose stored file failed its check (reported, set aside, recomputed).
+    - `files`: the JSON and figure paths (none on processes other than 0 of a distributed
+      run); `seconds`: wall time of this call.
     """
 
     name: str
@@ -157,6 +175,7 @@ class ExperimentResult:
     reused: list[str]
     files: list[Path]
     seconds: float
+    corrupted: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -168,32 +187,47 @@ def run(
     out: str | Path,
     *,
     overwrite: bool = False,
+    repair: bool = False,
     progress: bool = True,
     only: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> ExperimentResult:
     """Run `experiment`, resuming from the points already stored in `out`.
 
-    Each finished point is written atomically to `out/points/<key>.json` at once; a point that
-    raises is reported in `errors` (and retried by the next run) while the others are kept. The
-    folder refuses a different configuration unless `overwrite=True`. At the end the summary is
-    written to `out/<name>.json` and the figures beside it.
+    Each finished point is written atomically to `out/points/<key>.json` at once, with a
+    checksum; a point that raises is reported in `errors` (and retried by the next run) while
+    the others are kept, and a stored point that fails its check (truncated, edited) is
+    reported in one line, moved to `out/corrupted/` and recomputed. The folder refuses a
+    different configuration (naming the options that differ) unless `overwrite=True`, and a
+    second run while one is writing there. At the end the summary is written to
+    `out/<name>.json` and the figures beside it.
 
     **Arguments:**
 
     - `experiment`: a configured experiment (e.g. `TauSweep.quick()`).
     - `out`: the output folder.
     - `overwrite`: discard results stored there for another configuration.
+    - `repair`: rebuild a corrupted `out/store.json`, keeping the points whose checksums match.
     - `progress`: show a tqdm progress bar.
     - `only`: run only these point keys (the summary still uses every stored point).
+    - `log`: where one-line reports go (corrupted points, stale locks); default standard error.
+    - `process_index`, `process_count`: split the points across processes (point `i` to process
+      `i % process_count`), defaulting to `jax.process_index()` and `jax.process_count()`; see
+      [`gradflow.sweep`][] and `docs/distributed.md`. Under `jax.distributed` every process
+      waits for the others, then process 0 writes the summary and the figures.
 
     **Returns:** an [`gradflow.experiments.ExperimentResult`][].
     """
     from tqdm.auto import tqdm
 
+    from .._distributed import barrier, owner, share
+
     experiment.validate()
+    index, count = share(process_index, process_count)
     start = time.perf_counter()
     out = Path(out)
-    store = ResultStore(out, experiment.config(), overwrite=overwrite)
     points = experiment.points()
     keys = [k for k, _ in points]
     if len(set(keys)) != len(keys):
@@ -202,53 +236,77 @@ def run(
         unknown = sorted(set(only) - set(keys))
         if unknown:
             raise ValueError(f"`only` names unknown points {unknown}; valid keys: {keys}.")
-        points = [(k, p) for k, p in points if k in set(only)]
-    todo = [(k, p) for k, p in points if k not in store]
-    reused = [k for k, _ in points if k in store]
-    errors: dict[str, str] = {}
-    computed: list[str] = []
-    bar = tqdm(
-        total=len(points),
-        initial=len(reused),
-        desc=experiment.name,
-        unit="point",
-        disable=not progress,
+    store = ResultStore(
+        out,
+        experiment.config(),
+        overwrite=overwrite,
+        repair=repair,
+        process_index=index,
+        process_count=count,
+        log=log,
     )
-    try:
-        for key, point in todo:
-            bar.set_postfix_str(key)
-            t0 = time.perf_counter()
-            try:
-                record = experiment.run_point(**point)
-            except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
-                errors[key] = f"{type(exc).__name__}: {exc}"
-                tail = traceback.format_exc(limit=3)
-                bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
-            else:
-                record = {"key": key, **point, **record, "seconds": time.perf_counter() - t0}
-                store.put(key, record)
-                computed.append(key)
-            bar.update(1)
-    finally:
-        bar.close()
-    records = dict(store.items())
-    summary = experiment.summarize({k: records[k] for k in keys if k in records})
-    files = experiment.plot(summary, out)
-    seconds = time.perf_counter() - start
-    stored_seconds = float(sum(r.get("seconds", 0.0) for r in records.values()))
-    payload = {
-        "experiment": experiment.name,
-        "title": experiment.title,
-        "claim": experiment.claim,
-        "config": experiment.config(),
-        "summary": summary,
-        "missing_points": [k for k in keys if k not in records],
-        "errors": errors,
-        "wall_seconds_this_run": seconds,
-        "compute_seconds_all_points": stored_seconds,
-        "environment": environment(),
-    }
-    js = write_json(payload, out / f"{experiment.name}.json")
+    with store:
+        mine = [(k, p) for i, (k, p) in enumerate(points) if owner(i, count) == index]
+        if only is not None:
+            mine = [(k, p) for k, p in mine if k in set(only)]
+        # `in` reads and checks each file: a corrupted one is reported and set aside here.
+        todo = [(k, p) for k, p in mine if k not in store]
+        reused = [k for k, _ in mine if k not in {t for t, _ in todo}]
+        errors: dict[str, str] = {}
+        computed: list[str] = []
+        bar = tqdm(
+            total=len(mine),
+            initial=len(reused),
+            desc=experiment.name,
+            unit="point",
+            disable=not progress,
+        )
+        try:
+            for key, point in todo:
+                bar.set_postfix_str(key)
+                t0 = time.perf_counter()
+                try:
+                    record = experiment.run_point(**point)
+                except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
+                    errors[key] = f"{type(exc).__name__}: {exc}"
+                    tail = traceback.format_exc(limit=3)
+                    bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
+                else:
+                    record = {"key": key, **point, **record, "seconds": time.perf_counter() - t0}
+                    store.put(key, record)
+                    computed.append(key)
+                bar.update(1)
+        finally:
+            bar.close()
+        barrier(f"gradflow.experiments.run:{experiment.name}")
+        records = {
+            k: r
+            for i, k in enumerate(keys)
+            if (r := store.get(k, set_aside=owner(i, count) == index)) is not None
+        }
+        summary = experiment.summarize({k: records[k] for k in keys if k in records})
+        payload = {
+            "experiment": experiment.name,
+            "title": experiment.title,
+            "claim": experiment.claim,
+            "config": experiment.config(),
+            "summary": summary,
+            "missing_points": [k for k in keys if k not in records],
+            "errors": errors,
+            "corrupted_points_recomputed": sorted(set(store.corrupted)),
+            "processes": count,
+            "wall_seconds_this_run": None,
+            "compute_seconds_all_points": float(
+                sum(r.get("seconds", 0.0) for r in records.values())
+            ),
+            "environment": environment(),
+        }
+        files: list[Path] = []
+        # Under jax.distributed the summary and figures are process 0's; the others return it.
+        if index == 0 or not _joint_run():
+            files = experiment.plot(summary, out)
+            payload["wall_seconds_this_run"] = time.perf_counter() - start
+            files = [write_json(payload, out / f"{experiment.name}.json"), *files]
     return ExperimentResult(
         name=experiment.name,
         summary=summary,
@@ -256,9 +314,16 @@ def run(
         errors=errors,
         computed=computed,
         reused=reused,
-        files=[js, *files],
-        seconds=seconds,
+        files=files,
+        seconds=time.perf_counter() - start,
+        corrupted=sorted(set(store.corrupted)),
     )
+
+
+def _joint_run() -> bool:
+    import jax
+
+    return jax.process_count() > 1
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
@@ -282,8 +347,14 @@ def savefig(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # Atomic, like the JSON files: a killed run never leaves half a figure.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 

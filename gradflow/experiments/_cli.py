@@ -8,40 +8,69 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     """Register the `reproduce` subcommand on the `gradflow` parser's subparsers."""
+    from .._cli_util import add_distributed_arguments
     from . import EXPERIMENTS
 
     lines = [f"  {name:<14} {cls.title}" for name, cls in EXPERIMENTS.items()]
     p = subparsers.add_parser(
         "reproduce",
         help="run one of the paper's experiments (figures + JSON, resumable)",
-        description=(
-            "Reproduce one experiment of Chizat, Oyallon & Bach (2019) at the paper's sizes, "
-            "or at small sizes with --quick. Each finished point is stored at once in "
-            "OUT/NAME/points/, so rerunning the same command after an interruption resumes "
-            "where it stopped; the summary goes to OUT/NAME/NAME.json and the figure to "
-            "OUT/NAME/NAME.png.\n\nexperiments:\n" + "\n".join(lines)
+        description="\n".join(
+            [
+                "Reproduce one experiment of Chizat, Oyallon & Bach (2019) at the paper's",
+                "sizes, or at small sizes with --quick (seconds).",
+                "",
+                "Each finished point is stored at once, with a checksum, in OUT/NAME/points/:",
+                "rerunning the same command after an interruption resumes where it stopped,",
+                "and a damaged point file is reported and recomputed. The summary goes to",
+                "OUT/NAME/NAME.json and the figure to OUT/NAME/NAME.png. One run writes in a",
+                "folder at a time; another configuration there is refused, naming the options",
+                "that differ.",
+                "",
+                "`--set help=1` lists an experiment's options with their values and meaning.",
+                "",
+                "experiments:",
+                *lines,
+            ]
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", choices=sorted(EXPERIMENTS), metavar="NAME", help="the experiment")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds, for tests)")
-    p.add_argument("--out", type=Path, default=Path("gradflow-out"), help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("gradflow-out"),
+        help="output folder; results go to OUT/NAME (default: gradflow-out)",
+    )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="OPTION=VALUE",
         help="change one option of the experiment (repeatable), e.g. --set trials=3; "
-        "`--set help=1` lists the options and their values",
+        "`--set help=1` lists the options, their values and meaning",
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="discard results stored in the folder for another configuration",
     )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild a corrupted OUT/NAME/store.json, keeping every finished point whose "
+        "checksum matches",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
-    p.set_defaults(func=_run)
+    add_distributed_arguments(p)
+    p.set_defaults(
+        func=_run,
+        on_interrupt=lambda a: (
+            f"finished points are kept in {a.out / a.name}; rerun the same command to resume"
+        ),
+    )
 
 
 def _fail(message: str) -> int:
@@ -50,7 +79,7 @@ def _fail(message: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradflow._cli_util import enable_compilation_cache
+    from gradflow._cli_util import enable_compilation_cache, start_distributed, writable_folder
 
     from . import EXPERIMENTS, run
 
@@ -63,26 +92,35 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"--set expects OPTION=VALUE; got {item!r}")
         changes[key.strip()] = value
     if "help" in changes:
-        import dataclasses
-
-        for f in dataclasses.fields(experiment):
-            print(f"{f.name} = {getattr(experiment, f.name)!r}")
+        print(experiment.describe_options())
         return 0
     try:
         experiment = experiment.replace(**changes)
     except ValueError as exc:
         return _fail(str(exc))
+    out = writable_folder(args.out / experiment.name)
+    start_distributed(args)
     enable_compilation_cache(args.no_cache)
     start = time.perf_counter()
-    out = args.out / experiment.name
     try:
-        result = run(experiment, out, overwrite=args.overwrite, progress=not args.no_progress)
-    except ValueError as exc:
+        result = run(
+            experiment,
+            out,
+            overwrite=args.overwrite,
+            repair=args.repair,
+            progress=not args.no_progress,
+        )
+    except (ValueError, OSError) as exc:
         return _fail(str(exc))
-    print(experiment.report(result.summary))
+    if result.files:
+        print(experiment.report(result.summary))
+    redone = [k for k in result.computed if k in set(result.corrupted)]
     print(
-        f"{len(result.computed)} points computed, {len(result.reused)} reused from {out}; "
-        f"wrote {', '.join(str(f) for f in result.files)} in {time.perf_counter() - start:.1f} s"
+        f"{len(result.computed)} points computed"
+        + (f" ({len(redone)} of them corrupted and recomputed)" if redone else "")
+        + f", {len(result.reused)} reused from {out}"
+        + (f"; wrote {', '.join(str(f) for f in result.files)}" if result.files else "")
+        + f" in {time.perf_counter() - start:.1f} s"
     )
     if result.errors:
         for key, err in result.errors.items():

@@ -57,6 +57,24 @@ class CNNAlphaSweep(AbstractExperiment):
     trials: int = 3
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "data": "digits (scikit-learn's bundled 8x8 digits, no download) or cifar10 (local files)",
+        "data_path": "folder of the CIFAR-10 python-pickle batches (data_batch_1, ...), "
+        "needed with data=cifar10",
+        "n_train": "training images used (none: all)",
+        "n_test": "test images used (none: all)",
+        "stages": "VGG channels per conv layer, 0 for a 2x2 max-pool (comma-separated)",
+        "alphas": "scales alpha (comma-separated, each > 0), in units where the tangent "
+        "kernel's largest eigenvalue at init is 1",
+        "linearized": "also train the linearized model (the large-alpha limit)",
+        "epochs": "passes over the training set",
+        "batch_size": "images per SGD step",
+        "learning_rate": "initial SGD step eta0 (decays as eta0 / (1 + epoch/3))",
+        "momentum": "SGD momentum",
+        "trials": "independent trials (own init and batch order) per alpha",
+        "seed": "PRNG seed of the trials",
+    }
+
     @classmethod
     def quick(cls) -> "CNNAlphaSweep":
         return cls(

@@ -38,6 +38,17 @@ class Homogeneity(AbstractExperiment):
     atol: float = 1e-12
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "taus": "init scales tau compared (comma-separated, each > 0); one point each",
+        "dim": "input dimension d",
+        "n_train": "training points n (teacher-student data)",
+        "width": "hidden width m of the student (neurons; even: doubled init)",
+        "t1": "horizon of the flow from tau w0, in flow time (the rescaled flow runs to tau^2 t1)",
+        "rtol": "relative tolerance of the adaptive solver (Tsit5)",
+        "atol": "absolute tolerance of the adaptive solver",
+        "seed": "PRNG seed of the data and the initialization",
+    }
+
     @classmethod
     def quick(cls) -> "Homogeneity":
         return cls(taus=(0.3, 3.0), t1=5.0)

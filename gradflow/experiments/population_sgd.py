@@ -48,6 +48,19 @@ class PopulationSGD(AbstractExperiment):
     num_eval: int = 10_000
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "dim": "input dimension d",
+        "width": "student neurons m (even: doubled init)",
+        "batch_size": "fresh samples drawn at every SGD step",
+        "num_steps": "SGD steps",
+        "log10_taus": "init scales, as log10(tau) (comma-separated); one point each",
+        "max_step": "largest step (the step is min(max_step, lazy_step / tau^2), mean-field time)",
+        "lazy_step": "c in the step min(max_step, c / tau^2)",
+        "trials": "independent trials per tau, batched with vmap",
+        "num_eval": "fresh samples estimating the population loss at the end",
+        "seed": "PRNG seed of the trials",
+    }
+
     @classmethod
     def quick(cls) -> "PopulationSGD":
         return cls(num_steps=1500, log10_taus=(-2.0, 1.0), trials=2, num_eval=2000)

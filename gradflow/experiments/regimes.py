@@ -67,6 +67,18 @@ class Regimes(AbstractExperiment):
     trials: int = 3
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "dim": "input dimension d",
+        "width": "student neurons m (quadratic activation)",
+        "n_trains": "training set sizes n (comma-separated integers); one point per size and trial",
+        "n_test": "test points",
+        "tau": "init scale of full training (small: non-lazy)",
+        "step": "gradient-descent step of full training",
+        "num_steps": "gradient-descent iterations of full training",
+        "trials": "independent trials (own teacher, data and init) per training-set size",
+        "seed": "PRNG seed of the trials",
+    }
+
     @classmethod
     def quick(cls) -> "Regimes":
         return cls(

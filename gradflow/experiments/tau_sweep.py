@@ -13,6 +13,20 @@ from ._base import AbstractExperiment, mean_std, pyplot, savefig
 from ._two_layer import paper_gd, paper_init, paper_problem
 
 
+def _range(values: Any) -> tuple[float, float]:
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
+
+
+def band(rows: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The figure's band for `kind` (`"end"` or `"best"`): the smallest and largest test loss
+    over the trials at each tau, so it never goes below zero as mean - std can."""
+    lo = np.asarray([r[f"test_{kind}_min"] for r in rows], dtype=float)
+    hi = np.asarray([r[f"test_{kind}_max"] for r in rows], dtype=float)
+    return lo, hi
+
+
 def _check_positive(**values: Any) -> None:
     for name, v in values.items():
         if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -53,6 +67,23 @@ class TauSweep(AbstractExperiment):
     lazy_step: float = 0.1
     num_saves: int = 80
     seed: int = 0
+
+    options_help: ClassVar[dict[str, str]] = {
+        "dim": "input dimension d",
+        "n_train": "training points n",
+        "n_test": "test points",
+        "width": "student neurons m (even: doubled init)",
+        "log10_tau_min": "smallest init scale, as log10(tau)",
+        "log10_tau_max": "largest init scale, as log10(tau)",
+        "log10_tau_step": "spacing of the tau grid in log10(tau); one point per tau",
+        "trials": "independent trials per tau (own teacher, data and init), batched with vmap",
+        "num_steps": "gradient-descent iterations per trial",
+        "max_step": "largest GD step (the step is min(max_step, lazy_step / tau^2))",
+        "lazy_step": "c in the GD step min(max_step, c / tau^2): the step shrinks as the "
+        "curvature grows like tau^2",
+        "num_saves": "log-spaced iterates at which train and test losses are recorded",
+        "seed": "PRNG seed of the trials",
+    }
 
     @classmethod
     def quick(cls) -> "TauSweep":
@@ -141,6 +172,8 @@ class TauSweep(AbstractExperiment):
         for rec in sorted(records.values(), key=lambda r: r["tau"]):
             end = mean_std(rec["test_loss_end"])
             best = mean_std(rec["test_loss_best"])
+            end_lo, end_hi = _range(rec["test_loss_end"])
+            best_lo, best_hi = _range(rec["test_loss_best"])
             train = mean_std(rec["train_loss_end"])
             rows.append(
                 {
@@ -150,6 +183,10 @@ class TauSweep(AbstractExperiment):
                     "test_end_std": end[1],
                     "test_best_mean": best[0],
                     "test_best_std": best[1],
+                    "test_end_min": end_lo,
+                    "test_end_max": end_hi,
+                    "test_best_min": best_lo,
+                    "test_best_max": best_hi,
                     "train_end_mean": train[0],
                     "trials": end[2],
                     "diverged_trials": rec["diverged_trials"],
@@ -175,9 +212,14 @@ class TauSweep(AbstractExperiment):
                 ("best", ":", "best throughout training"),
             ):
                 m = np.array([r[f"test_{kind}_mean"] for r in rows], dtype=float)
-                s = np.array([r[f"test_{kind}_std"] for r in rows], dtype=float)
-                ax.fill_between(tau, m - s, m + s, color="0.85")
-                ax.semilogx(tau, m, style, color="k", lw=2.5, label=f"{label} (mean ± std)")
+                lo, hi = band(rows, kind)
+                ax.fill_between(tau, lo, hi, color="0.85", lw=0)
+                ax.plot(tau, m, style, color="k", lw=2.5, label=f"{label} (mean)")
+            ax.fill_between([], [], [], color="0.85", label="range over the trials")
+        # Losses are positive and span decades: log axes, and a band (min to max over the
+        # trials) that cannot cross zero the way mean - std does.
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel(r"init scale $\tau$ (acts as $\alpha = \tau^2$)")
         ax.set_ylabel("test loss")
         ax.set_title(

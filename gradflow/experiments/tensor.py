@@ -49,6 +49,20 @@ class TensorCompletion(AbstractExperiment):
     trials: int = 3
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "dim": "tensor dimension d (the target is d x d x d)",
+        "rank": "rank of the target tensor (unit components)",
+        "width": "components of the model (over-parameterized: width > rank)",
+        "observed_fraction": "share of the distinct entries used for training, in (0, 1); "
+        "the rest are held out",
+        "log10_taus": "init scales, as log10(tau) (comma-separated); one point per tau and trial",
+        "max_step": "largest GD step (the step is min(max_step, lazy_step / tau^4))",
+        "lazy_step": "c in the GD step min(max_step, c / tau^4)",
+        "num_steps": "gradient-descent iterations",
+        "trials": "independent trials (own target, split and init) per tau",
+        "seed": "PRNG seed of the trials",
+    }
+
     @classmethod
     def quick(cls) -> "TensorCompletion":
         return cls(log10_taus=(-1.0, 1.0), trials=1)

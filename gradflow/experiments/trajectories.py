@@ -47,6 +47,20 @@ class Trajectories(AbstractExperiment):
     atol: float = 1e-8
     seed: int = 2
 
+    options_help: ClassVar[dict[str, str]] = {
+        "taus": "init scales tau (comma-separated, each > 0): 0.1 is non-lazy, 2 lazy",
+        "methods": "how to train: gd (the paper's gradient descent) and/or flow (adaptive Tsit5)",
+        "n_train": "training points on the circle",
+        "n_test": "test points on the circle",
+        "width": "student neurons m (even: doubled init)",
+        "step": "the paper's GD step eta (on the gradient without the output scale)",
+        "num_steps": "GD iterations (the flow runs over the same time, num_steps * eta * m)",
+        "num_saves": "saved iterates along the path (log-spaced), drawn as the trajectories",
+        "rtol": "relative tolerance of the flow's adaptive solver",
+        "atol": "absolute tolerance of the flow's adaptive solver",
+        "seed": "PRNG seed of the teacher, the data and the initialization",
+    }
+
     @classmethod
     def quick(cls) -> "Trajectories":
         return cls(num_steps=20_000, num_saves=60)

@@ -47,6 +47,20 @@ class WidthSweep(AbstractExperiment):
     num_saves: int = 60
     seed: int = 0
 
+    options_help: ClassVar[dict[str, str]] = {
+        "widths": "student widths m (comma-separated integers); one point per width and scaling",
+        "scalings": "output scalings: sqrt (s = 1/sqrt(m), GD step 1/m) and/or mean_field "
+        "(s = 1/m, GD step 0.05/m)",
+        "dim": "input dimension d",
+        "n_train": "training points n",
+        "n_test": "test points",
+        "teacher_scale": "factor on the teacher's output (the paper's 100)",
+        "trials": "independent trials (own teacher and data), batched with vmap",
+        "num_steps": "gradient-descent iterations",
+        "num_saves": "log-spaced iterates at which the losses are recorded",
+        "seed": "PRNG seed of the trials",
+    }
+
     @classmethod
     def quick(cls) -> "WidthSweep":
         return cls(
