@@ -176,10 +176,22 @@ class SolverChoice:
     stiffness: float | None  # lambda_max(w0) * t1, when estimated
 
 
+def batch_stiffness(dynamic, static) -> float:
+    """The largest [`gradflow.stiffness`][] over problems stacked along a leading axis
+    (`dynamic`, `static` from `eqx.partition(problem, eqx.is_array)`): one vmapped program."""
+    lam = jax.vmap(lambda d: _lambda_max(eqx.combine(d, static)))(dynamic)
+    return float(jnp.max(lam))
+
+
 def choose_solver(
-    problem: Problem, rtol: float, t1: float | None = None, *, explain: bool = False
+    problem: Problem,
+    rtol: float,
+    t1: float | None = None,
+    *,
+    explain: bool = False,
+    lambda_max: float | None = None,
 ) -> dfx.AbstractAdaptiveSolver | SolverChoice:
-    """The solver `gf.solve(..., solver="auto")` uses (the default).
+    r"""The solver `gf.solve(..., solver="auto")` uses (the default).
 
     - a stiff flow, $\lambda_{\max}(w_0)\, t_1 >$ `STIFF_THRESHOLD` (100), with
       $\lambda_{\max}$ the largest Hessian eigenvalue of $F_\alpha$ at $w_0$
@@ -198,12 +210,16 @@ def choose_solver(
     - `rtol`: the relative tolerance of the solve.
     - `t1`: the horizon.
     - `explain`: return a `SolverChoice` (solver, reason, stiffness) instead of the solver.
+    - `lambda_max`: the largest Hessian eigenvalue at $w_0$ if already known (a batch's
+      largest, say); otherwise it is estimated.
 
     **Returns:** a diffrax solver, or a `SolverChoice`.
     """
     kinks = has_kinks(problem)
     stiff = None
-    if t1 is not None and not _is_traced(problem.alpha):
+    if t1 is not None and lambda_max is not None:
+        stiff = float(lambda_max) * float(t1)
+    elif t1 is not None and not _is_traced(problem.alpha):
         stiff = stiffness(problem) * float(t1)
     if stiff is not None and np.isfinite(stiff) and stiff > STIFF_THRESHOLD:
         choice = SolverChoice(

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._auto import batch_stiffness, choose_solver
 from ._diagnostics import RateFit, fit_rate
 from ._distributed import barrier, owner, share
 from ._problem import Problem
@@ -248,6 +249,26 @@ def problem_fingerprint(problem: Problem) -> dict[str, str]:
 
 
 @eqx.filter_jit
+def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
+    """`solver="auto"` chosen once per batch, outside the vmapped solve (where the problems are
+    traced and their stiffness cannot be estimated): from the stiffest point of the batch."""
+    if solve_kwargs.get("solver", "auto") not in (None, "auto"):
+        return tuple(sorted(solve_kwargs.items())), {}
+    controller = solve_kwargs.get("stepsize_controller")
+    rtol = float(getattr(controller, "rtol", solve_kwargs.get("rtol", 1e-8)))
+    first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
+    picked = choose_solver(
+        first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
+    )
+    options = {**solve_kwargs, "solver": picked.solver}
+    auto = {
+        "solver_choice": "auto",
+        "solver_reason": picked.reason + " (the batch's stiffest point)",
+        "stiffness": picked.stiffness,
+    }
+    return tuple(sorted(options.items())), auto
+
+
 def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tuple):
     def one(dyn):
         times = None if ts is None else np.asarray(ts)
@@ -483,7 +504,6 @@ def _sweep(
             groups.append((sig, static, [i], [dynamic]))
     problems.clear()
 
-    options = tuple(sorted(solve_kwargs.items()))
     ndev = len(devices)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("points",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
@@ -499,7 +519,8 @@ def _sweep(
             stacked = jax.device_put(stacked, sharding)
             t_batch = time.perf_counter()
             try:
-                sol = _solve_batch(stacked, static, t1, ts_tuple, options)
+                batch_options, auto = _resolve_auto(stacked, static, t1, solve_kwargs)
+                sol = _solve_batch(stacked, static, t1, ts_tuple, batch_options)
                 sol = jax.tree_util.tree_map(np.asarray, sol)
                 failure = None
             except Exception as exc:  # noqa: BLE001 - the batch fails, the sweep goes on
@@ -513,6 +534,7 @@ def _sweep(
                 else:
                     one = jax.tree_util.tree_map(lambda x, pos=pos: jnp.asarray(x[pos]), sol)
                     rec = _record(one, keys[i], points[i], per_point)
+                    rec["solution"].update(auto)
                     solutions[keys[i]] = one
                 rec["fingerprint"] = fingerprints[i]
                 rec["process"] = {"index": index, "count": count}
