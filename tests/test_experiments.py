@@ -40,7 +40,7 @@ def test_paper_gd_equals_gf_solve_on_two_layer_with_mapped_alpha_and_step(getkey
         rtol=1e-13,
         atol=1e-13,
     )
-    out = _two_layer.paper_gd(
+    out = _two_layer.paper_train(
         problem, step=0.05, num_steps=40, x_test=data.x_test, y_test=data.y_test, num_saves=5
     )
     a, b, loss = _paper_gd_by_hand(

@@ -9,13 +9,15 @@ $F_\\alpha(w) = L(\\alpha h(w)) / \\alpha^2 = L(f) / (s^2 m)$, so the paper's up
 descent on $F_\\alpha$ with learning rate $\\eta m$.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import models
+from .._auto import batch_stiffness, choose_solver
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
@@ -83,7 +85,7 @@ def paper_problem(params: Params, x: Array, y: Array, output_scale: float) -> Pr
     )
 
 
-def paper_gd(
+def paper_train(
     problem: Problem,
     *,
     step: float,
@@ -91,32 +93,60 @@ def paper_gd(
     x_test: Array,
     y_test: Array,
     num_saves: int = 80,
+    solver: Any = None,
+    rtol: float = 1e-4,
 ) -> dict[str, Array]:
-    """The paper's gradient descent (step `step` in the paper's units) through `gf.solve`,
-    with the train and test losses at about `num_saves` log-spaced iterations. Runs under
-    `jax.vmap` (batched problems and test sets).
+    """Train over the paper's horizon, `num_steps` steps of `step` (in the paper's units):
+    by the paper's gradient descent (`solver=None`), or as the gradient flow over the same time
+    with the given diffrax solver at `rtol` (`atol = rtol / 100`). Train and test losses at
+    about `num_saves` log-spaced iterations (times, for the flow). Runs under `jax.vmap`
+    (batched problems and test sets); choose a flow's solver outside it
+    ([`gradflow.choose_solver`][], which needs concrete problems to estimate stiffness).
 
-    **Returns:** a dict with `iterations`, `train_loss`, `test_loss` (arrays over saves) and
-    `result` (the [`gradflow.RESULTS`][] code).
+    **Returns:** a dict with `iterations`, `train_loss`, `test_loss` (arrays over saves),
+    `result` (the [`gradflow.RESULTS`][] code) and `evaluations` (gradients, and for a
+    stabilized solver its Jacobian-vector products too).
     """
     from ._base import log_spaced_steps
 
     width = problem.params0["a"].shape[-2]
     eta = paper_learning_rate(width, step)
     iters = log_spaced_steps(int(num_steps), num_saves)
+    if solver is None:
+        kw: dict[str, Any] = {"solver": GradientDescent(eta)}
+    else:
+        kw = {"solver": solver, "rtol": rtol, "atol": rtol / 100, "max_steps": 1_000_000}
     sol = solve(
         problem,
         t1=int(num_steps) * eta,
         ts=iters * eta,
-        solver=GradientDescent(eta),
         linearized=False,
         save_params=True,
+        **kw,
     )
     model = problem.apply
     test_loss = jax.vmap(lambda p: SquareLoss(y_test)(problem.alpha * model(p, x_test)))(sol.params)
+    evals = sol.stats.get("num_vector_field_evals", sol.stats["num_steps"])
     return {
         "iterations": jnp.asarray(iters),
         "train_loss": sol.loss,
         "test_loss": test_loss,
         "result": sol.result._value,
+        "evaluations": evals + sol.stats.get("num_jvp_evals", 0),
+    }
+
+
+def flow_solver(problems: Problem, rtol: float, t1: float) -> tuple[Any, dict[str, Any]]:
+    """`solver="auto"` for a batch of problems stacked along a leading axis (trials): the
+    choice for the stiffest, and what to record of it."""
+    dynamic, static = eqx.partition(problems, eqx.is_array)
+    first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
+    picked = choose_solver(
+        first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
+    )
+    return picked.solver, {
+        "solver": type(picked.solver).__name__,
+        "solver_reason": picked.reason + " (the stiffest trial)",
+        "stiffness": picked.stiffness,
+        "rtol": rtol,
     }

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import data as gdata
 from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from ._two_layer import paper_gd, paper_init, paper_problem
+from ._two_layer import flow_solver, paper_init, paper_learning_rate, paper_problem, paper_train
 
 
 def _range(values: Any) -> tuple[float, float]:
@@ -67,6 +67,8 @@ class TauSweep(AbstractExperiment):
     lazy_step: float = 0.1
     num_saves: int = 80
     seed: int = 0
+    method: str = "gd"
+    flow_rtol: float = 1e-4
 
     options_help: ClassVar[dict[str, str]] = {
         "dim": "input dimension d",
@@ -83,6 +85,10 @@ class TauSweep(AbstractExperiment):
         "curvature grows like tau^2",
         "num_saves": "log-spaced iterates at which train and test losses are recorded",
         "seed": "PRNG seed of the trials",
+        "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
+        "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
+        "where the flow is stiff)",
+        "flow_rtol": "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
     }
 
     @classmethod
@@ -101,6 +107,12 @@ class TauSweep(AbstractExperiment):
         )
 
     def validate(self) -> None:
+        if self.method not in ("gd", "flow"):
+            raise ValueError(f"Option `method` must be 'gd' or 'flow'; got {self.method!r}.")
+        if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
+            raise ValueError(
+                f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
+            )
         _check_positive(
             dim=self.dim,
             n_train=self.n_train,
@@ -130,26 +142,41 @@ class TauSweep(AbstractExperiment):
         """The paper's step $\\min(10, 0.1/\\tau^2)$."""
         return float(min(self.max_step, self.lazy_step / tau**2))
 
+    def _method_label(self) -> str:
+        if self.method == "gd":
+            return "GD steps"
+        return f"GD steps' time as a flow (auto, rtol {self.flow_rtol:g})"
+
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [(f"tau={t:.6g}", {"tau": float(t)}) for t in self.taus()]
+
+    def _trial(self, key: Any, tau: float):
+        kd, kp = jax.random.split(key)
+        data = gdata.teacher_student(kd, self.n_train, self.n_test, self.dim)
+        params = paper_init(kp, self.width, self.dim, tau=tau)
+        return paper_problem(params, data.x_train, data.y_train, 1.0), data
 
     def run_point(self, *, tau: float) -> dict[str, Any]:
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )
+        solver, flow = None, {}
+        if self.method == "flow":
+            problems = eqx.filter_vmap(lambda k: self._trial(k, tau)[0])(keys)
+            t1 = self.num_steps * paper_learning_rate(self.width, self.step(tau))
+            solver, flow = flow_solver(problems, self.flow_rtol, t1)
 
         def one_trial(key):
-            kd, kp = jax.random.split(key)
-            data = gdata.teacher_student(kd, self.n_train, self.n_test, self.dim)
-            params = paper_init(kp, self.width, self.dim, tau=tau)
-            problem = paper_problem(params, data.x_train, data.y_train, 1.0)
-            return paper_gd(
+            problem, data = self._trial(key, tau)
+            return paper_train(
                 problem,
                 step=self.step(tau),
                 num_steps=self.num_steps,
                 x_test=data.x_test,
                 y_test=data.y_test,
                 num_saves=self.num_saves,
+                solver=solver,
+                rtol=self.flow_rtol,
             )
 
         out = eqx.filter_vmap(one_trial)(keys)
@@ -165,6 +192,9 @@ class TauSweep(AbstractExperiment):
             "test_loss_path_mean": np.nanmean(test, axis=0),
             "train_loss_path_mean": np.nanmean(train, axis=0),
             "diverged_trials": int(np.sum(~ok)),
+            "method": self.method,
+            "flow": flow,
+            "evaluations": np.asarray(out["evaluations"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -191,6 +221,11 @@ class TauSweep(AbstractExperiment):
                     "trials": end[2],
                     "diverged_trials": rec["diverged_trials"],
                     "seconds": rec.get("seconds"),
+                    "method": rec.get("method", "gd"),
+                    "solver": (rec.get("flow") or {}).get("solver", "GradientDescent"),
+                    "evaluations_mean": mean_std(rec["evaluations"])[0]
+                    if "evaluations" in rec
+                    else None,
                 }
             )
         summary: dict[str, Any] = {"rows": rows}
@@ -224,7 +259,7 @@ class TauSweep(AbstractExperiment):
         ax.set_ylabel("test loss")
         ax.set_title(
             f"Test loss vs $\\tau$: d={self.dim}, n={self.n_train}, m={self.width}, "
-            f"{self.num_steps} GD steps, {self.trials} trials",
+            f"{self.num_steps} {self._method_label()}, {self.trials} trials",
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import data as gdata
 from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from ._two_layer import paper_gd, paper_init, paper_problem
+from ._two_layer import flow_solver, paper_init, paper_learning_rate, paper_problem, paper_train
 from .tau_sweep import _check_positive
 
 # The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
@@ -46,6 +46,8 @@ class WidthSweep(AbstractExperiment):
     num_steps: int = 25_000
     num_saves: int = 60
     seed: int = 0
+    method: str = "gd"
+    flow_rtol: float = 1e-4
 
     options_help: ClassVar[dict[str, str]] = {
         "widths": "student widths m (comma-separated integers); one point per width and scaling",
@@ -59,6 +61,10 @@ class WidthSweep(AbstractExperiment):
         "num_steps": "gradient-descent iterations",
         "num_saves": "log-spaced iterates at which the losses are recorded",
         "seed": "PRNG seed of the trials",
+        "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
+        "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
+        "where the flow is stiff)",
+        "flow_rtol": "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
     }
 
     @classmethod
@@ -74,6 +80,12 @@ class WidthSweep(AbstractExperiment):
         )
 
     def validate(self) -> None:
+        if self.method not in ("gd", "flow"):
+            raise ValueError(f"Option `method` must be 'gd' or 'flow'; got {self.method!r}.")
+        if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
+            raise ValueError(
+                f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
+            )
         _check_positive(
             dim=self.dim,
             n_train=self.n_train,
@@ -106,21 +118,32 @@ class WidthSweep(AbstractExperiment):
             np.arange(self.trials)
         )
 
-        def one_trial(key):
+        def build(key):
             kd, kp = jax.random.split(key)
             data = gdata.teacher_student(
                 kd, self.n_train, self.n_test, self.dim, output_scale=self.teacher_scale
             )
             kp = jax.random.fold_in(kp, width)
             params = paper_init(kp, width, self.dim, doubled=False)
-            problem = paper_problem(params, data.x_train, data.y_train, s)
-            return paper_gd(
+            return paper_problem(params, data.x_train, data.y_train, s), data
+
+        solver, flow = None, {}
+        if self.method == "flow":
+            problems = eqx.filter_vmap(lambda k: build(k)[0])(keys)
+            t1 = self.num_steps * paper_learning_rate(width, step)
+            solver, flow = flow_solver(problems, self.flow_rtol, t1)
+
+        def one_trial(key):
+            problem, data = build(key)
+            return paper_train(
                 problem,
                 step=step,
                 num_steps=self.num_steps,
                 x_test=data.x_test,
                 y_test=data.y_test,
                 num_saves=self.num_saves,
+                solver=solver,
+                rtol=self.flow_rtol,
             )
 
         out = eqx.filter_vmap(one_trial)(keys)
@@ -134,6 +157,9 @@ class WidthSweep(AbstractExperiment):
             "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
             "train_loss_end": np.where(ok, train[:, -1], np.nan),
             "diverged_trials": int(np.sum(~ok)),
+            "method": self.method,
+            "flow": flow,
+            "evaluations": np.asarray(out["evaluations"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -201,7 +227,8 @@ class WidthSweep(AbstractExperiment):
         ax.set_ylabel("test loss at the end of training (mean ± std)")
         ax.set_title(
             f"Test loss vs width: d={self.dim}, n={self.n_train}, teacher x{self.teacher_scale:g}, "
-            f"{self.num_steps} GD steps, {self.trials} trial(s)",
+            f"{self.num_steps} {'GD steps' if self.method == 'gd' else 'GD steps as a flow'}, "
+            f"{self.trials} trial(s)",
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)
