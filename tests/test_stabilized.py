@@ -402,6 +402,22 @@ def test_no_recompilation_across_array_bounds():
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="SpectralBound keeps a Python float as is: eqx.filter_jit makes it static, so every "
+    "bound value recompiles a jitted solve, gf.solve included (meant to be a traced leaf)",
+)
+def test_no_recompilation_across_float_bounds():
+    # The same check as above on a small diffeqsolve, with the bound a Python float.
+    first = _constant_steps(gf.RKC(spectral_radius=gf.SpectralBound(50.0)), jnp.asarray(0.01), 1.0)
+    count = len(_STEP_TRACES)
+    second = _constant_steps(
+        gf.RKC(spectral_radius=gf.SpectralBound(5000.0)), jnp.asarray(0.01), 1.0
+    )
+    assert int(first.solver_state.stages_max) == 2 and int(second.solver_state.stages_max) == 9
+    assert len(_STEP_TRACES) == count
+
+
 # --------------------------------------------------------------------------------------------
 # 8. Argument errors
 
@@ -444,3 +460,18 @@ def test_infeasible_steps_are_shortened():
     # relative on the loss, both in the stiff transient at t = 0.002).
     np.testing.assert_allclose(np.asarray(sol.params["w"]), w_cf, rtol=0, atol=5e-8)
     np.testing.assert_allclose(sol.loss, loss_cf, rtol=3e-6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stages_mean is int32 / int32, which jax makes float32 in a float64 solve",
+)
+def test_stages_mean_is_exact():
+    problem = stiff_linear_problem()
+    ts = np.linspace(0.0, 1.0, 6)
+    sol = gf.solve(problem, ts=ts, solver=gf.RKC(), rtol=1e-6, atol=1e-9, save_params=True)
+    mean = sol.stats["stages_mean"]
+    # stages_mean * num_accepted_steps is the whole number of stages of the accepted steps.
+    total = float(mean) * int(sol.stats["num_accepted_steps"])
+    assert abs(total - round(total)) < 1e-9, (mean.dtype, total)
+    assert mean.dtype == problem.dtype
