@@ -44,6 +44,10 @@ def _tree_norm(tree) -> Array:
     return jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree)))
 
 
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
 def _tree_scale(a, tree):
     return jax.tree_util.tree_map(lambda x: a * x, tree)
 
@@ -92,11 +96,13 @@ class PowerIteration(AbstractSpectralRadius):
     needs a few products. Power iteration approaches $\rho$ from below; the radius used is
     `safety` times the estimate (1.2, as in Sommeijer, Shampine & Verwer's RKC code).
 
-    A refresh happens every `refresh_every` accepted steps, and before any step shorter than
-    the last accepted one. diffrax's PID controller never shortens the step after accepting
-    one, so a shorter step follows a rejection (or the clip to `t1`); a rejection is where an
-    underestimated $\rho$ shows. (diffrax hands a rejected step's solver state back unchanged,
-    so the rejection itself is seen through the step that follows it.)
+    A refresh happens every `refresh_every` accepted steps, and before a step shorter than the
+    last accepted one when that step used the stabilization ($h\rho$ above half the
+    smallest stage count's interval). diffrax's PID controller never shortens the step after
+    accepting one, so a shorter step follows a rejection (or the clip to `t1`), and a
+    rejection of a stabilized step is where an underestimated $\rho$ shows. (diffrax hands a
+    rejected step's solver state back unchanged, so the rejection is seen through the step
+    that follows it.)
 
     **Arguments:**
 
@@ -108,21 +114,21 @@ class PowerIteration(AbstractSpectralRadius):
     - `seed`: seed of the random start vector.
     """
 
-    safety: float = 1.2
+    safety: float = eqx.field(default=1.2, converter=jnp.asarray)
     refresh_every: int = eqx.field(static=True, default=25)
     max_iterations: int = eqx.field(static=True, default=30)
     refresh_iterations: int = eqx.field(static=True, default=8)
-    rtol: float = 0.01
+    rtol: float = eqx.field(default=0.01, converter=jnp.asarray)
     seed: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
-        if not (np.isfinite(self.safety) and self.safety >= 1):
+        if _concrete(self.safety) and not (np.isfinite(self.safety) and self.safety >= 1):
             raise ValueError(f"`safety` must be a number >= 1; got {self.safety}.")
         for name in ("refresh_every", "max_iterations", "refresh_iterations"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-        if not (0 < self.rtol < 1):
+        if _concrete(self.rtol) and not (0 < self.rtol < 1):
             raise ValueError(f"`rtol` must lie in (0, 1); got {self.rtol}.")
 
     def _iterate(self, jvp, v, rho, num):
@@ -174,7 +180,8 @@ class SpectralBound(AbstractSpectralRadius):
     - `bound`: the bound, a number > 0 (may be a traced array).
     """
 
-    bound: Float[ArrayLike, ""]
+    # An array leaf, so that another bound does not recompile.
+    bound: Float[Array, ""] = eqx.field(converter=jnp.asarray)
 
     def __check_init__(self):
         if not isinstance(self.bound, jax.core.Tracer):
@@ -323,7 +330,13 @@ class AbstractStabilizedSolver(dfx.AbstractAdaptiveSolver):
         if made_jump is not False:
             f0 = jax.lax.cond(made_jump, lambda: vf(t0, y0), lambda: f0)
             evals = evals + jnp.asarray(made_jump, jnp.int32)
-        do = self.spectral_radius.due(st.steps_since, h < st.h_prev * (1 - 1e-12))
+        # A rejection (seen as a step shorter than the last accepted one) can point to an
+        # underestimated radius only where that step leaned on stabilization; below half the
+        # smallest stage count's interval it was limited by accuracy, and a refresh is waste.
+        leaned = st.h_prev * self.spectral_radius.radius(st.spectral) > 0.5 * float(
+            self.stability_bounds()[0]
+        )
+        do = self.spectral_radius.due(st.steps_since, (h < st.h_prev * (1 - 1e-12)) & leaned)
         spectral, jvps = self.spectral_radius.refresh(
             self._jvp(terms, t0, y0, args), st.spectral, do
         )

@@ -402,11 +402,6 @@ def test_no_recompilation_across_array_bounds():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SpectralBound keeps a Python float as is: eqx.filter_jit makes it static, so every "
-    "bound value recompiles a jitted solve, gf.solve included (meant to be a traced leaf)",
-)
 def test_no_recompilation_across_float_bounds():
     # The same check as above on a small diffeqsolve, with the bound a Python float.
     first = _constant_steps(gf.RKC(spectral_radius=gf.SpectralBound(50.0)), jnp.asarray(0.01), 1.0)
@@ -462,10 +457,6 @@ def test_infeasible_steps_are_shortened():
     np.testing.assert_allclose(sol.loss, loss_cf, rtol=3e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stages_mean is int32 / int32, which jax makes float32 in a float64 solve",
-)
 def test_stages_mean_is_exact():
     problem = stiff_linear_problem()
     ts = np.linspace(0.0, 1.0, 6)
