@@ -248,7 +248,6 @@ def problem_fingerprint(problem: Problem) -> dict[str, str]:
     return {f.name: tree_fingerprint(getattr(problem, f.name)) for f in dataclasses.fields(problem)}
 
 
-@eqx.filter_jit
 def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
     """`solver="auto"` chosen once per batch, outside the vmapped solve (where the problems are
     traced and their stiffness cannot be estimated): from the stiffest point of the batch."""
@@ -269,6 +268,7 @@ def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
     return tuple(sorted(options.items())), auto
 
 
+@eqx.filter_jit
 def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tuple):
     def one(dyn):
         times = None if ts is None else np.asarray(ts)
