@@ -9,7 +9,11 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import check as check, data as data, models as models, plot as plot  # noqa: E402
-from ._auto import choose_solver as choose_solver, has_kinks as has_kinks  # noqa: E402
+from ._auto import (  # noqa: E402
+    choose_solver as choose_solver,
+    has_kinks as has_kinks,
+    stiffness as stiffness,
+)
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
 from ._diagnostics import (  # noqa: E402
     RateFit as RateFit,

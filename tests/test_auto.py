@@ -90,3 +90,45 @@ def test_auto_on_relu_flow_against_tight_reference(getkey):
     count = len(traces)
     gf.solve(problem.with_alpha(2.0), ts=ts, rtol=1e-2, atol=1e-4, linearized=False)
     assert len(traces) == count  # the choice is cached: no retrace, no recompilation
+
+
+def _materialized_lambda_max(problem):
+    # The largest eigenvalue of the Hessian of F_alpha at w0, from the dense Hessian (numpy).
+    flat, unravel = jax.flatten_util.ravel_pytree(problem.params0)
+    hess = jax.hessian(lambda w: problem.objective(unravel(w)))(flat)
+    return float(np.linalg.eigvalsh(np.asarray(hess))[-1])
+
+
+def test_stiffness_estimate_against_the_dense_hessian(getkey):
+    problem = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
+    exact = _materialized_lambda_max(problem)
+    est = gf.stiffness(problem)
+    # Power iteration from below, 20 products: within 2% of the top eigenvalue here.
+    assert 0.98 * exact <= est <= exact * (1 + 1e-9)
+
+
+def test_auto_switches_to_rkc_on_long_horizons(getkey):
+    problem = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
+    lam = _materialized_lambda_max(problem)
+    short, long = 10.0 / lam, 1e4 / lam  # lambda_max * t1 = 10 and 1e4 (threshold 100)
+    assert isinstance(gf.choose_solver(problem, 1e-6, short), dfx.Tsit5)
+    picked = gf.choose_solver(problem, 1e-6, long, explain=True)
+    assert isinstance(picked.solver, gf.RKC)
+    assert picked.reason.startswith("stiff") and abs(picked.stiffness / 1e4 - 1) < 0.02
+    assert isinstance(gf.choose_solver(problem, 1e-6), dfx.Tsit5)  # no horizon: not estimated
+    info = dict(gf.solve(problem, t1=long, ts=[long], rtol=1e-6).info)
+    assert info["solver"] == "RKC" and info["solver_choice"] == "auto"
+    assert info["solver_reason"].startswith("stiff")
+
+
+def test_sweep_chooses_auto_per_batch_outside_vmap(getkey):
+    base = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
+    long = 1e4 / _materialized_lambda_max(base)
+    sw = gf.sweep(lambda a: base.with_alpha(a), [{"a": 3.0}, {"a": 4.0}], t1=long, rtol=1e-6)
+    assert all(r["error"] is None for r in sw.records)
+    sol = sw.records[0]["solution"]
+    assert sol["solver"] == "RKC" and sol["solver_choice"] == "auto"
+    assert "stiffest point" in sol["solver_reason"]
+    # The batched answer equals a single solve with the same solver (vmap vs loop).
+    one = gf.solve(base, t1=long, ts=[long], rtol=1e-6, solver=gf.RKC())
+    np.testing.assert_allclose(sw.records[0]["final"]["loss"], float(one.loss[-1]), rtol=1e-9)
