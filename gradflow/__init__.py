@@ -12,6 +12,7 @@ from . import check as check, data as data, models as models, plot as plot  # no
 from ._auto import (  # noqa: E402
     choose_solver as choose_solver,
     has_kinks as has_kinks,
+    stiff_threshold as stiff_threshold,
     stiffness as stiffness,
 )
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402

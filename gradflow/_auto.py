@@ -121,10 +121,23 @@ def has_kinks(problem: Problem) -> bool:
     return result
 
 
-# A flow is stiff for the explicit methods when lambda_max(w0) * t1 exceeds this: beyond it the
-# stabilized RKC needs fewer evaluations than Tsit5 / Heun / Bosh3
-# (`benchmarks/bench_stiff_switch.py`, `docs/performance.md`).
-STIFF_THRESHOLD = 100.0
+# Where RKC starts to need fewer evaluations than Tsit5 (smooth) or Bosh3 (kinks), in
+# lambda_max(w0) * t1, measured by `benchmarks/bench_stiff_switch.py` (docs/figures/stiff_switch):
+# about 15-25 at rtol 1e-3, 250-700 at 1e-6 and 2 000-4 000 at 1e-8 (an order-2 method needs
+# more steps for accuracy at tight tolerances). `stiff_threshold` interpolates these.
+STIFF_THRESHOLD_AT_1E3 = 20.0
+STIFF_THRESHOLD_EXPONENT = 0.45
+# With kinks, at tolerances tighter than this the error control rejects steps at every kink
+# crossing and RKC loses to Bosh3 at any stiffness (measured at rtol 1e-8).
+KINKS_STIFF_MIN_RTOL = 1e-6
+
+
+def stiff_threshold(rtol: float) -> float:
+    r"""The stiffness $\lambda_{\max}(w_0)\, t_1$ above which `solver="auto"` takes
+    [`gradflow.RKC`][]: $20\,(10^{-3}/\mathrm{rtol})^{0.45}$ (20 at `rtol=1e-3`, 450 at
+    1e-6, 3 500 at 1e-8), the measured crossovers of `benchmarks/bench_stiff_switch.py`."""
+    return STIFF_THRESHOLD_AT_1E3 * (1e-3 / float(rtol)) ** STIFF_THRESHOLD_EXPONENT
+
 
 _POWER_ITERATIONS = 20
 
@@ -193,10 +206,12 @@ def choose_solver(
 ) -> dfx.AbstractAdaptiveSolver | SolverChoice:
     r"""The solver `gf.solve(..., solver="auto")` uses (the default).
 
-    - a stiff flow, $\lambda_{\max}(w_0)\, t_1 >$ `STIFF_THRESHOLD` (100), with
-      $\lambda_{\max}$ the largest Hessian eigenvalue of $F_\alpha$ at $w_0$
-      ([`gradflow.stiffness`][]): [`gradflow.RKC`][]`()`, whose stages grow with the
-      stiffness while an explicit method's step is capped at about $3/\lambda_{\max}$;
+    - a stiff flow, $\lambda_{\max}(w_0)\, t_1 >$ [`gradflow.stiff_threshold`][]`(rtol)`
+      (20 at `rtol=1e-3`, 450 at 1e-6, 3 500 at 1e-8), with $\lambda_{\max}$ the largest
+      Hessian eigenvalue of $F_\alpha$ at $w_0$ ([`gradflow.stiffness`][]):
+      [`gradflow.RKC`][]`()`, whose stages grow with the stiffness while an explicit method's
+      step is capped at about $3/\lambda_{\max}$ (for a model with kinks only at
+      `rtol >= 1e-6`: tighter, the kinks make RKC reject steps at every crossing);
     - otherwise a smooth model: `diffrax.Tsit5()` (order 5) at every tolerance;
     - otherwise a model with kinks ([`gradflow.has_kinks`][]): `diffrax.Heun()` (order 2) for
       `rtol >= 5e-3`, `diffrax.Bosh3()` (order 3) below.
@@ -221,16 +236,25 @@ def choose_solver(
         stiff = float(lambda_max) * float(t1)
     elif t1 is not None and not _is_traced(problem.alpha):
         stiff = stiffness(problem) * float(t1)
-    if stiff is not None and np.isfinite(stiff) and stiff > STIFF_THRESHOLD:
+    threshold = stiff_threshold(rtol)
+    allowed = not kinks or rtol >= KINKS_STIFF_MIN_RTOL
+    if stiff is not None and np.isfinite(stiff) and stiff > threshold and allowed:
         choice = SolverChoice(
-            RKC(), f"stiff: lambda_max(w0) * t1 = {stiff:.3g} > {STIFF_THRESHOLD:g}", stiff
+            RKC(),
+            f"stiff: lambda_max(w0) * t1 = {stiff:.3g} > {threshold:.3g} (the threshold at "
+            f"rtol {rtol:g})",
+            stiff,
         )
     else:
-        detail = (
-            "stiffness not estimated"
-            if stiff is None
-            else f"lambda_max(w0) * t1 = {stiff:.3g} <= {STIFF_THRESHOLD:g}"
-        )
+        if stiff is None:
+            detail = "stiffness not estimated"
+        elif not allowed and stiff > threshold:
+            detail = (
+                f"lambda_max(w0) * t1 = {stiff:.3g} but kinks at rtol < "
+                f"{KINKS_STIFF_MIN_RTOL:g}, where RKC does not pay"
+            )
+        else:
+            detail = f"lambda_max(w0) * t1 = {stiff:.3g} <= {threshold:.3g}"
         if not kinks:
             choice = SolverChoice(dfx.Tsit5(), f"smooth model, {detail}", stiff)
         elif rtol >= LOOSE_RTOL:
