@@ -252,3 +252,26 @@ def test_euler_with_dt0_takes_constant_steps(getkey):
         w = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, w, grad(w))
     got = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], sol.params))[0]
     np.testing.assert_allclose(got, ravel_pytree(w)[0], rtol=0, atol=1e-12)
+
+
+def test_max_steps_on_a_model_with_kinks_says_to_loosen_rtol(getkey):
+    # A two-hidden-layer ReLU MLP with zero biases at the default rtol: the kinks reject steps.
+    x = jax.random.normal(getkey(), (30, 3))
+    y = jnp.sin(x[:, :1])
+    params = {
+        "w1": jax.random.normal(getkey(), (3, 16)),
+        "w2": jax.random.normal(getkey(), (16, 16)) / 4,
+        "w3": jax.random.normal(getkey(), (16, 1)) / 4,
+    }
+
+    def mlp(p, inputs):
+        return jax.nn.relu(jax.nn.relu(inputs @ p["w1"]) @ p["w2"]) @ p["w3"]
+
+    problem = gf.Problem(mlp, params, x, gf.SquareLoss(y))
+    sol = gf.solve(problem, t1=50.0, max_steps=200)
+    assert sol.result == gf.RESULTS.max_steps_at_kinks
+    assert "model with kinks" in sol.message and "rtol 1e-3 to 1e-2" in sol.message
+    with pytest.raises(gf.SolveError, match="Loosen `rtol`"):
+        gf.solve(problem, t1=50.0, max_steps=200, throw=True)
+    # A loose tolerance reaches t1 (the remedy the message gives).
+    assert gf.solve(problem, t1=50.0, rtol=1e-2, atol=1e-4).succeeded
