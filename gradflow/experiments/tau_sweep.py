@@ -151,7 +151,7 @@ class TauSweep(AbstractExperiment):
     def _method_label(self) -> str:
         if self.method == "gd":
             return "GD steps"
-        return f"GD steps' time as a flow (auto, rtol {self.flow_rtol:g}/max(1, tau))"
+        return f"GD steps' time as a gradient flow (auto, rtol {self.flow_rtol:g} / max(1, tau))"
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [(f"tau={t:.6g}", {"tau": float(t)}) for t in self.taus()]
@@ -265,7 +265,7 @@ class TauSweep(AbstractExperiment):
         ax.set_ylabel("test loss")
         ax.set_title(
             f"Test loss vs $\\tau$: d={self.dim}, n={self.n_train}, m={self.width}, "
-            f"{self.num_steps} {self._method_label()}, {self.trials} trials",
+            f"{self.trials} trials,\n{self.num_steps} {self._method_label()}",
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)
