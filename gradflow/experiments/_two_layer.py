@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import models
 from .._auto import batch_stiffness, choose_solver
+from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
@@ -149,4 +150,23 @@ def flow_solver(problems: Problem, rtol: float, t1: float) -> tuple[Any, dict[st
         "solver_reason": picked.reason + " (the stiffest trial)",
         "stiffness": picked.stiffness,
         "rtol": rtol,
+    }
+
+
+def linear_baseline(problem: Problem, t1: float, x_test: Array, y_test: Array) -> dict[str, Array]:
+    """The linearized model trained exactly (square loss, [`gradflow.linear_flow_closed_form`][])
+    over the same horizon `t1` and to convergence (`t = inf`: ridgeless regression with the
+    tangent kernel at init), evaluated on the test set: the lazy limit a trained net's test loss
+    is compared against. Runs under `jax.vmap` (batched problems and test sets).
+
+    **Returns:** a dict with `test_loss_end`, `test_loss_inf` (test losses at `t1` and at
+    infinity) and `train_loss_end` (the linear flow's training loss at `t1`).
+    """
+    outs, params = linear_flow_closed_form(problem, jnp.array([t1, jnp.inf]))
+    loss = SquareLoss(y_test)
+    test = jax.vmap(lambda p: loss(problem.predict_linear(p, x_test)))(params)
+    return {
+        "test_loss_end": test[0],
+        "test_loss_inf": test[1],
+        "train_loss_end": problem.loss(outs[0]),
     }

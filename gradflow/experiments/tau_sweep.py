@@ -10,7 +10,14 @@ import numpy as np
 
 from .. import data as gdata
 from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from ._two_layer import flow_solver, paper_init, paper_learning_rate, paper_problem, paper_train
+from ._two_layer import (
+    flow_solver,
+    linear_baseline,
+    paper_init,
+    paper_learning_rate,
+    paper_problem,
+    paper_train,
+)
 
 
 def _range(values: Any) -> tuple[float, float]:
@@ -25,6 +32,33 @@ def band(rows: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]
     lo = np.asarray([r[f"test_{kind}_min"] for r in rows], dtype=float)
     hi = np.asarray([r[f"test_{kind}_max"] for r in rows], dtype=float)
     return lo, hi
+
+
+def _ratio_mean(num: Any, den: Any) -> float:
+    """Mean over the trials of num / den - 1 (each trial against its own linearized model)."""
+    a = np.asarray([np.nan if x is None else x for x in num], dtype=float)
+    b = np.asarray([np.nan if x is None else x for x in den], dtype=float)
+    r = a / b - 1.0
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if r.size else float("nan")
+
+
+def plateau_check(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Whether the lazy plateau equals the linearized model: at the largest `tau`, the mean over
+    the trials of (net's end-of-training test loss) / (its linearized model's test loss at the
+    same horizon) - 1, within `tolerance` in absolute value. Also lists that relative
+    difference at every tau >= 1."""
+    top = max(rows, key=lambda r: r["tau"])
+    diff = top["end_over_linear_mean"]
+    return {
+        "tau": top["tau"],
+        "relative_difference": diff,
+        "tolerance": tolerance,
+        "holds": bool(np.isfinite(diff) and abs(diff) <= tolerance),
+        "relative_difference_by_tau": {
+            f"{r['tau']:.6g}": r["end_over_linear_mean"] for r in rows if r["tau"] >= 1.0
+        },
+    }
 
 
 def _check_positive(**values: Any) -> None:
@@ -69,6 +103,7 @@ class TauSweep(AbstractExperiment):
     seed: int = 0
     method: str = "gd"
     flow_rtol: float = 1e-3
+    plateau_tolerance: float = 0.05
 
     options_help: ClassVar[dict[str, str]] = {
         "dim": "input dimension d",
@@ -88,6 +123,9 @@ class TauSweep(AbstractExperiment):
         "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
         "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
         "where the flow is stiff)",
+        "plateau_tolerance": "the lazy plateau equals the linearized model if, at the largest "
+        "tau, the mean relative difference of the end-of-training test loss from the linearized "
+        "model's (trained exactly over the same horizon) is at most this",
         "flow_rtol": "relative tolerance of the flow (method=flow) for tau <= 1, flow_rtol / tau "
         "above (at a given tolerance the output error grows with tau: 2e-4 at tau = 1 and 2e-3 "
         "at tau = 10 for rtol 1e-3); atol = rtol / 100",
@@ -125,6 +163,7 @@ class TauSweep(AbstractExperiment):
             lazy_step=self.lazy_step,
             log10_tau_step=self.log10_tau_step,
             num_saves=self.num_saves,
+            plateau_tolerance=self.plateau_tolerance,
         )
         if self.width < 2 or self.width % 2:
             raise ValueError(
@@ -166,11 +205,17 @@ class TauSweep(AbstractExperiment):
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )
+        t1 = self.num_steps * paper_learning_rate(self.width, self.step(tau))
         solver, flow = None, {}
         if self.method == "flow":
             problems = eqx.filter_vmap(lambda k: self._trial(k, tau)[0])(keys)
-            t1 = self.num_steps * paper_learning_rate(self.width, self.step(tau))
             solver, flow = flow_solver(problems, self.rtol(tau), t1)
+
+        def one_baseline(key):
+            problem, data = self._trial(key, tau)
+            return linear_baseline(problem, t1, data.x_test, data.y_test)
+
+        linear = eqx.filter_vmap(one_baseline)(keys)
 
         def one_trial(key):
             problem, data = self._trial(key, tau)
@@ -201,6 +246,8 @@ class TauSweep(AbstractExperiment):
             "method": self.method,
             "flow": flow,
             "evaluations": np.asarray(out["evaluations"]),
+            "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
+            "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -232,6 +279,11 @@ class TauSweep(AbstractExperiment):
                     "evaluations_mean": mean_std(rec["evaluations"])[0]
                     if "evaluations" in rec
                     else None,
+                    "linear_end_mean": mean_std(rec["linear_test_loss_end"])[0],
+                    "linear_inf_mean": mean_std(rec["linear_test_loss_inf"])[0],
+                    "end_over_linear_mean": _ratio_mean(
+                        rec["test_loss_end"], rec["linear_test_loss_end"]
+                    ),
                 }
             )
         summary: dict[str, Any] = {"rows": rows}
@@ -240,6 +292,8 @@ class TauSweep(AbstractExperiment):
         if lo and hi:
             summary["ratio_end_tau10_over_tau0.01"] = hi["test_end_mean"] / lo["test_end_mean"]
             summary["ratio_best_tau10_over_tau0.01"] = hi["test_best_mean"] / lo["test_best_mean"]
+        if rows:
+            summary["lazy_plateau_vs_linear"] = plateau_check(rows, self.plateau_tolerance)
         return summary
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -257,6 +311,25 @@ class TauSweep(AbstractExperiment):
                 ax.fill_between(tau, lo, hi, color="0.85", lw=0)
                 ax.plot(tau, m, style, color="k", lw=2.5, label=f"{label} (mean)")
             ax.fill_between([], [], [], color="0.85", label="range over the trials")
+            if "linear_end_mean" in rows[0]:
+                lin = np.array([r["linear_end_mean"] for r in rows], dtype=float)
+                inf = np.array([r["linear_inf_mean"] for r in rows], dtype=float)
+                ax.plot(
+                    tau,
+                    lin,
+                    "--",
+                    color="tab:red",
+                    lw=1.8,
+                    label="linearized model, same horizon (exact)",
+                )
+                ax.plot(
+                    tau,
+                    inf,
+                    "-.",
+                    color="tab:blue",
+                    lw=1.2,
+                    label=r"linearized model, $t = \infty$ (kernel regression)",
+                )
         # Losses are positive and span decades: log axes, and a band (min to max over the
         # trials) that cannot cross zero the way mean - std does.
         ax.set_xscale("log")
@@ -269,5 +342,5 @@ class TauSweep(AbstractExperiment):
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         return [savefig(fig, folder / f"{self.name}.png")]
