@@ -362,7 +362,7 @@ def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
     assert flow["flow"]["solver_reason"].startswith("stiff")
     assert np.all(flow["evaluations"] < 0.3 * exp.num_steps)
     assert gd["method"] == "gd" and np.all(gd["evaluations"] == exp.num_steps)
-    with pytest.raises(ValueError, match="Option `method` must be 'gd' or 'flow'"):
+    with pytest.raises(ValueError, match="Option `method` must be 'gd', 'flow' or 'linear'"):
         exp.replace(method="rk4").validate()
 
 
@@ -378,7 +378,7 @@ def test_linear_baseline_against_materialized_jacobians(getkey):
     params = _two_layer.paper_init(kp, 5, 3, doubled=False, tau=0.7)
     problem = _two_layer.paper_problem(params, data.x_train, data.y_train, 0.8)
     t1 = 3.0
-    got = _two_layer.linear_baseline(problem, t1, data.x_test, data.y_test)
+    got = _two_layer.linear_baseline(problem, [0.5, t1], data.x_test, data.y_test)
 
     flat0, unravel = jax.flatten_util.ravel_pytree(problem.params0)
     alpha = float(problem.alpha)
@@ -407,6 +407,8 @@ def test_linear_baseline_against_materialized_jacobians(getkey):
     assert float(got["test_loss_inf"]) == pytest.approx(test_loss(d_inf), rel=1e-8)
     train = 0.5 * np.mean((f0_tr + alpha * j_tr @ d_t - y) ** 2)
     assert float(got["train_loss_end"]) == pytest.approx(train, rel=1e-8)
+    assert float(got["test_loss"][1]) == pytest.approx(test_loss(d_t), rel=1e-8)
+    assert float(got["test_loss"][0]) != pytest.approx(test_loss(d_t), rel=1e-3)
 
 
 def test_tau_sweep_records_linear_baseline_and_plateau_check(tau_sweep):
@@ -423,6 +425,18 @@ def test_tau_sweep_records_linear_baseline_and_plateau_check(tau_sweep):
     # At tau = 0.01 the net learns features and is far below its linearized model.
     small = min(rows, key=lambda r: r["tau"])
     assert small["test_end_mean"] < 0.5 * small["linear_end_mean"]
+
+
+def test_tau_sweep_linear_method_is_the_baseline_alone(tau_sweep):
+    gd = json.loads((tau_sweep / "tau-sweep.json").read_text())["summary"]["rows"]
+    exp = ex.TauSweep.quick().replace(method="linear")
+    rec = exp.run_point(tau=1.0)
+    row = next(r for r in gd if r["tau"] == 1.0)
+    # The linear method's end-of-horizon loss is the baseline the GD run recorded, and its
+    # best along the path is at most its end.
+    assert float(np.mean(rec["test_loss_end"])) == pytest.approx(row["linear_end_mean"], rel=1e-9)
+    assert np.all(rec["test_loss_best"] <= rec["test_loss_end"] * (1 + 1e-12))
+    assert rec["method"] == "linear" and np.all(rec["evaluations"] == 0)
 
 
 def test_width_method_per_scaling_and_flow_min_width():

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
@@ -173,7 +174,7 @@ class WidthSweep(AbstractExperiment):
 
         def one_baseline(key):
             problem, data = build(key)
-            return linear_baseline(problem, t1, data.x_test, data.y_test)
+            return linear_baseline(problem, jnp.array([t1]), data.x_test, data.y_test)
 
         linear = eqx.filter_vmap(one_baseline)(keys)
 
