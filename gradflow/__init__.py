@@ -66,6 +66,5 @@ from ._sweep import (  # noqa: E402
     sweep_alpha as sweep_alpha,
     tree_fingerprint as tree_fingerprint,
 )
+from ._version import __version__ as __version__  # noqa: E402
 from .models import symmetric_init as symmetric_init  # noqa: E402
-
-__version__ = "0.1.0"

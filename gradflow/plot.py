@@ -11,7 +11,9 @@ LABELS = {
     "param_gap": r"$\sup_t \|w(t) - \bar w(t)\|$",
     "output_gap": r"$\sup_t \|\alpha h(w(t)) - \alpha \bar h(\bar w(t))\|_F$",
 }
+"""The axis label (matplotlib LaTeX) of each distance, by metric name."""
 COLORS = {"param_distance": "tab:blue", "param_gap": "tab:red", "output_gap": "tab:green"}
+"""The color of each distance in every figure, by metric name."""
 
 
 def plot_alpha_sweep(sweep: AlphaSweep, ax: Any = None, *, title: str | None = None) -> Any:

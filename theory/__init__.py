@@ -4,7 +4,8 @@ it is the independent side against which numerical measurements are compared.
 - `theory.toy`: exact flows of the scalar model $h(w) = w^2 - w_0^2$ and the series of its gap.
 - `theory.next_to_lazy`: the linear ODE of the $1/\\alpha^2$ correction, for polynomial models.
 - `theory.statements`: the finite-horizon, over-parameterized, under-parameterized and
-  scale-criterion statements, each a [`Statement`][] with hypotheses, symbolic bounds and rates.
+  scale-criterion statements, each a [`theory.Statement`][] with hypotheses, symbolic bounds
+  and rates.
 """
 
 from .next_to_lazy import (

@@ -5,7 +5,7 @@ Euclidean): $R_0 = R(\alpha h(w_0))$, $L$ = Lipschitz constant of $\nabla R$, $J
 $L_{Dh}$ = Lipschitz constant of $Dh$ on the ball the theorem uses, $\sigma$ = smallest singular
 value of $Dh(w_0)^\top$, $\kappa = M/m$ the condition number of $R$.
 
-Each statement is a [`Statement`][]: its expressions are derived here (the comparison
+Each statement is a [`theory.Statement`][]: its expressions are derived here (the comparison
 differential inequalities are solved with `sympy.dsolve`), and `numeric(name)` turns one into a
 numpy function once (`sympy.lambdify`).
 """
@@ -258,3 +258,4 @@ STATEMENTS = {
     "under_parameterized": under_parameterized,
     "scale_criterion": scale_criterion,
 }
+"""Each statement's function, by the theorem's name."""

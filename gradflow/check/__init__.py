@@ -49,6 +49,7 @@ THEOREMS = (
     "under_parameterized",
     "scale_criterion",
 )
+"""The theorems [`gradflow.check.run`][] (and `gradflow check NAME`) accept."""
 
 _CHECKS = {
     "next_to_lazy": check_next_to_lazy,
@@ -99,8 +100,9 @@ def run(
     **kwargs,
 ) -> list[CheckReport]:
     """Run the check of `theorem` (one of `THEOREMS`) on `problems` (default:
-    [`default_problems`][]); `**kwargs` go to the check function. For `"scale_criterion"`,
-    `width_law=True` adds [`check_width_law`][]. `callback(report)` is called after each.
+    [`gradflow.check.default_problems`][]); `**kwargs` go to the check function. For
+    `"scale_criterion"`, `width_law=True` adds [`gradflow.check.check_width_law`][].
+    `callback(report)` is called after each.
 
     **Returns:** the list of [`gradflow.check.CheckReport`][]s.
     """
