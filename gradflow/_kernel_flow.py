@@ -330,7 +330,8 @@ def infinite_width_flow(
     k_cross, q_cross = infinite_width_kernels(xte, xtr, **kw)
     init: dict[str, Any] = {}
     if not doubled:
-        q_diag = _nngp_diagonal(xte, activation, float(input_var), float(output_var), nodes)
+        variances = (jnp.asarray(float(input_var)), jnp.asarray(float(output_var)))
+        q_diag = _nngp_diagonal(xte, activation, *variances, nodes)
         a2 = float(alpha) ** 2
         init = dict(
             init_cov_train=a2 * q_train,

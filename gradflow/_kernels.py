@@ -244,9 +244,9 @@ def infinite_width_kernels(
     arguments), sharing the quadrature.
     """
     x1, x2, symmetric, nodes = _prepare(x1, x2, activation, input_var, output_var, num_nodes)
-    return _kernel_matrices(
-        x1, x2, symmetric, activation, float(input_var), float(output_var), nodes
-    )
+    # The variances as arrays: a sweep over them does not recompile.
+    variances = (jnp.asarray(float(input_var)), jnp.asarray(float(output_var)))
+    return _kernel_matrices(x1, x2, symmetric, activation, *variances, nodes)
 
 
 def infinite_width_ntk(
