@@ -33,6 +33,16 @@ from ._estimators import (  # noqa: E402
     parameter_spectrum as parameter_spectrum,
     tangent_spectrum as tangent_spectrum,
 )
+from ._kernel_flow import (  # noqa: E402
+    KernelFlow as KernelFlow,
+    infinite_width_flow as infinite_width_flow,
+    kernel_flow as kernel_flow,
+)
+from ._kernels import (  # noqa: E402
+    infinite_width_kernels as infinite_width_kernels,
+    infinite_width_nngp as infinite_width_nngp,
+    infinite_width_ntk as infinite_width_ntk,
+)
 from ._losses import (  # noqa: E402
     AbstractLoss as AbstractLoss,
     CrossEntropyLoss as CrossEntropyLoss,
