@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
+from .._kernel_flow import infinite_width_flow
 from ._base import AbstractExperiment, mean_std, pyplot, savefig
 from ._two_layer import (
     flow_solver,
@@ -132,11 +133,59 @@ class WidthSweep(AbstractExperiment):
         return out
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
+        pts = [
             (f"{s}_m={m}", {"scaling": s, "width": int(m)})
             for s in self.scalings
             for m in self.widths
         ]
+        if "sqrt" in self.scalings:
+            # The m -> infinity limit of the lazy 1/sqrt(m) net: kernel regression with the
+            # infinite-width tangent kernel (width 0 stands for infinity in the point).
+            pts.append(("sqrt_m=inf", {"scaling": "sqrt", "width": 0}))
+        return pts
+
+    def kernel_limit(self) -> dict[str, Any]:
+        """Each trial's infinite-width lazy model ([`gradflow.infinite_width_flow`][]: the
+        arc-cosine tangent kernel of $a \\sim N(0, I_d)$, $b \\sim N(0, 1)$, the init output a
+        Gaussian process) trained over the horizon of the $1/\\sqrt m$ runs, $t_1$ =
+        `num_steps` (the learning rate on $F_\\alpha$ is $(1/m) \\cdot m = 1$), and to
+        $t = \\infty$: the expected test loss over the random init, per trial."""
+        t1 = self.num_steps * paper_learning_rate(1, _SCALINGS["sqrt"][1])
+        end, inf, var = [], [], []
+        for trial in range(self.trials):
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
+            kd, _ = jax.random.split(key)
+            data = gdata.teacher_student(
+                kd, self.n_train, self.n_test, self.dim, output_scale=self.teacher_scale
+            )
+            res = infinite_width_flow(
+                data.x_train,
+                data.y_train,
+                data.x_test,
+                data.y_test,
+                [t1, np.inf],
+                activation="relu",
+                input_var=1.0,
+                output_var=1.0,
+            )
+            loss = np.asarray(res.expected_test_loss)
+            end.append(float(loss[0]))
+            inf.append(float(loss[1]))
+            var.append(float(np.asarray(res.test_variance)[0]))
+        return {
+            "output_scale": 0.0,
+            "step": 0.0,
+            "test_loss_end": np.asarray(end),
+            "test_loss_best": np.asarray(end),
+            "train_loss_end": np.full(self.trials, np.nan),
+            "diverged_trials": 0,
+            "method": "kernel",
+            "flow": {},
+            "evaluations": np.zeros(self.trials, dtype=int),
+            "linear_test_loss_end": np.asarray(end),
+            "linear_test_loss_inf": np.asarray(inf),
+            "init_variance_part_end": np.asarray(var),
+        }
 
     def _method_label(self) -> str:
         flows = [s for s, m in self.methods().items() if m == "flow" and s in self.scalings]
@@ -149,6 +198,8 @@ class WidthSweep(AbstractExperiment):
         return f" ({which}: as a flow, rtol {self.flow_rtol:g})"
 
     def run_point(self, *, scaling: str, width: int) -> dict[str, Any]:
+        if width == 0:
+            return self.kernel_limit()
         power, step_factor = _SCALINGS[scaling]
         s = float(width) ** -power
         step = step_factor / width
@@ -211,7 +262,9 @@ class WidthSweep(AbstractExperiment):
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         rows = []
-        for rec in sorted(records.values(), key=lambda r: (r["scaling"], r["width"])):
+        limit = next((r for r in records.values() if r["width"] == 0), None)
+        finite = [r for r in records.values() if r["width"] != 0]
+        for rec in sorted(finite, key=lambda r: (r["scaling"], r["width"])):
             end = mean_std(rec["test_loss_end"])
             best = mean_std(rec["test_loss_best"])
             rows.append(
@@ -239,6 +292,20 @@ class WidthSweep(AbstractExperiment):
         if both:
             summary["mean_field_below_sqrt_for_m_ge_128"] = all(mf[m] < sq[m] for m in both)
             summary["ratio_sqrt_over_mean_field_at_largest_m"] = sq[both[-1]] / mf[both[-1]]
+        if limit is not None:
+            end, inf = mean_std(limit["test_loss_end"]), mean_std(limit["linear_test_loss_inf"])
+            summary["kernel_limit"] = {
+                "what": "infinite-width lazy model of the 1/sqrt(m) net: kernel regression with "
+                "the arc-cosine tangent kernel, expected test loss over the random init",
+                "test_end_mean": end[0],
+                "test_end_std": end[1],
+                "test_inf_mean": inf[0],
+                "init_variance_part_end_mean": mean_std(limit["init_variance_part_end"])[0],
+                "trials": end[2],
+            }
+            if sq:
+                top = max(sq)
+                summary["kernel_limit"]["sqrt_at_largest_m_over_limit"] = sq[top] / end[0]
         return summary
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -278,6 +345,15 @@ class WidthSweep(AbstractExperiment):
         ax.plot(
             [], [], "--", color="0.3", lw=1.2, label="its linearized model, same horizon (exact)"
         )
+        limit = summary.get("kernel_limit")
+        if limit is not None and np.isfinite(limit["test_end_mean"]):
+            ax.axhline(
+                limit["test_end_mean"],
+                color="tab:red",
+                ls=":",
+                lw=1.5,
+                label=r"$m \to \infty$, $1/\sqrt{m}$: infinite-width kernel regression",
+            )
         if clipped:
             ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
         ax.set_xlabel("width $m$")
