@@ -307,8 +307,8 @@ def off_training_set() -> Statement:
         "<= C (log a/a)(M1 + C M2 log(a)/2)",
         hypotheses=(
             "h(w0) = 0 (centered model or doubled init), so the two distance hypotheses hold",
-            "||w(T) - w0|| <= C log(alpha)/alpha (slope at most the exponent -1 + tolerance)",
-            "||w(T) - wbar(T)|| <= C log(alpha)/alpha^2 (slope at most -2 + tolerance)",
+            "||w(T) - w0|| <= C log(alpha)/alpha, C independent of alpha",
+            "||w(T) - wbar(T)|| <= C log(alpha)/alpha^2, C independent of alpha",
             "M1 = sup_x ||D_w f(w0, x)|| and M2 = sup_x Lip(D_w f(., x)) finite on X",
         ),
         exprs=(
