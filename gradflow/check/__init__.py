@@ -7,7 +7,9 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 - `check_over_parameterized`: the $C_0$ condition, the geometric envelope, the displacement bound
   and the uniform rates;
 - `check_under_parameterized`: the geometric rate and its independence of alpha;
-- `check_scale_criterion`, `check_width_law`: the scale criterion's laws.
+- `check_scale_criterion`, `check_width_law`: the scale criterion's laws;
+- `check_off_training_set`: the model against its linearization on held-out inputs, slope -1,
+  the sharp Taylor bound and the paper's form with the constants $M_1$, $M_2$ measured there.
 
 `run(theorem)` runs a theorem on its default problems (two non-convex toys, a neural net and a
 negative control where $h(w_0) \\neq 0$).
@@ -29,10 +31,12 @@ from ._next_to_lazy import (
     check_next_to_lazy as check_next_to_lazy,
     next_to_lazy as next_to_lazy,
 )
+from ._off_training_set import check_off_training_set as check_off_training_set
 from ._over_parameterized import check_over_parameterized as check_over_parameterized
 from ._problems import (
     NamedProblem as NamedProblem,
     diagonal_net as diagonal_net,
+    matrix_completion as matrix_completion,
     matrix_factorization as matrix_factorization,
     two_layer as two_layer,
 )
@@ -48,6 +52,7 @@ THEOREMS = (
     "over_parameterized",
     "under_parameterized",
     "scale_criterion",
+    "off_training_set",
 )
 """The theorems [`gradflow.check.run`][] (and `gradflow check NAME`) accept."""
 
@@ -57,15 +62,25 @@ _CHECKS = {
     "over_parameterized": check_over_parameterized,
     "under_parameterized": check_under_parameterized,
     "scale_criterion": check_scale_criterion,
+    "off_training_set": check_off_training_set,
 }
 
 
 def default_problems(theorem: str) -> list[NamedProblem]:
     """The problems `run` checks `theorem` on: two non-convex toys and a two-layer net where the
     hypotheses hold, and (except for the next-to-lazy and under-parameterized checks, which
-    require h(w0) = 0 outright) a negative control with h(w0) != 0."""
+    require h(w0) = 0 outright) a negative control with h(w0) != 0. For the off-training-set
+    check the toys are matrix completion (the unobserved entries held out) and the diagonal net,
+    each problem with a held-out set."""
     _validate(theorem)
     net = dict(samples=4, dim=8, width=32)
+    if theorem == "off_training_set":
+        return [
+            matrix_completion(),
+            diagonal_net(held_out=16),
+            two_layer(**net, held_out=16),
+            two_layer(**net, center=False, held_out=16),
+        ]
     if theorem == "under_parameterized":
         return [
             matrix_factorization(size=(4, 3), rank=1),
