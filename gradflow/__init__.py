@@ -17,13 +17,10 @@ from ._auto import (  # noqa: E402
 )
 from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
 from ._diagnostics import (  # noqa: E402
-    RateFit as RateFit,
     ScaleCriterion as ScaleCriterion,
-    fit_rate as fit_rate,
     kernel_drift as kernel_drift,
     operator_norms as operator_norms,
     scale_criterion as scale_criterion,
-    student_t_quantile as student_t_quantile,
     tangent_kernel as tangent_kernel,
 )
 from ._estimators import (  # noqa: E402
@@ -65,6 +62,11 @@ from ._stabilized import (  # noqa: E402
     AbstractStabilizedSolver as AbstractStabilizedSolver,
     PowerIteration as PowerIteration,
     SpectralBound as SpectralBound,
+)
+from ._stats import (  # noqa: E402
+    RateFit as RateFit,
+    fit_rate as fit_rate,
+    student_t_quantile as student_t_quantile,
 )
 from ._store import ResultStore as ResultStore, StoreError as StoreError  # noqa: E402
 from ._sweep import (  # noqa: E402

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._auto import batch_stiffness, choose_solver
-from ._diagnostics import RateFit, fit_rate
 from ._distributed import barrier, owner, share
 from ._problem import Problem
 from ._solve import Solution, solve
+from ._stats import RateFit, fit_rate
 from ._store import ResultStore, StoreError, stable_repr
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")

@@ -11,6 +11,7 @@ import gradflow as gf
 from gradflow import experiments as ex
 from gradflow.cli import main
 from gradflow.experiments import _two_layer
+from gradflow.experiments._base import check_positive
 from gradflow.experiments.tau_sweep import band as tau_band
 
 
@@ -195,6 +196,16 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
         in capsys.readouterr().err
     )
     assert store.get("tau=0.3")["kept"] is True
+
+
+@pytest.mark.parametrize("bad", [0, -1.5, float("nan"), float("inf"), "3", None])
+def test_check_positive_names_the_option(bad):
+    check_positive(width=3, rtol=1e-6)  # finite and > 0: no error
+    with pytest.raises(ValueError, match=r"Option `rtol` must be a number > 0; got rtol="):
+        check_positive(width=3, rtol=bad)
+    # Every experiment's `validate` goes through it.
+    with pytest.raises(ValueError, match=r"Option `t1` must be a number > 0; got t1=-1.0"):
+        ex.Homogeneity.quick().replace(t1=-1.0).validate()
 
 
 def test_width_mean_field_beats_sqrt_at_large_width(tmp_path):

@@ -7,9 +7,9 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
-from .._diagnostics import fit_rate
 from .._losses import empirical_norm
 from .._problem import Problem
+from .._stats import fit_rate
 
 
 class _Record(eqx.Module):

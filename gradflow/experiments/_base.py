@@ -326,6 +326,20 @@ def _joint_run() -> bool:
     return jax.process_count() > 1
 
 
+def check_positive(**values: Any) -> None:
+    """Check that every option passed by keyword is a finite number > 0, for an experiment's
+    `validate`.
+
+    **Arguments:** the options, as `name=value` (e.g. `check_positive(width=self.width)`).
+
+    **Raises:** `ValueError` naming the first option that is not an `int` or `float`, or is NaN,
+    infinite or <= 0, with its value and the fix (a number > 0).
+    """
+    for name, v in values.items():
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise ValueError(f"Option `{name}` must be a number > 0; got {name}={v!r}.")
+
+
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
     """Mean and sample standard deviation of the finite values, and how many there were."""
     v = np.asarray([np.nan if x is None else x for x in values], dtype=float)

@@ -13,8 +13,7 @@ import numpy as np
 from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._problem import Problem
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from .tau_sweep import _check_positive
+from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +86,7 @@ class CNNAlphaSweep(AbstractExperiment):
         )
 
     def validate(self) -> None:
-        _check_positive(
+        check_positive(
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,

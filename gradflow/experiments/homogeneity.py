@@ -9,9 +9,8 @@ import numpy as np
 
 from .. import data as gdata
 from .._solve import solve
-from ._base import AbstractExperiment, pyplot, savefig
+from ._base import AbstractExperiment, check_positive, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
-from .tau_sweep import _check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Homogeneity(AbstractExperiment):
         return cls(taus=(0.3, 3.0), t1=5.0)
 
     def validate(self) -> None:
-        _check_positive(dim=self.dim, n_train=self.n_train, t1=self.t1, rtol=self.rtol)
+        check_positive(dim=self.dim, n_train=self.n_train, t1=self.t1, rtol=self.rtol)
         if not self.taus or any(not (np.isfinite(t) and t > 0) for t in self.taus):
             raise ValueError(f"Option `taus` must be numbers > 0; got {self.taus}.")
         if self.width < 2 or self.width % 2:

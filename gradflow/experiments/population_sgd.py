@@ -11,9 +11,8 @@ import numpy as np
 from .. import data as gdata
 from .._losses import SquareLoss
 from .._problem import Problem
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
 from ._two_layer import paper_init, paper_model
-from .tau_sweep import _check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +65,7 @@ class PopulationSGD(AbstractExperiment):
         return cls(num_steps=1500, log10_taus=(-2.0, 1.0), trials=2, num_eval=2000)
 
     def validate(self) -> None:
-        _check_positive(
+        check_positive(
             dim=self.dim,
             batch_size=self.batch_size,
             num_steps=self.num_steps,

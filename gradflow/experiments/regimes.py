@@ -13,8 +13,7 @@ from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from .tau_sweep import _check_positive
+from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")
 
@@ -86,7 +85,7 @@ class Regimes(AbstractExperiment):
         )
 
     def validate(self) -> None:
-        _check_positive(
+        check_positive(
             dim=self.dim,
             n_test=self.n_test,
             tau=self.tau,

@@ -9,7 +9,14 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from ._base import AbstractExperiment, log_spaced_steps, mean_std, pyplot, savefig
+from ._base import (
+    AbstractExperiment,
+    check_positive,
+    log_spaced_steps,
+    mean_std,
+    pyplot,
+    savefig,
+)
 from ._two_layer import (
     flow_solver,
     linear_baseline,
@@ -66,12 +73,6 @@ def plateau_check(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any
             f"{r['tau']:.6g}": r["end_over_linear_mean"] for r in rows if r["tau"] >= 1.0
         },
     }
-
-
-def _check_positive(**values: Any) -> None:
-    for name, v in values.items():
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-            raise ValueError(f"Option `{name}` must be a number > 0; got {name}={v!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +164,7 @@ class TauSweep(AbstractExperiment):
             raise ValueError(
                 f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
             )
-        _check_positive(
+        check_positive(
             dim=self.dim,
             n_train=self.n_train,
             n_test=self.n_test,

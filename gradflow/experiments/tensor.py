@@ -12,8 +12,7 @@ from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from .tau_sweep import _check_positive
+from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +67,7 @@ class TensorCompletion(AbstractExperiment):
         return cls(log10_taus=(-1.0, 1.0), trials=1)
 
     def validate(self) -> None:
-        _check_positive(
+        check_positive(
             dim=self.dim,
             rank=self.rank,
             max_step=self.max_step,

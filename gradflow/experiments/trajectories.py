@@ -10,9 +10,8 @@ import numpy as np
 from .. import data as gdata
 from .._losses import SquareLoss
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, log_spaced_steps, pyplot, savefig
+from ._base import AbstractExperiment, check_positive, log_spaced_steps, pyplot, savefig
 from ._two_layer import paper_init, paper_learning_rate, paper_problem
-from .tau_sweep import _check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Trajectories(AbstractExperiment):
         return cls(num_steps=20_000, num_saves=60)
 
     def validate(self) -> None:
-        _check_positive(
+        check_positive(
             n_train=self.n_train,
             n_test=self.n_test,
             step=self.step,

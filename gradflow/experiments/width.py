@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import data as gdata
 from .._kernel_flow import infinite_width_flow
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
 from ._two_layer import (
     flow_solver,
     linear_baseline,
@@ -20,7 +20,6 @@ from ._two_layer import (
     paper_problem,
     paper_train,
 )
-from .tau_sweep import _check_positive
 
 # The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
 _SCALINGS = {"sqrt": (0.5, 1.0), "mean_field": (1.0, 0.05)}
@@ -97,7 +96,7 @@ class WidthSweep(AbstractExperiment):
             raise ValueError(
                 f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
             )
-        _check_positive(
+        check_positive(
             dim=self.dim,
             n_train=self.n_train,
             n_test=self.n_test,
