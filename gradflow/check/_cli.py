@@ -32,8 +32,8 @@ def add_parser(subparsers) -> None:
             "(theorem, problem, quantity, prediction, measurement, margin, verdict), writes "
             "check.json and one figure per check (measured quantities against alpha on log-log "
             "axes with fitted and predicted slopes; observed against bound over time). "
-            "`all` takes about 2 min on 2 CPU cores with the compilation cache warm and 3.5 min "
-            "cold (first run, or --no-cache); --no-width-law saves about 25 s."
+            "`all` takes about 3 min of CPU on 2 cores with the compilation cache warm (212 s "
+            "wall measured beside another job); --no-width-law saves about 25 s."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
