@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._cli_util import enable_compilation_cache, writable_folder
+from .._cli_util import UsageError, enable_compilation_cache, writable_folder
 
 _NAMES = (
     "next_to_lazy",
@@ -14,6 +14,8 @@ _NAMES = (
     "under_parameterized",
     "scale_criterion",
 )
+# Mirrors gradflow.check.RESEARCH_THEOREMS without importing JAX before the arguments are parsed.
+_RESEARCH = ("next_to_lazy", "finite_horizon", "scale_criterion")
 
 
 def add_parser(subparsers) -> None:
@@ -29,7 +31,11 @@ def add_parser(subparsers) -> None:
             "check.json and one figure per check (measured quantities against alpha on log-log "
             "axes with fitted and predicted slopes; observed against bound over time). "
             "`all` takes about 2 min on 2 CPU cores with the compilation cache warm and 3.5 min "
-            "cold (first run, or --no-cache); --no-width-law saves about 25 s."
+            "cold (first run, or --no-cache); --no-width-law saves about 25 s. "
+            "--size research runs the finite-horizon, next-to-lazy and scale-criterion checks "
+            "on real-size nets instead: a two-layer tanh net (n=256, d=31, m=1024, p=32768, and "
+            "its uncentered control) and a smooth VGG-style CNN on 128 digits (p=4802, 1280 "
+            "outputs); see docs/theory.md for its time."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -45,6 +51,13 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="skip the two-layer width sweep of the scale criterion (~25 s)",
     )
+    p.add_argument(
+        "--size",
+        choices=["default", "research"],
+        default="default",
+        help="problem size: default (small problems, all theorems) or research (real-size "
+        "nets; finite_horizon, next_to_lazy, scale_criterion)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.set_defaults(
@@ -56,6 +69,11 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.size == "research" and args.theorem not in (*_RESEARCH, "all"):
+        raise UsageError(
+            f"{args.theorem} has no research-size problems; --size research covers "
+            f"{', '.join(_RESEARCH)} (or all of them with `all`); use --size default"
+        )
     writable_folder(args.out)
     cache = enable_compilation_cache(args.no_cache)
     import matplotlib
@@ -69,6 +87,14 @@ def _run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     names = list(_NAMES) if args.theorem == "all" else [args.theorem]
+    if args.size == "research":
+        skipped = [n for n in names if n not in _RESEARCH]
+        names = [n for n in names if n in _RESEARCH]
+        if skipped:
+            print(
+                f"size research: {', '.join(names)}; {', '.join(skipped)} have no research-size "
+                "problems (run them with --size default)"
+            )
     reports, figures = [], []
     header = (
         f"{'theorem':<20} {'problem':<28} {'quantity':<48} {'prediction':<24} "
@@ -97,13 +123,17 @@ def _run(args: argparse.Namespace) -> int:
             figures.append(str(path))
 
     for name in names:
-        reports.extend(check.run(name, width_law=not args.no_width_law, callback=show))
+        reports.extend(
+            check.run(name, size=args.size, width_law=not args.no_width_law, callback=show)
+        )
     ok_verdicts = ("pass", "hypotheses fail: no decay, as predicted")
     bad = [r for r in reports if r.verdict not in ok_verdicts]
     seconds = time.perf_counter() - start
     js = write_json(
         {
-            "command": f"check {args.theorem}",
+            "command": f"check {args.theorem}"
+            + (" --size research" if args.size == "research" else ""),
+            "size": args.size,
             "reports": reports,
             "figures": figures,
             "all_passed": not bad,
