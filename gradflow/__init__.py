@@ -33,6 +33,16 @@ from ._estimators import (  # noqa: E402
     parameter_spectrum as parameter_spectrum,
     tangent_spectrum as tangent_spectrum,
 )
+from ._kernel_flow import (  # noqa: E402
+    KernelFlow as KernelFlow,
+    infinite_width_flow as infinite_width_flow,
+    kernel_flow as kernel_flow,
+)
+from ._kernels import (  # noqa: E402
+    infinite_width_kernels as infinite_width_kernels,
+    infinite_width_nngp as infinite_width_nngp,
+    infinite_width_ntk as infinite_width_ntk,
+)
 from ._losses import (  # noqa: E402
     AbstractLoss as AbstractLoss,
     CrossEntropyLoss as CrossEntropyLoss,
@@ -66,6 +76,5 @@ from ._sweep import (  # noqa: E402
     sweep_alpha as sweep_alpha,
     tree_fingerprint as tree_fingerprint,
 )
+from ._version import __version__ as __version__  # noqa: E402
 from .models import symmetric_init as symmetric_init  # noqa: E402
-
-__version__ = "0.1.0"

@@ -121,7 +121,10 @@ def _norms(problem: Problem, key: Array, num_iters: int, tol: float, num_starts:
         b = second(v)
         bn = empirical_norm(b)
         c = b / jnp.where(bn > 0, bn, 1.0)
-        hv = hvp(c, v)
+        # Shifted (SS-HOPM): v <- (H_c + ||B(v, v)|| I) v. Without the shift, a Hessian H_c with
+        # eigenvalues in +/- pairs (factorized models: U V^T) makes v flip between the two and
+        # stall below the top eigenvalue; the shift favours the algebraically largest one.
+        hv = hvp(c, v) + bn * v
         hn = jnp.linalg.norm(hv)
         v_new = jnp.where(hn > 0, hv / jnp.where(hn > 0, hn, 1.0), v)
         return i + 1, v_new, bn, val

@@ -213,6 +213,29 @@ class Problem(eqx.Module):
         h0, dh = jax.jvp(self.h, (self.params0,), (delta,))
         return h0 + dh
 
+    def _outputs_at(self, params: Params, inputs: Inputs) -> Outputs:
+        out = self.apply(params, _cast_floats(inputs, self.dtype)).astype(self.dtype)
+        if self.center:
+            out = out - self.apply(self.params0, _cast_floats(inputs, self.dtype)).astype(
+                self.dtype
+            )
+        return out
+
+    def predict(self, params: Params, inputs: Inputs) -> Outputs:
+        r"""The scaled model $\alpha h(w, x)$ at other inputs `inputs` (a held-out or test set),
+        centered as the problem is: with `center=True`, $h(w, x) = f(w, x) - f(w_0, x)$ at those
+        inputs too."""
+        return self.alpha * self._outputs_at(params, inputs)
+
+    def predict_linear(self, params: Params, inputs: Inputs) -> Outputs:
+        r"""The scaled linearized model $\alpha \bar h(w, x) = \alpha [h(w_0, x) +
+        D_w h(w_0, x)(w - w_0)]$ at other inputs `inputs`, by one JVP: what the linearized flow's
+        parameters $\bar w(t)$ (e.g. from [`gradflow.linear_flow_closed_form`][]) predict off the
+        training set."""
+        delta = jax.tree_util.tree_map(jnp.subtract, params, self.params0)
+        h0, dh = jax.jvp(lambda p: self._outputs_at(p, inputs), (self.params0,), (delta,))
+        return self.alpha * (h0 + dh)
+
     def objective(self, params: Params) -> Scalar:
         r"""$F_\alpha(w) = R(\alpha h(w)) / \alpha^2$."""
         return self.loss(self.alpha * self.h(params)) / self.alpha**2

@@ -48,6 +48,31 @@ class SolveError(RuntimeError):
     """Raised by `solve(..., throw=True)` when the solve does not succeed."""
 
 
+_RESULT_NAMES = (
+    "successful",
+    "max_steps_reached",
+    "max_steps_at_kinks",
+    "diverged",
+    "solver_failed",
+)
+
+
+def _failure_message(result: RESULTS) -> str:
+    """`gradflow.solve failed with RESULTS.<name>: <message>` for a concrete result."""
+    name = next(n for n in _RESULT_NAMES if bool(result == getattr(RESULTS, n)))
+    return f"gradflow.solve failed with RESULTS.{name}: {RESULTS[result]}"
+
+
+def _throw_messages() -> list[str]:
+    """The messages of every result code, indexed by the code's value, for
+    `eqx.branched_error_if` under a trace."""
+    messages = [""] * len(RESULTS)
+    for name in _RESULT_NAMES:
+        item = getattr(RESULTS, name)
+        messages[int(item._value)] = _failure_message(item)
+    return messages
+
+
 class GradientDescent(eqx.Module):
     r"""Gradient descent with constant step `learning_rate` on $F_\alpha$: forward Euler on the
     gradient flow, $w_{k+1} = w_k - \eta \nabla F_\alpha(w_k)$, at times $t_k = k \eta$.
@@ -365,6 +390,28 @@ def _stabilized_stats(
     }
 
 
+def _controller_tolerances(
+    controller: dfx.AbstractStepSizeController | None,
+) -> tuple[float | None, float | None] | None:
+    """`(rtol, atol)` of an adaptive step-size controller (an entry is `None` where traced);
+    `None` for no controller or a constant one, which has no tolerances."""
+    if not isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
+        return None
+
+    def value(x):
+        return None if x is None or _is_traced(x) else float(x)
+
+    return value(controller.rtol), value(controller.atol)
+
+
+def _check_resolution(name: str, rtol: float, dtype) -> None:
+    if dtype == jnp.float32 and rtol < 1e-6:
+        raise ValueError(
+            f"`{name}={rtol}` is below float32 resolution; the parameters are float32. Use "
+            "rtol >= 1e-6, or float64 parameters (gradflow enables jax_enable_x64)."
+        )
+
+
 def _default_ts(t1: float, num: int = 101) -> np.ndarray:
     return np.linspace(0.0, t1, num)
 
@@ -435,18 +482,27 @@ def solve(
       because the kinks cap the order that pays off. The
       solver used is recorded in `info` (`"solver"`, `"solver_choice": "auto"`, and
       `"solver_reason"` and `"stiffness"`, the estimate it was chosen from).
-    - `rtol`, `atol`: tolerances of the PID step-size controller on the scaled state. The
-      gap's velocity is computed to about $\alpha^2 \epsilon$ relative ($\epsilon$ the machine
-      epsilon: 1e-8 at $\alpha = 10^4$ in float64), so keep `rtol` above ~$100 \alpha^2
-      \epsilon$: tighter tolerances only multiply the rejected steps.
+    - `rtol`, `atol`: tolerances of the default step-size controller,
+      `diffrax.PIDController(rtol, atol)` on the scaled state, and used for nothing else:
+      gradient descent, constant steps (`dt0` without an error estimate) and a given
+      `stepsize_controller` ignore them (so a float32 problem is refused `rtol < 1e-6` only
+      where that controller is built). The gap's velocity is computed to about
+      $\alpha^2 \epsilon$ relative ($\epsilon$ the machine epsilon: 1e-8 at $\alpha = 10^4$
+      in float64), so keep `rtol` above ~$100 \alpha^2 \epsilon$: tighter tolerances only
+      multiply the rejected steps.
     - `dt0`: initial step; `None` lets diffrax choose it.
-    - `stepsize_controller`: overrides the default `diffrax.PIDController(rtol, atol)`.
+    - `stepsize_controller`: overrides the default `diffrax.PIDController(rtol, atol)`. An
+      adaptive controller brings its own tolerances: `"auto"` chooses from its `rtol`, and
+      `info` records its `rtol` and `atol` (`None` for constant steps).
     - `linearized`: also integrate the linearized flow and report the gaps.
     - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
     - `max_steps`: the step budget; exceeding it gives `RESULTS.max_steps_reached`
       (`RESULTS.max_steps_at_kinks` for a model with kinks, whose message says to loosen
       `rtol`).
-    - `throw`: raise [`gradflow.SolveError`][] instead of returning an unsuccessful result.
+    - `throw`: raise [`gradflow.SolveError`][] instead of returning an unsuccessful result,
+      with a message naming the failure (`gradflow.solve failed with RESULTS.diverged: ...`).
+      Under a trace (`jax.vmap`, `jax.jit`) the result is not known until run time, and the
+      same message comes as equinox's runtime error (`eqx.EquinoxRuntimeError`).
 
     **Returns:** a [`gradflow.Solution`][].
     """
@@ -465,11 +521,6 @@ def solve(
     if not (rtol > 0 and atol >= 0):
         raise ValueError(f"Tolerances must satisfy rtol > 0, atol >= 0; got {rtol=}, {atol=}.")
     dtype = problem.dtype
-    if dtype == jnp.float32 and rtol < 1e-6:
-        raise ValueError(
-            f"`rtol={rtol}` is below float32 resolution; the parameters are float32. Use "
-            "rtol >= 1e-6, or float64 parameters (gradflow enables jax_enable_x64)."
-        )
     if (
         isinstance(max_steps, bool)
         or not isinstance(max_steps, (int, float, np.integer, np.floating))
@@ -485,13 +536,10 @@ def solve(
                 "`solver` must be a diffrax solver (e.g. `diffrax.Tsit5()`), "
                 f"`gf.GradientDescent(learning_rate)` or 'auto'; got {solver!r}."
             )
-        # The tolerance the controller will use: a given PID controller's, else `rtol`.
-        rtol_used = rtol
-        if isinstance(stepsize_controller, dfx.PIDController) and not _is_traced(
-            stepsize_controller.rtol
-        ):
-            rtol_used = float(stepsize_controller.rtol)
-        picked = choose_solver(problem, rtol_used, t1, explain=True)
+        # The tolerance the controller will use: a given adaptive controller's, else `rtol`.
+        given = _controller_tolerances(stepsize_controller)
+        rtol_auto = rtol if given is None or given[0] is None else given[0]
+        picked = choose_solver(problem, rtol_auto, t1, explain=True)
         solver, choice = picked.solver, "auto"
         auto_meta = {"solver_reason": picked.reason, "stiffness": picked.stiffness}
 
@@ -512,6 +560,7 @@ def solve(
         controller = dfx.ConstantStepSize()
         dfx_solver, dt0_, max_steps = dfx.Euler(), jnp.asarray(eta, dtype), max(max_steps, num)
         solver_name = f"GradientDescent(learning_rate={eta})"
+        tolerances = None  # no error control: `rtol` and `atol` are not used
     else:
         if not isinstance(solver, dfx.AbstractSolver):
             raise TypeError(
@@ -529,14 +578,20 @@ def solve(
                     "choose its own steps: give `dt0` (it then takes constant steps of `dt0`), "
                     "or use an adaptive solver such as `diffrax.Tsit5()` or `diffrax.Heun()`."
                 )
-            controller = dfx.ConstantStepSize()
+            controller, tolerances = dfx.ConstantStepSize(), None
         elif stepsize_controller is None:
+            # The only place `rtol` and `atol` are used: the default controller.
+            _check_resolution("rtol", rtol, dtype)
             # Array tolerances are traced, so changing them does not recompile.
             controller = dfx.PIDController(
                 rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype)
             )
+            tolerances = (rtol, atol)
         else:
             controller = stepsize_controller
+            tolerances = _controller_tolerances(controller)
+            if tolerances is not None and tolerances[0] is not None:
+                _check_resolution("stepsize_controller.rtol", tolerances[0], dtype)
         dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, dtype))
         solver_name = type(solver).__name__
         if isinstance(controller, dfx.ConstantStepSize) and dt0_ is None:
@@ -586,8 +641,9 @@ def solve(
     meta = {
         "solver": solver_name,
         "solver_choice": choice,
-        "rtol": rtol,
-        "atol": atol,
+        # The tolerances the step-size controller used (None: constant steps, or traced).
+        "rtol": None if tolerances is None else tolerances[0],
+        "atol": None if tolerances is None else tolerances[1],
         "t1": t1,
         "dtype": str(dtype),
         "linearized": bool(linearized),
@@ -616,7 +672,11 @@ def solve(
         sol = eqx.tree_at(lambda s: s.result, sol, result)
     if throw:
         if _is_traced(result._value):
-            sol = eqx.error_if(sol, result != RESULTS.successful, "gradflow.solve failed")
+            # Under a trace (vmap, jit) the failure is raised at run time by equinox, with the
+            # message of the failure that occurred (the result code indexes the messages).
+            sol = eqx.branched_error_if(
+                sol, result != RESULTS.successful, result._value, _throw_messages()
+            )
         elif not sol.succeeded:
-            raise SolveError(sol.message)
+            raise SolveError(_failure_message(result))
     return sol

@@ -24,6 +24,8 @@ from ._store import ResultStore, StoreError, stable_repr
 DISTANCES = ("param_distance", "param_gap", "output_gap")
 # The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0).
 PREDICTED_SLOPES = {"param_distance": -1.0, "param_gap": -2.0, "output_gap": -1.0}
+"""The exponents of the sup distances in alpha that the finite-horizon theorem predicts when
+h(w0) = 0: O(1/alpha), O(1/alpha^2), O(1/alpha)."""
 
 
 @dataclasses.dataclass(frozen=True)

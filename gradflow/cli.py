@@ -133,26 +133,28 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
-    import gradflow as gf
+    from gradflow import data, models
+    from gradflow._diagnostics import scale_criterion
     from gradflow._io import environment, write_json
+    from gradflow._losses import SquareLoss
+    from gradflow._problem import Problem
+    from gradflow._sweep import PREDICTED_SLOPES, sweep_alpha
     from gradflow.plot import plot_alpha_sweep
 
     start = time.perf_counter()
     kx, kt, kp = jax.random.split(jax.random.PRNGKey(args.seed), 3)
-    x = gf.data.uniform_sphere(kx, args.samples, args.dim)
-    y = gf.data.teacher_targets(kt, x, activation="relu")
-    model = gf.models.TwoLayer(args.width, args.activation, args.scaling)
+    x = data.uniform_sphere(kx, args.samples, args.dim)
+    y = data.teacher_targets(kt, x, activation="relu")
+    model = models.TwoLayer(args.width, args.activation, args.scaling)
     params = model.init(kp, args.dim, symmetric=args.init == "doubled")
-    problem = gf.Problem(
-        model, params, x, gf.SquareLoss(y), alpha=1.0, center=args.init == "centered"
-    )
+    problem = Problem(model, params, x, SquareLoss(y), alpha=1.0, center=args.init == "centered")
     bar = tqdm(total=len(args.alphas), desc="alpha sweep", unit="solve", disable=args.no_progress)
 
     def callback(i, alpha, sol, err):
         bar.set_postfix_str(f"alpha={alpha:g}" + (" FAILED" if err else ""))
         bar.update(1)
 
-    sweep = gf.sweep_alpha(
+    sweep = sweep_alpha(
         problem,
         args.alphas,
         t1=args.t1,
@@ -172,7 +174,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
     png = args.out / "alpha_sweep.png"
     fig.savefig(png, dpi=130)
     plt.close(fig)
-    crit = gf.scale_criterion(problem)
+    crit = scale_criterion(problem)
     result = {
         "command": "alpha-sweep",
         "config": {
@@ -213,7 +215,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
         if fit is not None:
             print(
                 f"slope of sup {k:<15} {fit.slope:+.4f}  (95% CI [{fit.ci[0]:+.4f}, "
-                f"{fit.ci[1]:+.4f}], theory {gf.PREDICTED_SLOPES[k]:+.0f}, "
+                f"{fit.ci[1]:+.4f}], theory {PREDICTED_SLOPES[k]:+.0f}, "
                 f"alpha >= {args.fit_min:g})"
             )
     print(f"wrote {png} and {js} in {time.perf_counter() - start:.1f} s")
@@ -229,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
             "alpha grows (lazy training, Chizat, Oyallon & Bach 2019)."
         ),
     )
-    from gradflow import __version__
+    from gradflow._version import __version__
 
     parser.add_argument("--version", action="version", version=f"gradflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

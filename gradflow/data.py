@@ -134,6 +134,8 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> ImageData:
 
 
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+"""The batch files of the python-pickle CIFAR-10 folder that [`gradflow.data.cifar10`][]
+reads."""
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,9 @@ LABELS = {
     "param_gap": r"$\sup_t \|w(t) - \bar w(t)\|$",
     "output_gap": r"$\sup_t \|\alpha h(w(t)) - \alpha \bar h(\bar w(t))\|_F$",
 }
+"""The axis label (matplotlib LaTeX) of each distance, by metric name."""
 COLORS = {"param_distance": "tab:blue", "param_gap": "tab:red", "output_gap": "tab:green"}
+"""The color of each distance in every figure, by metric name."""
 
 
 def plot_alpha_sweep(sweep: AlphaSweep, ax: Any = None, *, title: str | None = None) -> Any:
@@ -112,7 +114,9 @@ def plot_check_exponents(report: Any, ax: Any = None) -> Any:
 
 def plot_check_bounds(report: Any, ax: Any = None) -> Any:
     """Observed quantity (solid) against the theorem's bound (dashed) over time, for each bound
-    of a [`gradflow.check.CheckReport`][], on logarithmic axes.
+    of a [`gradflow.check.CheckReport`][], on logarithmic axes. Bounds checked at one time only
+    (the off-training-set theorem, at the horizon $T$) are drawn against alpha instead, one
+    curve per bound.
 
     **Returns:** the matplotlib `Axes`.
     """
@@ -120,6 +124,8 @@ def plot_check_bounds(report: Any, ax: Any = None) -> Any:
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7.0, 5.0), constrained_layout=True)
+    if report.bounds and all(b.ts.size == 1 for b in report.bounds):
+        return _plot_bounds_against_alpha(report, ax)
     for i, b in enumerate(report.bounds):
         c = _CYCLE[i % len(_CYCLE)]
         use = (b.ts > 0) & (b.observed > 0)
@@ -137,6 +143,33 @@ def plot_check_bounds(report: Any, ax: Any = None) -> Any:
     # Minor-tick labels of a short log axis overlap; keep the decades only.
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_ylabel("distance")
+    ax.set_title(f"{report.theorem}: {report.problem}: observed vs bound", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
+def _plot_bounds_against_alpha(report: Any, ax: Any) -> Any:
+    groups: dict[str, list] = {}
+    for b in report.bounds:
+        groups.setdefault(b.quantity, []).append(b)
+    drawn = []
+    for i, (quantity, items) in enumerate(groups.items()):
+        c = _CYCLE[i % len(_CYCLE)]
+        items = sorted(items, key=lambda b: b.alpha)
+        a = np.array([b.alpha for b in items])
+        obs = np.array([b.observed[0] for b in items])
+        bnd = np.array([b.bound[0] for b in items])
+        ratio = min(b.ratio for b in items)
+        tag = "" if all(b.applicable for b in items) else " (n/a: hypotheses fail)"
+        ax.loglog(a, bnd, "s--", color=c, label=f"{quantity}{tag}: min bound/obs {ratio:.3g}")
+        if not any(x.shape == a.shape and np.allclose(x, obs) for x in drawn):
+            name = quantity.split(" [")[0]
+            ax.loglog(a, obs, "o-", color="k", lw=1.5, label=f"observed: sup over X of the {name}")
+            drawn.append(obs)
+    t = report.bounds[0].ts[0]
+    ax.set_xlabel(r"scale $\alpha$")
+    ax.set_ylabel(f"value at t = {t:g}")
     ax.set_title(f"{report.theorem}: {report.problem}: observed vs bound", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")

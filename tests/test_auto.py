@@ -57,6 +57,24 @@ def test_choice_follows_smoothness_and_tolerance(getkey):
         gf.solve(tanh, t1=1.0, solver="heun")
 
 
+def test_auto_reads_a_given_controllers_rtol(getkey):
+    # With `stepsize_controller` given, the choice (and `info`) follow its rtol, not `rtol`.
+    relu = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
+    loose = dfx.PIDController(rtol=1e-2, atol=1e-4)
+    sol = gf.solve(relu, t1=0.5, ts=[0.5], stepsize_controller=loose, linearized=False)
+    info = dict(sol.info)
+    assert info["solver"] == "Heun" and info["solver_choice"] == "auto", info
+    assert info["rtol"] == 1e-2 and info["atol"] == 1e-4, info
+    assert "rtol >= 0.005" in info["solver_reason"]
+    # The same solve with Heun given explicitly: identical numbers.
+    heun = gf.solve(
+        relu, t1=0.5, ts=[0.5], solver=dfx.Heun(), stepsize_controller=loose, linearized=False
+    )
+    assert sol.succeeded and float(sol.loss[0]) == float(heun.loss[0])
+    # Without the controller the default rtol 1e-8 picks Bosh3.
+    assert isinstance(gf.choose_solver(relu, 1e-8, 0.5), dfx.Bosh3)
+
+
 def test_auto_on_relu_flow_against_tight_reference(getkey):
     # Ground truth: Tsit5 at rtol 1e-9 (another method, 1e3-1e7 times tighter; Dopri8 stalls
     # on the kinks).

@@ -52,6 +52,48 @@ def test_float32_with_tight_rtol():
     assert sol.succeeded and sol.loss.dtype == jnp.float32
 
 
+def _float32_problem():
+    model = gf.models.TwoLayer(4, "tanh")
+    params = jax.tree_util.tree_map(
+        lambda p: p.astype(jnp.float32), model.init(jax.random.PRNGKey(0), 2)
+    )
+    x = jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(3, 2)
+    return gf.Problem(model, params, x, gf.SquareLoss(jnp.ones((3, 1), jnp.float32)))
+
+
+def test_float32_tolerances_only_bind_the_default_controller():
+    # `rtol` builds the default PID controller and nothing else: gradient descent and constant
+    # Euler steps have no tolerance, and a given controller brings its own.
+    problem = _float32_problem()
+    eta, steps = 0.1, 10
+    gd = gf.solve(
+        problem, t1=eta * steps, ts=[eta * steps], solver=gf.GradientDescent(eta), save_params=True
+    )
+    euler = gf.solve(
+        problem, t1=eta * steps, ts=[eta * steps], solver=dfx.Euler(), dt0=eta, save_params=True
+    )
+    grad = jax.jit(jax.grad(problem.objective))
+    w = problem.params0
+    for _ in range(steps):
+        w = jax.tree_util.tree_map(lambda p, g: p - eta * g, w, grad(w))
+    expected = ravel_pytree(w)[0]
+    assert expected.dtype == jnp.float32
+    for sol in (gd, euler):
+        assert sol.succeeded and sol.loss.dtype == jnp.float32
+        info = dict(sol.info)
+        assert info["rtol"] is None and info["atol"] is None, info
+        got = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], sol.params))[0]
+        # The same float32 iteration in other coordinates: float32 rounding (1e-5 relative).
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # A given controller's tolerance is the one checked and recorded, not the `rtol` argument.
+    loose = dfx.PIDController(rtol=1e-4, atol=1e-6)
+    sol = gf.solve(problem, t1=1.0, ts=[1.0], solver=dfx.Tsit5(), stepsize_controller=loose)
+    assert sol.succeeded and dict(sol.info)["rtol"] == 1e-4 and dict(sol.info)["atol"] == 1e-6
+    tight = dfx.PIDController(rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="`stepsize_controller.rtol=1e-08` is below float32"):
+        gf.solve(problem, t1=1.0, solver=dfx.Tsit5(), stepsize_controller=tight, rtol=1e-4)
+
+
 def test_bad_times_and_solver(getkey):
     problem = small(getkey)
     with pytest.raises(ValueError, match="`t1` must be a finite time > 0"):
@@ -86,8 +128,21 @@ def test_max_steps_returns_result_code(getkey):
     sol = gf.solve(problem, t1=100.0, max_steps=5)
     assert sol.result == gf.RESULTS.max_steps_reached
     assert np.isfinite(sol.loss[0]) and np.isnan(sol.loss[-1])
-    with pytest.raises(gf.SolveError, match="Increase `max_steps`"):
+    with pytest.raises(gf.SolveError, match=r"RESULTS\.max_steps_reached: .*Increase `max_steps`"):
         gf.solve(problem, t1=100.0, max_steps=5, throw=True)
+
+
+def test_every_failure_code_has_a_message_naming_it():
+    # The traced `throw=True` indexes these by the result code: one per code, none empty.
+    from gradflow._solve import _throw_messages
+
+    messages = _throw_messages()
+    assert len(messages) == len(gf.RESULTS)
+    for name in ("max_steps_reached", "max_steps_at_kinks", "diverged", "solver_failed"):
+        item = getattr(gf.RESULTS, name)
+        message = messages[int(item._value)]
+        assert message == f"gradflow.solve failed with RESULTS.{name}: {gf.RESULTS[item]}"
+        assert gf.RESULTS[item]
 
 
 def test_closed_form_needs_square_loss(getkey):
@@ -157,6 +212,17 @@ def test_nan_divergence_under_vmap(getkey):
     # alpha = 1 runs into the wall; alpha = 1e3 moves by O(1e-3) and never reaches it.
     assert int(codes[0]) == int(gf.RESULTS.diverged._value)
     assert int(codes[1]) == int(gf.RESULTS.successful._value)
+
+    # Traced, `throw=True` raises at run time through equinox, with the message of the
+    # failure that occurred (the same words as the eager `gf.SolveError`).
+    def final_loss(a):
+        return gf.solve(bad.with_alpha(a), t1=5.0, ts=[5.0], throw=True).loss
+
+    with pytest.raises(
+        eqx.EquinoxRuntimeError, match=r"solve failed with RESULTS\.diverged: .*NaN or inf"
+    ):
+        jax.block_until_ready(jax.vmap(final_loss)(jnp.array([1.0, 1e3])))
+    assert np.all(np.isfinite(jax.vmap(final_loss)(jnp.array([1e3, 2e3]))))
 
 
 @pytest.mark.parametrize("alpha", [0.0, -2.0, float("nan"), float("inf")])

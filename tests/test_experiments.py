@@ -390,5 +390,90 @@ def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
     assert flow["flow"]["solver_reason"].startswith("stiff")
     assert np.all(flow["evaluations"] < 0.3 * exp.num_steps)
     assert gd["method"] == "gd" and np.all(gd["evaluations"] == exp.num_steps)
-    with pytest.raises(ValueError, match="Option `method` must be 'gd' or 'flow'"):
+    with pytest.raises(ValueError, match="Option `method` must be 'gd', 'flow' or 'linear'"):
         exp.replace(method="rk4").validate()
+
+
+def test_linear_baseline_against_materialized_jacobians(getkey):
+    # The linearized model's test loss at a finite horizon and at t = inf, against numpy on the
+    # materialized train and test Jacobians: the flow ybar' = -(J J^T / n)(ybar - y) solved by
+    # scipy's expm, and the minimum-norm least-squares fit (numpy lstsq) at t = inf. Not
+    # doubled, so h(w0) != 0 enters both. Tolerance 1e-8 relative (float64 eigendecompositions).
+    import scipy.linalg
+
+    kd, kp = jax.random.split(getkey())
+    data = gf.data.teacher_student(kd, 12, 9, 3, output_scale=2.0)
+    params = _two_layer.paper_init(kp, 5, 3, doubled=False, tau=0.7)
+    problem = _two_layer.paper_problem(params, data.x_train, data.y_train, 0.8)
+    t1 = 3.0
+    got = _two_layer.linear_baseline(problem, [0.5, t1], data.x_test, data.y_test)
+
+    flat0, unravel = jax.flatten_util.ravel_pytree(problem.params0)
+    alpha = float(problem.alpha)
+    model = problem.apply
+
+    def jac(x):
+        return np.asarray(jax.jacrev(lambda w: model(unravel(w), x).ravel())(flat0))
+
+    j_tr, j_te = jac(data.x_train), jac(data.x_test)
+    f0_tr = alpha * np.asarray(model(params, data.x_train)).ravel()
+    f0_te = alpha * np.asarray(model(params, data.x_test)).ravel()
+    y, y_te, n = np.asarray(data.y_train).ravel(), np.asarray(data.y_test).ravel(), 12
+    # Gradient flow of F_alpha on the linear model, d = w - w0:
+    # d' = -(1 / (alpha n)) J^T (f0 + alpha J d - y) = -(J^T J / n) d - J^T (f0 - y) / (alpha n).
+    a = j_tr.T @ j_tr / n
+    b = -j_tr.T @ (f0_tr - y) / (alpha * n)
+    aug = np.zeros((a.shape[0] + 1,) * 2)
+    aug[:-1, :-1], aug[:-1, -1] = -a, b
+    d_t = (scipy.linalg.expm(aug * t1) @ np.r_[np.zeros(a.shape[0]), 1.0])[:-1]
+    d_inf = np.linalg.lstsq(alpha * j_tr, y - f0_tr, rcond=None)[0]
+
+    def test_loss(d):
+        return 0.5 * np.mean((f0_te + alpha * j_te @ d - y_te) ** 2)
+
+    assert float(got["test_loss_end"]) == pytest.approx(test_loss(d_t), rel=1e-8)
+    assert float(got["test_loss_inf"]) == pytest.approx(test_loss(d_inf), rel=1e-8)
+    train = 0.5 * np.mean((f0_tr + alpha * j_tr @ d_t - y) ** 2)
+    assert float(got["train_loss_end"]) == pytest.approx(train, rel=1e-8)
+    assert float(got["test_loss"][1]) == pytest.approx(test_loss(d_t), rel=1e-8)
+    assert float(got["test_loss"][0]) != pytest.approx(test_loss(d_t), rel=1e-3)
+
+
+def test_tau_sweep_records_linear_baseline_and_plateau_check(tau_sweep):
+    summary = json.loads((tau_sweep / "tau-sweep.json").read_text())["summary"]
+    rows = summary["rows"]
+    # Same effective time tau^2 t1 for tau >= 1 at quick sizes (step 0.1 / tau^2): the
+    # linearized model's test loss is the same there, to rounding.
+    lin = {r["tau"]: r["linear_end_mean"] for r in rows}
+    assert lin[10.0] == pytest.approx(lin[1.0], rel=1e-9)
+    check = summary["lazy_plateau_vs_linear"]
+    assert check["tau"] == 10.0 and check["tolerance"] == 0.05
+    # At tau = 10 (alpha = 100) the net equals its linearization to O(1/alpha) in output.
+    assert check["holds"] is True and abs(check["relative_difference"]) < 1e-3
+    # At tau = 0.01 the net learns features and is far below its linearized model.
+    small = min(rows, key=lambda r: r["tau"])
+    assert small["test_end_mean"] < 0.5 * small["linear_end_mean"]
+
+
+def test_tau_sweep_linear_method_is_the_baseline_alone(tau_sweep):
+    gd = json.loads((tau_sweep / "tau-sweep.json").read_text())["summary"]["rows"]
+    exp = ex.TauSweep.quick().replace(method="linear")
+    rec = exp.run_point(tau=1.0)
+    row = next(r for r in gd if r["tau"] == 1.0)
+    # The linear method's end-of-horizon loss is the baseline the GD run recorded, and its
+    # best along the path is at most its end.
+    assert float(np.mean(rec["test_loss_end"])) == pytest.approx(row["linear_end_mean"], rel=1e-9)
+    assert np.all(rec["test_loss_best"] <= rec["test_loss_end"] * (1 + 1e-12))
+    assert rec["method"] == "linear" and np.all(rec["evaluations"] == 0)
+
+
+def test_width_method_per_scaling_and_flow_min_width():
+    exp = ex.WidthSweep.quick()
+    assert exp.replace(method="sqrt=flow").methods() == {"sqrt": "flow", "mean_field": "gd"}
+    assert exp.replace(method="flow").methods() == {"sqrt": "flow", "mean_field": "flow"}
+    with pytest.raises(ValueError, match="Option `method` must be 'gd', 'flow', or per scaling"):
+        exp.replace(method="sqrt=rk4").validate()
+    with pytest.raises(ValueError, match="flow_min_width"):
+        exp.replace(flow_min_width=0).validate()
+    rec = exp.replace(method="sqrt=flow", flow_min_width=100).run_point(scaling="sqrt", width=8)
+    assert rec["method"] == "gd" and rec["flow"] == {}

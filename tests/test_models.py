@@ -173,6 +173,20 @@ def test_linear_net_is_matrix_factorization(getkey):
     np.testing.assert_allclose(scaled, 9.0 * (w1 @ w2), rtol=1e-12)
 
 
+def test_matrix_completion_reads_entries_of_the_product(getkey):
+    rng = _rng(getkey())
+    w1, w2 = rng.standard_normal((4, 2)), rng.standard_normal((2, 3))
+    rows, cols = np.array([0, 3, 1, 2, 3]), np.array([2, 0, 1, 1, 2])
+    x = gf.models.MatrixCompletion.entries(rows, cols, (4, 3))
+    assert x.shape == (5, 7) and np.all(x.sum(axis=1) == 2.0)
+    out = np.asarray(gf.models.MatrixCompletion()({"W1": w1, "W2": w2}, x))
+    # The entries of the numpy product W1 W2 (a sum of 2 products each): 1e-14 relative.
+    assert out.shape == (5, 1)
+    np.testing.assert_allclose(out[:, 0], (w1 @ w2)[rows, cols], rtol=1e-14, atol=1e-15)
+    with pytest.raises(ValueError, match="same length"):
+        gf.models.MatrixCompletion.entries([0, 1], [0], (4, 3))
+
+
 def test_scalar_square():
     model = gf.models.ScalarSquare()
     params = model.init(-1.5)

@@ -166,3 +166,30 @@ def test_under_parameterized_example_rate_against_the_flow():
         assert c.predicted == pytest.approx(exact, rel=1e-8)
         assert c.measured == pytest.approx(exact, rel=1e-4)
     assert report.verdict == "pass"
+
+
+def test_off_training_set_substitution_gives_the_papers_bound():
+    st = theory.off_training_set()
+    s = theory.statements
+    a = s.alpha
+    # The decomposition is an identity, and the Taylor remainder integrates to M2 d^2 / 2.
+    assert sp.expand(st.expr("difference") - st.expr("decomposition")) == 0
+    assert sp.expand(st.expr("taylor_remainder_bound") - s.M2 * s.dist_T**2 / 2) == 0
+    assert sp.expand(st.expr("sharp_bound") - a * (s.M2 * s.dist_T**2 / 2 + s.M1 * s.gap_T)) == 0
+    # Substituting the hypotheses into the sharp bound gives the paper's expression exactly.
+    paper = s.C * sp.log(a) / a * (s.M1 + s.C * s.M2 * sp.log(a) / 2)
+    hyps = {s.dist_T: s.C * sp.log(a) / a, s.gap_T: s.C * sp.log(a) / a**2}
+    assert sp.expand(st.expr("sharp_bound").subs(hyps) - paper) == 0
+    assert sp.expand(st.expr("paper_bound") - paper) == 0
+    # The exponent is read from the statement (sympy.limit), not typed: -1; numerically, the
+    # local slope of the bound tends to it (|slope + 1| ~ 2/log(alpha) at large alpha).
+    assert st.expr("exponent") == -1 and st.exponent("off_training_gap") == -1.0
+    assert st.exponent("param_distance") == -1.0 and st.exponent("param_gap") == -2.0
+    f = st.numeric("paper_bound")
+    vals = dict(C=0.7, M_1=1.3, M_2=2.1)
+    for big in (1e8, 1e50):
+        slope = np.log(f(alpha=2 * big, **vals) / f(alpha=big, **vals)) / np.log(2.0)
+        assert -1.0 < slope < -1.0 + 3.0 / np.log(big)
+    # C_from_* solve the hypotheses at equality.
+    c = st.numeric("C_from_distance")(alpha=50.0, dist_T=0.02)
+    assert c * np.log(50.0) / 50.0 == pytest.approx(0.02, rel=1e-15)

@@ -70,7 +70,7 @@ def next_to_lazy_system(
     - `targets`: the N flat targets $y$; `num_samples`: $n$ of the empirical norm
       (the loss is $\frac{1}{2n}\sum (h_i - y_i)^2$).
 
-    **Returns:** a [`NextToLazySystem`][].
+    **Returns:** a [`theory.NextToLazySystem`][].
     """
     h = sp.Matrix(list(h))
     ws = sp.Matrix(list(params))

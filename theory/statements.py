@@ -3,9 +3,12 @@ r"""The paper's theorems as symbolic statements: hypotheses, bounds and rates (s
 Notation (all norms in the output space $F$ use the empirical norm; parameter norms are
 Euclidean): $R_0 = R(\alpha h(w_0))$, $L$ = Lipschitz constant of $\nabla R$, $J = \|Dh(w_0)\|$,
 $L_{Dh}$ = Lipschitz constant of $Dh$ on the ball the theorem uses, $\sigma$ = smallest singular
-value of $Dh(w_0)^\top$, $\kappa = M/m$ the condition number of $R$.
+value of $Dh(w_0)^\top$, $\kappa = M/m$ the condition number of $R$. For the off-training-set
+statement, $M_1$, $M_2$ are the sup over a set $X$ of $\|D_w f(w_0, x)\|$ and of
+$\mathrm{Lip}(D_w f(\cdot, x))$, and `dist_T`, `gap_T` the measured $\|w(T) - w_0\|$,
+$\|w(T) - \bar w(T)\|$.
 
-Each statement is a [`Statement`][]: its expressions are derived here (the comparison
+Each statement is a [`theory.Statement`][]: its expressions are derived here (the comparison
 differential inequalities are solved with `sympy.dsolve`), and `numeric(name)` turns one into a
 numpy function once (`sympy.lambdify`).
 """
@@ -20,6 +23,8 @@ R0, L, J, LDh = sp.symbols("R_0 L J L_Dh", positive=True)
 sigma, kappa, m, res0, ystar, h0 = sp.symbols("sigma kappa m r_0 y_star h_0", positive=True)
 H, lam, q, width = sp.symbols("H lambda q width", positive=True)
 w0 = sp.Symbol("w_0", positive=True)
+C, M1, M2 = sp.symbols("C M_1 M_2", positive=True)
+dist_T, gap_T = sp.symbols("dist_T gap_T", positive=True)
 
 
 @dataclass(frozen=True)
@@ -252,9 +257,88 @@ def scale_criterion() -> Statement:
     )
 
 
+@lru_cache(maxsize=1)
+def off_training_set() -> Statement:
+    r"""Off-training-set theorem (appendix): the linearization's predictions away from the
+    training inputs. On a set $X$ with $M_1 = \sup_x \|D_w f(w_0, x)\|$ and
+    $M_2 = \sup_x \mathrm{Lip}(D_w f(\cdot, x))$, write $d = \|w(T) - w_0\|$ and
+    $g = \|w(T) - \bar w(T)\|$.
+
+    1. Decomposition, with $\bar f(v, x) = f(w_0, x) + D_w f(w_0, x)(v - w_0)$:
+       $\alpha f(w, x) - \alpha \bar f(\bar w, x) = \alpha[f(w, x) - \bar f(w, x)]
+       + \alpha D_w f(w_0, x)(w - \bar w)$ (`difference` equals `decomposition`, checked with
+       sympy on a scalar parameter; the vector case is the same algebra).
+    2. Taylor: $f(w, x) - \bar f(w, x) = \int_0^1 [D_w f(w_0 + s(w - w_0), x) - D_w f(w_0, x)]
+       (w - w_0)\,ds$, whose integrand is at most $M_2 s d \cdot d$; integrated,
+       $M_2 d^2/2$. So the sharp bound, in the distances measured at $T$, is
+       $\alpha(M_2 d^2/2 + M_1 g)$ (`sharp_bound`).
+    3. The hypotheses $d \le C\log\alpha/\alpha$, $g \le C\log\alpha/\alpha^2$ substituted
+       give the paper's form $C\frac{\log\alpha}{\alpha}(M_1 + C M_2\log(\alpha)/2)$
+       (`paper_bound`); its exponent in $\alpha$ is $\lim \log(\text{bound})/\log\alpha = -1$
+       (the log factor does not change it), read off by `sympy.limit`.
+
+    `C_from_distance`, `C_from_gap` solve each hypothesis for $C$ at equality: the smallest
+    constant making it hold at a measured $\alpha$."""
+    w, wbar, v0, z = sp.symbols("w wbar v_0 z", real=True)
+    f = sp.Function("f")
+    df0 = sp.Subs(sp.Derivative(f(z), z), z, v0)
+
+    def fbar(v):
+        return f(v0) + df0 * (v - v0)
+
+    difference = alpha * f(w) - alpha * fbar(wbar)
+    decomposition = alpha * (f(w) - fbar(w)) + alpha * df0 * (w - wbar)
+    s = sp.Symbol("s", positive=True)
+    # ||D_w f(w0 + s (w - w0)) - D_w f(w0)|| <= M2 s d, applied to (w - w0) of norm d.
+    remainder = sp.integrate(M2 * (s * dist_T) * dist_T, (s, 0, 1))
+    sharp = alpha * (remainder + M1 * gap_T)
+    distance_hyp = C * sp.log(alpha) / alpha
+    gap_hyp = C * sp.log(alpha) / alpha**2
+    paper = sp.factor(sharp.subs({dist_T: distance_hyp, gap_T: gap_hyp}))
+
+    def exponent(e):
+        return sp.limit(sp.log(e) / sp.log(alpha), alpha, sp.oo)
+
+    rate = exponent(paper)
+    return Statement(
+        name="off_training_set",
+        title="||w(T) - w0|| <= C log(a)/a, ||w(T) - wbar(T)|| <= C log(a)/a^2, M1, M2 finite "
+        "on X: sup_X ||alpha f(w(T), x) - alpha fbar(wbar(T), x)|| "
+        "<= C (log a/a)(M1 + C M2 log(a)/2)",
+        hypotheses=(
+            "h(w0) = 0 (centered model or doubled init), so the two distance hypotheses hold",
+            "||w(T) - w0|| <= C log(alpha)/alpha, C independent of alpha",
+            "||w(T) - wbar(T)|| <= C log(alpha)/alpha^2, C independent of alpha",
+            "M1 = sup_x ||D_w f(w0, x)|| and M2 = sup_x Lip(D_w f(., x)) finite on X",
+        ),
+        exprs=(
+            ("difference", difference),
+            ("decomposition", decomposition),
+            ("taylor_remainder_bound", remainder),
+            ("sharp_bound", sharp),
+            ("distance_hypothesis", distance_hyp),
+            ("gap_hypothesis", gap_hyp),
+            ("C_from_distance", sp.solve(sp.Eq(dist_T, distance_hyp), C)[0]),
+            ("C_from_gap", sp.solve(sp.Eq(gap_T, gap_hyp), C)[0]),
+            ("paper_bound", paper),
+            ("exponent", rate),
+        ),
+        exponents=(
+            ("off_training_gap", float(rate)),
+            ("param_distance", float(exponent(distance_hyp))),
+            ("param_gap", float(exponent(gap_hyp))),
+        ),
+        notes="The exponent of C log(alpha)/alpha is -1 (local slope -1 + 1/log(alpha)); on a "
+        "finite horizon the distances decay as 1/alpha and 1/alpha^2 without the log, and the "
+        "measured slope is -1.",
+    )
+
+
 STATEMENTS = {
     "finite_horizon": finite_horizon,
     "over_parameterized": over_parameterized,
     "under_parameterized": under_parameterized,
     "scale_criterion": scale_criterion,
+    "off_training_set": off_training_set,
 }
+"""Each statement's function, by the theorem's name."""

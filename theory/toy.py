@@ -68,7 +68,7 @@ class GapSeries:
 
     $$\alpha^2 (w - \bar w)(t) = c_0(t) + \frac{c_1(t)}{\alpha} + O(\alpha^{-2}),$$
 
-    derived from the closed forms of [`scalar_model_flows`][]. `leading` is $c_0$ (the limit,
+    derived from the closed forms of [`theory.scalar_model_flows`][]. `leading` is $c_0$ (the limit,
     which the next-to-lazy equation also gives), `correction` is $c_1$; both are expressions in
     `t, w_0, y`.
     """

@@ -7,12 +7,14 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 - `check_over_parameterized`: the $C_0$ condition, the geometric envelope, the displacement bound
   and the uniform rates;
 - `check_under_parameterized`: the geometric rate and its independence of alpha;
-- `check_scale_criterion`, `check_width_law`: the scale criterion's laws.
+- `check_scale_criterion`, `check_width_law`: the scale criterion's laws;
+- `check_off_training_set`: the model against its linearization on held-out inputs, slope -1,
+  the sharp Taylor bound and the paper's form with the constants $M_1$, $M_2$ measured there.
 
 `run(theorem)` runs a theorem on its default problems (two non-convex toys, a neural net and a
 negative control where $h(w_0) \\neq 0$); `run(theorem, size="research")` runs the
 finite-horizon, next-to-lazy and scale-criterion checks on real-size nets instead
-([`research_problems`][], with the options of [`research_settings`][]).
+([`gradflow.check.research_problems`][], with the options of [`gradflow.check.research_settings`][]).
 """
 
 import functools
@@ -34,11 +36,13 @@ from ._next_to_lazy import (
     check_next_to_lazy as check_next_to_lazy,
     next_to_lazy as next_to_lazy,
 )
+from ._off_training_set import check_off_training_set as check_off_training_set
 from ._over_parameterized import check_over_parameterized as check_over_parameterized
 from ._problems import (
     NamedProblem as NamedProblem,
     ScaledModel as ScaledModel,
     diagonal_net as diagonal_net,
+    matrix_completion as matrix_completion,
     matrix_factorization as matrix_factorization,
     two_layer as two_layer,
     vgg_digits as vgg_digits,
@@ -55,7 +59,9 @@ THEOREMS = (
     "over_parameterized",
     "under_parameterized",
     "scale_criterion",
+    "off_training_set",
 )
+"""The theorems [`gradflow.check.run`][] (and `gradflow check NAME`) accept."""
 
 _CHECKS = {
     "next_to_lazy": check_next_to_lazy,
@@ -63,16 +69,20 @@ _CHECKS = {
     "over_parameterized": check_over_parameterized,
     "under_parameterized": check_under_parameterized,
     "scale_criterion": check_scale_criterion,
+    "off_training_set": check_off_training_set,
 }
 
 
 SIZES = ("default", "research")
+"""The problem sizes of [`gradflow.check.run`][] (and `gradflow check --size`)."""
 
 # The theorems with research-size problems. The over-parameterized theorem needs
 # alpha > ||y*|| / C0 with C0 ~ sigma_min^3 (sigma_min^2 = 7e-3 on the research two-layer net:
 # alpha of order 1e6 and beyond), and the under-parameterized one a constant-rank model with
-# fewer parameters than outputs: neither fits a real-size net; they run at the default size.
+# fewer parameters than outputs: neither fits a real-size net. They, and the off-training-set
+# check, run at the default size.
 RESEARCH_THEOREMS = ("next_to_lazy", "finite_horizon", "scale_criterion")
+"""The theorems with research-size problems ([`gradflow.check.research_problems`][])."""
 
 # Check options at research size. Tolerances: the finite-horizon flows at rtol 1e-6, so that
 # the references 1000x tighter (1e-9) stay affordable; the next-to-lazy flows and limit at 1e-9
@@ -117,7 +127,7 @@ _RESEARCH_PROBLEM_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
 def research_settings(theorem: str, problem: str | None = None) -> dict[str, Any]:
     """The keyword options `run(theorem, size="research")` passes to the check of `theorem`
     on the problem named `problem` (alphas, horizon, tolerances, estimator budgets; see each
-    check's arguments). Without `problem`, or for a problem not in [`research_problems`][],
+    check's arguments). Without `problem`, or for a problem not in [`gradflow.check.research_problems`][],
     the theorem's research options."""
     _validate(theorem, "research")
     return {
@@ -131,7 +141,7 @@ def research_problems(theorem: str) -> list[NamedProblem]:
 
     - a centered two-layer tanh net, n = 256 points on the sphere of radius sqrt(d) in d = 31
       (pre-activations of order one), m = 1024 neurons, p = m (d + 1) = 32 768;
-    - the VGG-style CNN [`vgg_digits`][]: channels (8, 8 | 16, 16), softplus and average
+    - the VGG-style CNN [`gradflow.check.vgg_digits`][]: channels (8, 8 | 16, 16), softplus and average
       pooling (smooth), p = 4 802, on 128 digits (1 280 outputs), centered, in tangent-kernel
       units;
     - for the finite-horizon and scale-criterion checks, the two-layer net without centering
@@ -154,12 +164,20 @@ def _research_nets() -> tuple[NamedProblem, NamedProblem, NamedProblem]:
 def default_problems(theorem: str, *, size: str = "default") -> list[NamedProblem]:
     """The problems `run` checks `theorem` on: two non-convex toys and a two-layer net where the
     hypotheses hold, and (except for the next-to-lazy and under-parameterized checks, which
-    require h(w0) = 0 outright) a negative control with h(w0) != 0. With `size="research"`:
-    [`research_problems`][]."""
+    require h(w0) = 0 outright) a negative control with h(w0) != 0. For the off-training-set
+    check the toys are matrix completion (the unobserved entries held out) and the diagonal net,
+    each problem with a held-out set. With `size="research"`: [`gradflow.check.research_problems`][]."""
     _validate(theorem, size)
     if size == "research":
         return research_problems(theorem)
     net = dict(samples=4, dim=8, width=32)
+    if theorem == "off_training_set":
+        return [
+            matrix_completion(),
+            diagonal_net(held_out=16),
+            two_layer(**net, held_out=16),
+            two_layer(**net, center=False, held_out=16),
+        ]
     if theorem == "under_parameterized":
         return [
             matrix_factorization(size=(4, 3), rank=1),
@@ -202,11 +220,12 @@ def run(
     **kwargs,
 ) -> list[CheckReport]:
     """Run the check of `theorem` (one of `THEOREMS`) on `problems` (default:
-    [`default_problems`][] of `size`); `**kwargs` go to the check function. `size` is
-    `"default"` (small problems, about 2 min for all theorems) or `"research"` (real-size nets,
-    for the theorems in `RESEARCH_THEOREMS`, with the options of [`research_settings`][],
-    which `**kwargs` override). For `"scale_criterion"`, `width_law=True` adds
-    [`check_width_law`][]. `callback(report)` is called after each.
+    [`gradflow.check.default_problems`][] of `size`); `**kwargs` go to the check function.
+    `size` is `"default"` (small problems, about 2 min for all theorems) or `"research"`
+    (real-size nets, for the theorems in `RESEARCH_THEOREMS`, with the options of
+    [`gradflow.check.research_settings`][], which `**kwargs` override). For
+    `"scale_criterion"`, `width_law=True` adds [`gradflow.check.check_width_law`][].
+    `callback(report)` is called after each.
 
     **Returns:** the list of [`gradflow.check.CheckReport`][]s.
     """

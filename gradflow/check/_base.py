@@ -105,12 +105,12 @@ class CheckReport(eqx.Module):
     """The result of one theorem check on one problem.
 
     - `hypotheses`: each assumption with `holds` and the numbers behind it.
-    - `exponents`, `constants`, `bounds`: the comparisons ([`ExponentCheck`][],
-      [`ConstantCheck`][], [`BoundCheck`][]).
+    - `exponents`, `constants`, `bounds`: the comparisons ([`gradflow.check.ExponentCheck`][],
+      [`gradflow.check.ConstantCheck`][], [`gradflow.check.BoundCheck`][]).
     - `estimates`: `(name, value, how)` triples: the constants the bounds used and how they were
       estimated (several are lower-bound estimates, see [`gradflow.lipschitz_dh`][]).
-    - `curves`: predicted against measured curves over time ([`Curve`][]), where the theorem
-      predicts a whole curve.
+    - `curves`: predicted against measured curves over time ([`gradflow.check.Curve`][]),
+      where the theorem predicts a whole curve.
     - `verdict`: `"pass"`, `"FAIL"`, `"hypotheses fail: no decay, as predicted"` (a negative
       control that behaves as the theory says), or `"hypotheses fail"`.
     """

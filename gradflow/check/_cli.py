@@ -13,6 +13,7 @@ _NAMES = (
     "over_parameterized",
     "under_parameterized",
     "scale_criterion",
+    "off_training_set",
 )
 # Mirrors gradflow.check.RESEARCH_THEOREMS without importing JAX before the arguments are parsed.
 _RESEARCH = ("next_to_lazy", "finite_horizon", "scale_criterion")
@@ -26,7 +27,10 @@ def add_parser(subparsers) -> None:
         description=(
             "Check each theorem of Chizat, Oyallon & Bach (2019), derived symbolically in "
             "`theory/`, on two non-convex toy problems (matrix factorization, a diagonal linear "
-            "net), a two-layer net and a negative control with h(w0) != 0. Prints a table "
+            "net), a two-layer net and a negative control with h(w0) != 0 (off_training_set: "
+            "matrix completion with the unobserved entries held out, and held-out inputs for "
+            "the others). Theorems: next_to_lazy, finite_horizon, over_parameterized, "
+            "under_parameterized, scale_criterion, off_training_set. Prints a table "
             "(theorem, problem, quantity, prediction, measurement, margin, verdict), writes "
             "check.json and one figure per check (measured quantities against alpha on log-log "
             "axes with fitted and predicted slopes; observed against bound over time). "

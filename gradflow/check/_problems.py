@@ -13,23 +13,41 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import data as gdata
 from .._estimators import tangent_spectrum
 from .._losses import SquareLoss
 from .._problem import Problem
-from .._typing import Array, Params
-from ..models import VGG, DiagonalNet, LinearNet, TwoLayer
+from .._typing import Array, Inputs, Params
+from ..models import VGG, DiagonalNet, LinearNet, MatrixCompletion, TwoLayer
 
 
 class NamedProblem(NamedTuple):
-    """A problem with a name, a one-line description, and its homogeneity degree `q`
-    ($h(\\tau w) = \\tau^q h(w)$ for the uncentered model), or `None`."""
+    """A problem with a name, a one-line description, its homogeneity degree `q`
+    ($h(\\tau w) = \\tau^q h(w)$ for the uncentered model) or `None`, and `held_out`: inputs
+    off the training set (same structure as `problem.inputs`, leading axis the points) on which
+    [`gradflow.check.check_off_training_set`][] compares the model with its linearization, or
+    `None`."""
 
     name: str
     description: str
     problem: Problem
     degree: int | None = None
+    held_out: Inputs | None = None
+
+
+def _held_out_key(seed: int):
+    # A key of its own, so that asking for held-out points leaves the training data unchanged.
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
+
+
+def _count(held_out: int) -> int:
+    if int(held_out) != held_out or held_out < 0:
+        raise ValueError(
+            f"`held_out` is a number of held-out points, an integer >= 0; got {held_out!r}."
+        )
+    return int(held_out)
 
 
 def _sphere(key, n, d):
@@ -71,10 +89,11 @@ def diagonal_net(
     depth: int = 2,
     target_scale: float = 0.1,
     center: bool = True,
+    held_out: int = 0,
 ) -> NamedProblem:
     """A depth-`depth` [`gradflow.models.DiagonalNet`][] regressing a sparse linear teacher on
     Gaussian inputs; over-parameterized when `samples <= dim` (then $Dh(w_0)$ has rank
-    `samples`)."""
+    `samples`). `held_out > 0` adds that many fresh Gaussian inputs as the held-out set."""
     kx, kp = jax.random.split(jax.random.PRNGKey(seed))
     x = jax.random.normal(kx, (samples, dim))
     beta = jnp.zeros(dim).at[0].set(1.0).at[1].set(-0.5)
@@ -90,9 +109,11 @@ def diagonal_net(
     return NamedProblem(
         f"diagonal-L{depth}-n{samples}-d{dim}" + ("" if center else "-uncentered"),
         f"depth-{depth} diagonal linear net, n={samples}, d={dim} ({kind}-parameterized), "
-        + ("centered" if center else "NOT centered"),
+        + ("centered" if center else "NOT centered")
+        + (f", {held_out} held-out inputs" if held_out else ""),
         problem,
         None if center else depth,
+        jax.random.normal(_held_out_key(seed), (held_out, dim)) if _count(held_out) else None,
     )
 
 
@@ -107,10 +128,12 @@ def two_layer(
     center: bool = True,
     symmetric: bool = False,
     input_scale: float = 1.0,
+    held_out: int = 0,
 ) -> NamedProblem:
     """A two-layer [`gradflow.models.TwoLayer`][] net ($1/\\sqrt m$ scaling) on inputs uniform on
     the sphere of radius `input_scale`, targets from a random tanh teacher of width 3, scaled by
-    `target_scale`."""
+    `target_scale`. `held_out > 0` adds that many fresh points of the same sphere as the
+    held-out set."""
     kx, kt, kb, kp = jax.random.split(jax.random.PRNGKey(seed), 4)
     x = input_scale * _sphere(kx, samples, dim)
     a = jax.random.normal(kt, (3, dim)) / input_scale
@@ -121,13 +144,55 @@ def two_layer(
     p = width * (dim + 1)
     kind = "over" if p >= samples else "under"
     how = "centered" if center else ("doubled init" if symmetric else "NOT centered")
+    extra = _count(held_out)
     return NamedProblem(
         f"twolayer-{activation}-n{samples}-m{width}"
         + ("" if center else ("-doubled" if symmetric else "-uncentered")),
         f"two-layer {activation} net, n={samples}, d={dim}, m={width} "
-        f"({kind}-parameterized), {how}",
+        f"({kind}-parameterized), {how}" + (f", {extra} held-out inputs" if extra else ""),
         problem,
         2 if (activation == "relu" and not center) else None,
+        input_scale * _sphere(_held_out_key(seed), extra, dim) if extra else None,
+    )
+
+
+def matrix_completion(
+    *,
+    seed: int = 0,
+    size: tuple[int, int] = (4, 3),
+    rank: int = 2,
+    observed: int = 8,
+    target_scale: float = 0.1,
+    center: bool = True,
+) -> NamedProblem:
+    """Matrix completion with a [`gradflow.models.MatrixCompletion`][] of rank `rank`:
+    `observed` random entries of a rank-one `size` matrix (times `target_scale`) are the
+    training set, the other entries the held-out set. Over-parameterized when
+    `rank * (d + k) >= observed`."""
+    d, k = size
+    if not 0 < observed < d * k:
+        raise ValueError(
+            f"`observed` must be between 1 and {d * k - 1} (the {d}x{k} matrix needs at least "
+            f"one held-out entry); got {observed}."
+        )
+    kp, kt, ko = jax.random.split(jax.random.PRNGKey(seed), 3)
+    uv = np.asarray(jax.random.normal(kt, (d + k,)))
+    truth = target_scale * np.outer(uv[:d], uv[d:])
+    order = np.argsort(np.asarray(jax.random.uniform(ko, (d * k,))))
+    train, test = order[:observed], order[observed:]
+    model = MatrixCompletion()
+    inputs = MatrixCompletion.entries(train // k, train % k, size)
+    targets = truth.reshape(-1)[train][:, None]
+    problem = Problem(model, model.init(kp, d, rank, k), inputs, SquareLoss(targets), center=center)
+    kind = "over" if rank * (d + k) >= observed else "under"
+    return NamedProblem(
+        f"matcomp-{d}x{k}-r{rank}-obs{observed}" + ("" if center else "-uncentered"),
+        f"matrix completion {d}x{k}, rank {rank}, {observed} observed entries "
+        f"({kind}-parameterized), {d * k - observed} held out, "
+        + ("centered" if center else "NOT centered: h(w0) != 0"),
+        problem,
+        None if center else 2,
+        MatrixCompletion.entries(test // k, test % k, size),
     )
 
 

@@ -33,3 +33,4 @@ EXPERIMENTS: dict[str, type[AbstractExperiment]] = {
         TensorCompletion,
     )
 }
+"""Each experiment's class, by the name `gradflow reproduce NAME` takes."""

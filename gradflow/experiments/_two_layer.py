@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import models
 from .._auto import batch_stiffness, choose_solver
+from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
-from .._typing import Array, Params
+from .._typing import Array, ArrayLike, Params
 
 
 def paper_model(width: int) -> models.TwoLayer:
@@ -149,4 +150,30 @@ def flow_solver(problems: Problem, rtol: float, t1: float) -> tuple[Any, dict[st
         "solver_reason": picked.reason + " (the stiffest trial)",
         "stiffness": picked.stiffness,
         "rtol": rtol,
+    }
+
+
+def linear_baseline(
+    problem: Problem, ts: ArrayLike, x_test: Array, y_test: Array
+) -> dict[str, Array]:
+    """The linearized model trained exactly (square loss, [`gradflow.linear_flow_closed_form`][])
+    at the save times `ts` (the last is the horizon) and to convergence (`t = inf`: ridgeless
+    regression with the tangent kernel at init), evaluated on the test set: the lazy limit a
+    trained net's test loss is compared against. Runs under `jax.vmap` (batched problems and
+    test sets).
+
+    **Returns:** a dict with `test_loss` and `train_loss` (arrays over `ts`), `test_loss_end`,
+    `test_loss_inf` (test losses at the horizon and at infinity) and `train_loss_end`.
+    """
+    times = jnp.concatenate([jnp.asarray(ts, problem.dtype).reshape(-1), jnp.array([jnp.inf])])
+    outs, params = linear_flow_closed_form(problem, times)
+    loss = SquareLoss(y_test)
+    test = jax.vmap(lambda p: loss(problem.predict_linear(p, x_test)))(params)
+    train = jax.vmap(problem.loss)(outs)
+    return {
+        "test_loss": test[:-1],
+        "train_loss": train[:-1],
+        "test_loss_end": test[-2],
+        "test_loss_inf": test[-1],
+        "train_loss_end": train[-2],
     }

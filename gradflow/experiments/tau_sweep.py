@@ -9,8 +9,15 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from ._two_layer import flow_solver, paper_init, paper_learning_rate, paper_problem, paper_train
+from ._base import AbstractExperiment, log_spaced_steps, mean_std, pyplot, savefig
+from ._two_layer import (
+    flow_solver,
+    linear_baseline,
+    paper_init,
+    paper_learning_rate,
+    paper_problem,
+    paper_train,
+)
 
 
 def _range(values: Any) -> tuple[float, float]:
@@ -25,6 +32,40 @@ def band(rows: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]
     lo = np.asarray([r[f"test_{kind}_min"] for r in rows], dtype=float)
     hi = np.asarray([r[f"test_{kind}_max"] for r in rows], dtype=float)
     return lo, hi
+
+
+def _mean_or_none(values: Any) -> float | None:
+    return None if values is None else mean_std(values)[0]
+
+
+def _ratio_mean(num: Any, den: Any) -> float | None:
+    """Mean over the trials of num / den - 1 (each trial against its own linearized model)."""
+    if den is None:
+        return None
+    a = np.asarray([np.nan if x is None else x for x in num], dtype=float)
+    b = np.asarray([np.nan if x is None else x for x in den], dtype=float)
+    r = a / b - 1.0
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if r.size else float("nan")
+
+
+def plateau_check(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Whether the lazy plateau equals the linearized model: at the largest `tau`, the mean over
+    the trials of (net's end-of-training test loss) / (its linearized model's test loss at the
+    same horizon) - 1, within `tolerance` in absolute value. Also lists that relative
+    difference at every tau >= 1."""
+    top = max(rows, key=lambda r: r["tau"])
+    diff = top["end_over_linear_mean"]
+    diff = float("nan") if diff is None else diff
+    return {
+        "tau": top["tau"],
+        "relative_difference": diff,
+        "tolerance": tolerance,
+        "holds": bool(np.isfinite(diff) and abs(diff) <= tolerance),
+        "relative_difference_by_tau": {
+            f"{r['tau']:.6g}": r["end_over_linear_mean"] for r in rows if r["tau"] >= 1.0
+        },
+    }
 
 
 def _check_positive(**values: Any) -> None:
@@ -69,6 +110,7 @@ class TauSweep(AbstractExperiment):
     seed: int = 0
     method: str = "gd"
     flow_rtol: float = 1e-3
+    plateau_tolerance: float = 0.05
 
     options_help: ClassVar[dict[str, str]] = {
         "dim": "input dimension d",
@@ -87,7 +129,11 @@ class TauSweep(AbstractExperiment):
         "seed": "PRNG seed of the trials",
         "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
         "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
-        "where the flow is stiff)",
+        "where the flow is stiff); linear: only the linearized model, trained exactly (closed "
+        "form) over the same horizon",
+        "plateau_tolerance": "the lazy plateau equals the linearized model if, at the largest "
+        "tau, the mean relative difference of the end-of-training test loss from the linearized "
+        "model's (trained exactly over the same horizon) is at most this",
         "flow_rtol": "relative tolerance of the flow (method=flow) for tau <= 1, flow_rtol / tau "
         "above (at a given tolerance the output error grows with tau: 2e-4 at tau = 1 and 2e-3 "
         "at tau = 10 for rtol 1e-3); atol = rtol / 100",
@@ -109,8 +155,10 @@ class TauSweep(AbstractExperiment):
         )
 
     def validate(self) -> None:
-        if self.method not in ("gd", "flow"):
-            raise ValueError(f"Option `method` must be 'gd' or 'flow'; got {self.method!r}.")
+        if self.method not in ("gd", "flow", "linear"):
+            raise ValueError(
+                f"Option `method` must be 'gd', 'flow' or 'linear'; got {self.method!r}."
+            )
         if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
             raise ValueError(
                 f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
@@ -125,6 +173,7 @@ class TauSweep(AbstractExperiment):
             lazy_step=self.lazy_step,
             log10_tau_step=self.log10_tau_step,
             num_saves=self.num_saves,
+            plateau_tolerance=self.plateau_tolerance,
         )
         if self.width < 2 or self.width % 2:
             raise ValueError(
@@ -151,6 +200,8 @@ class TauSweep(AbstractExperiment):
     def _method_label(self) -> str:
         if self.method == "gd":
             return "GD steps"
+        if self.method == "linear":
+            return "GD steps' time, linearized model only (exact)"
         return f"GD steps' time as a gradient flow (auto, rtol {self.flow_rtol:g} / max(1, tau))"
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
@@ -166,26 +217,39 @@ class TauSweep(AbstractExperiment):
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )
-        solver, flow = None, {}
-        if self.method == "flow":
-            problems = eqx.filter_vmap(lambda k: self._trial(k, tau)[0])(keys)
-            t1 = self.num_steps * paper_learning_rate(self.width, self.step(tau))
-            solver, flow = flow_solver(problems, self.rtol(tau), t1)
+        eta = paper_learning_rate(self.width, self.step(tau))
+        t1 = self.num_steps * eta
+        iters = log_spaced_steps(self.num_steps, self.num_saves)
 
-        def one_trial(key):
+        def one_baseline(key):
             problem, data = self._trial(key, tau)
-            return paper_train(
-                problem,
-                step=self.step(tau),
-                num_steps=self.num_steps,
-                x_test=data.x_test,
-                y_test=data.y_test,
-                num_saves=self.num_saves,
-                solver=solver,
-                rtol=self.rtol(tau),
-            )
+            return linear_baseline(problem, iters * eta, data.x_test, data.y_test)
 
-        out = eqx.filter_vmap(one_trial)(keys)
+        linear = eqx.filter_vmap(one_baseline)(keys)
+        solver, flow = None, {}
+        if self.method == "linear":
+            zeros = np.zeros(self.trials, dtype=int)
+            out = {**linear, "iterations": np.tile(iters, (self.trials, 1))}
+            out.update(result=zeros, evaluations=zeros)
+        else:
+            if self.method == "flow":
+                problems = eqx.filter_vmap(lambda k: self._trial(k, tau)[0])(keys)
+                solver, flow = flow_solver(problems, self.rtol(tau), t1)
+
+            def one_trial(key):
+                problem, data = self._trial(key, tau)
+                return paper_train(
+                    problem,
+                    step=self.step(tau),
+                    num_steps=self.num_steps,
+                    x_test=data.x_test,
+                    y_test=data.y_test,
+                    num_saves=self.num_saves,
+                    solver=solver,
+                    rtol=self.rtol(tau),
+                )
+
+            out = eqx.filter_vmap(one_trial)(keys)
         test = np.asarray(out["test_loss"])
         train = np.asarray(out["train_loss"])
         ok = np.asarray(out["result"]) == 0
@@ -201,6 +265,8 @@ class TauSweep(AbstractExperiment):
             "method": self.method,
             "flow": flow,
             "evaluations": np.asarray(out["evaluations"]),
+            "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
+            "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -232,6 +298,12 @@ class TauSweep(AbstractExperiment):
                     "evaluations_mean": mean_std(rec["evaluations"])[0]
                     if "evaluations" in rec
                     else None,
+                    # Points stored before the baseline existed have none: None.
+                    "linear_end_mean": _mean_or_none(rec.get("linear_test_loss_end")),
+                    "linear_inf_mean": _mean_or_none(rec.get("linear_test_loss_inf")),
+                    "end_over_linear_mean": _ratio_mean(
+                        rec["test_loss_end"], rec.get("linear_test_loss_end")
+                    ),
                 }
             )
         summary: dict[str, Any] = {"rows": rows}
@@ -240,6 +312,8 @@ class TauSweep(AbstractExperiment):
         if lo and hi:
             summary["ratio_end_tau10_over_tau0.01"] = hi["test_end_mean"] / lo["test_end_mean"]
             summary["ratio_best_tau10_over_tau0.01"] = hi["test_best_mean"] / lo["test_best_mean"]
+        if rows and rows[-1]["end_over_linear_mean"] is not None:
+            summary["lazy_plateau_vs_linear"] = plateau_check(rows, self.plateau_tolerance)
         return summary
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -257,6 +331,25 @@ class TauSweep(AbstractExperiment):
                 ax.fill_between(tau, lo, hi, color="0.85", lw=0)
                 ax.plot(tau, m, style, color="k", lw=2.5, label=f"{label} (mean)")
             ax.fill_between([], [], [], color="0.85", label="range over the trials")
+            if self.method != "linear" and rows[0].get("linear_end_mean") is not None:
+                lin = np.array([r["linear_end_mean"] for r in rows], dtype=float)
+                inf = np.array([r["linear_inf_mean"] for r in rows], dtype=float)
+                ax.plot(
+                    tau,
+                    lin,
+                    "--",
+                    color="tab:red",
+                    lw=1.8,
+                    label="linearized model, same horizon (exact)",
+                )
+                ax.plot(
+                    tau,
+                    inf,
+                    "-.",
+                    color="tab:blue",
+                    lw=1.2,
+                    label=r"linearized model, $t = \infty$ (kernel regression)",
+                )
         # Losses are positive and span decades: log axes, and a band (min to max over the
         # trials) that cannot cross zero the way mean - std does.
         ax.set_xscale("log")
@@ -269,5 +362,5 @@ class TauSweep(AbstractExperiment):
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         return [savefig(fig, folder / f"{self.name}.png")]

@@ -6,11 +6,20 @@ from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
+from .._kernel_flow import infinite_width_flow
 from ._base import AbstractExperiment, mean_std, pyplot, savefig
-from ._two_layer import flow_solver, paper_init, paper_learning_rate, paper_problem, paper_train
+from ._two_layer import (
+    flow_solver,
+    linear_baseline,
+    paper_init,
+    paper_learning_rate,
+    paper_problem,
+    paper_train,
+)
 from .tau_sweep import _check_positive
 
 # The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
@@ -48,6 +57,7 @@ class WidthSweep(AbstractExperiment):
     seed: int = 0
     method: str = "gd"
     flow_rtol: float = 1e-4
+    flow_min_width: int = 1
 
     options_help: ClassVar[dict[str, str]] = {
         "widths": "student widths m (comma-separated integers); one point per width and scaling",
@@ -63,8 +73,10 @@ class WidthSweep(AbstractExperiment):
         "seed": "PRNG seed of the trials",
         "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
         "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
-        "where the flow is stiff)",
+        "where the flow is stiff); or per scaling, e.g. sqrt=flow,mean_field=gd",
         "flow_rtol": "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
+        "flow_min_width": "widths below this run the paper's GD even where `method` says flow "
+        "(at small m the flows cross ReLU kinks all along and gain nothing)",
     }
 
     @classmethod
@@ -80,8 +92,7 @@ class WidthSweep(AbstractExperiment):
         )
 
     def validate(self) -> None:
-        if self.method not in ("gd", "flow"):
-            raise ValueError(f"Option `method` must be 'gd' or 'flow'; got {self.method!r}.")
+        self.methods()
         if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
             raise ValueError(
                 f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
@@ -94,6 +105,7 @@ class WidthSweep(AbstractExperiment):
             num_steps=self.num_steps,
             teacher_scale=self.teacher_scale,
             num_saves=self.num_saves,
+            flow_min_width=self.flow_min_width,
         )
         if not self.widths or any(int(m) < 1 for m in self.widths):
             raise ValueError(f"Option `widths` must be positive integers; got {self.widths}.")
@@ -103,14 +115,91 @@ class WidthSweep(AbstractExperiment):
                 f"Option `scalings` must be among {sorted(_SCALINGS)}; got {self.scalings}."
             )
 
+    def methods(self) -> dict[str, str]:
+        """The method of each scaling: `method` is `"gd"`, `"flow"`, or per scaling, e.g.
+        `"sqrt=flow,mean_field=gd"` (a scaling not named runs GD)."""
+        text = str(self.method)
+        if text in ("gd", "flow"):
+            return {s: text for s in _SCALINGS}
+        out = {s: "gd" for s in _SCALINGS}
+        for part in text.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or name.strip() not in _SCALINGS or value.strip() not in ("gd", "flow"):
+                raise ValueError(
+                    "Option `method` must be 'gd', 'flow', or per scaling such as "
+                    f"'sqrt=flow,mean_field=gd' (scalings {sorted(_SCALINGS)}); got {text!r}."
+                )
+            out[name.strip()] = value.strip()
+        return out
+
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
+        pts = [
             (f"{s}_m={m}", {"scaling": s, "width": int(m)})
             for s in self.scalings
             for m in self.widths
         ]
+        if "sqrt" in self.scalings:
+            # The m -> infinity limit of the lazy 1/sqrt(m) net: kernel regression with the
+            # infinite-width tangent kernel (width 0 stands for infinity in the point).
+            pts.append(("sqrt_m=inf", {"scaling": "sqrt", "width": 0}))
+        return pts
+
+    def kernel_limit(self) -> dict[str, Any]:
+        """Each trial's infinite-width lazy model ([`gradflow.infinite_width_flow`][]: the
+        arc-cosine tangent kernel of $a \\sim N(0, I_d)$, $b \\sim N(0, 1)$, the init output a
+        Gaussian process) trained over the horizon of the $1/\\sqrt m$ runs, $t_1$ =
+        `num_steps` (the learning rate on $F_\\alpha$ is $(1/m) \\cdot m = 1$), and to
+        $t = \\infty$: the expected test loss over the random init, per trial."""
+        t1 = self.num_steps * paper_learning_rate(1, _SCALINGS["sqrt"][1])
+        end, inf, var = [], [], []
+        for trial in range(self.trials):
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
+            kd, _ = jax.random.split(key)
+            data = gdata.teacher_student(
+                kd, self.n_train, self.n_test, self.dim, output_scale=self.teacher_scale
+            )
+            res = infinite_width_flow(
+                data.x_train,
+                data.y_train,
+                data.x_test,
+                data.y_test,
+                [t1, np.inf],
+                activation="relu",
+                input_var=1.0,
+                output_var=1.0,
+            )
+            loss = np.asarray(res.expected_test_loss)
+            end.append(float(loss[0]))
+            inf.append(float(loss[1]))
+            var.append(float(np.asarray(res.test_variance)[0]))
+        return {
+            "output_scale": 0.0,
+            "step": 0.0,
+            "test_loss_end": np.asarray(end),
+            "test_loss_best": np.asarray(end),
+            "train_loss_end": np.full(self.trials, np.nan),
+            "diverged_trials": 0,
+            "method": "kernel",
+            "flow": {},
+            "evaluations": np.zeros(self.trials, dtype=int),
+            "linear_test_loss_end": np.asarray(end),
+            "linear_test_loss_inf": np.asarray(inf),
+            "init_variance_part_end": np.asarray(var),
+        }
+
+    def _method_label(self) -> str:
+        flows = [s for s, m in self.methods().items() if m == "flow" and s in self.scalings]
+        if not flows:
+            return ""
+        names = {"sqrt": "1/sqrt(m)", "mean_field": "1/m"}
+        which = " and ".join(names[s] for s in flows)
+        if self.flow_min_width > min(self.widths):
+            which += f", m >= {self.flow_min_width}"
+        return f" ({which}: as a flow, rtol {self.flow_rtol:g})"
 
     def run_point(self, *, scaling: str, width: int) -> dict[str, Any]:
+        if width == 0:
+            return self.kernel_limit()
         power, step_factor = _SCALINGS[scaling]
         s = float(width) ** -power
         step = step_factor / width
@@ -127,11 +216,18 @@ class WidthSweep(AbstractExperiment):
             params = paper_init(kp, width, self.dim, doubled=False)
             return paper_problem(params, data.x_train, data.y_train, s), data
 
+        t1 = self.num_steps * paper_learning_rate(width, step)
         solver, flow = None, {}
-        if self.method == "flow":
+        method = self.methods()[scaling] if width >= self.flow_min_width else "gd"
+        if method == "flow":
             problems = eqx.filter_vmap(lambda k: build(k)[0])(keys)
-            t1 = self.num_steps * paper_learning_rate(width, step)
             solver, flow = flow_solver(problems, self.flow_rtol, t1)
+
+        def one_baseline(key):
+            problem, data = build(key)
+            return linear_baseline(problem, jnp.array([t1]), data.x_test, data.y_test)
+
+        linear = eqx.filter_vmap(one_baseline)(keys)
 
         def one_trial(key):
             problem, data = build(key)
@@ -157,14 +253,18 @@ class WidthSweep(AbstractExperiment):
             "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
             "train_loss_end": np.where(ok, train[:, -1], np.nan),
             "diverged_trials": int(np.sum(~ok)),
-            "method": self.method,
+            "method": method,
             "flow": flow,
             "evaluations": np.asarray(out["evaluations"]),
+            "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
+            "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         rows = []
-        for rec in sorted(records.values(), key=lambda r: (r["scaling"], r["width"])):
+        limit = next((r for r in records.values() if r["width"] == 0), None)
+        finite = [r for r in records.values() if r["width"] != 0]
+        for rec in sorted(finite, key=lambda r: (r["scaling"], r["width"])):
             end = mean_std(rec["test_loss_end"])
             best = mean_std(rec["test_loss_best"])
             rows.append(
@@ -178,6 +278,11 @@ class WidthSweep(AbstractExperiment):
                     "trials": end[2],
                     "diverged_trials": rec["diverged_trials"],
                     "seconds": rec.get("seconds"),
+                    "linear_end_mean": mean_std(rec["linear_test_loss_end"])[0],
+                    "linear_inf_mean": mean_std(rec["linear_test_loss_inf"])[0],
+                    "method": rec.get("method", "gd"),
+                    "solver": (rec.get("flow") or {}).get("solver", "GradientDescent"),
+                    "evaluations_mean": mean_std(rec["evaluations"])[0],
                 }
             )
         summary: dict[str, Any] = {"rows": rows}
@@ -187,6 +292,20 @@ class WidthSweep(AbstractExperiment):
         if both:
             summary["mean_field_below_sqrt_for_m_ge_128"] = all(mf[m] < sq[m] for m in both)
             summary["ratio_sqrt_over_mean_field_at_largest_m"] = sq[both[-1]] / mf[both[-1]]
+        if limit is not None:
+            end, inf = mean_std(limit["test_loss_end"]), mean_std(limit["linear_test_loss_inf"])
+            summary["kernel_limit"] = {
+                "what": "infinite-width lazy model of the 1/sqrt(m) net: kernel regression with "
+                "the arc-cosine tangent kernel, expected test loss over the random init",
+                "test_end_mean": end[0],
+                "test_end_std": end[1],
+                "test_inf_mean": inf[0],
+                "init_variance_part_end_mean": mean_std(limit["init_variance_part_end"])[0],
+                "trials": end[2],
+            }
+            if sq:
+                top = max(sq)
+                summary["kernel_limit"]["sqrt_at_largest_m_over_limit"] = sq[top] / end[0]
         return summary
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -221,13 +340,27 @@ class WidthSweep(AbstractExperiment):
             )
             ax.loglog(m, shown, "o-", color=color, label=labels[scaling])
             ax.loglog(m[low], shown[low], "v", color=color, ms=10)
+            lin = np.array([r["linear_end_mean"] for r in rows], dtype=float)
+            ax.loglog(m, np.maximum(lin, floor), "--", color=color, lw=1.2, alpha=0.8)
+        ax.plot(
+            [], [], "--", color="0.3", lw=1.2, label="its linearized model, same horizon (exact)"
+        )
+        limit = summary.get("kernel_limit")
+        if limit is not None and np.isfinite(limit["test_end_mean"]):
+            ax.axhline(
+                limit["test_end_mean"],
+                color="tab:red",
+                ls=":",
+                lw=1.5,
+                label=r"$m \to \infty$, $1/\sqrt{m}$: infinite-width kernel regression",
+            )
         if clipped:
             ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
         ax.set_xlabel("width $m$")
         ax.set_ylabel("test loss at the end of training (mean ± std)")
         ax.set_title(
             f"Test loss vs width: d={self.dim}, n={self.n_train}, teacher x{self.teacher_scale:g}, "
-            f"{self.num_steps} {'GD steps' if self.method == 'gd' else 'GD steps as a flow'}, "
+            f"{self.num_steps} GD steps{self._method_label()}, "
             f"{self.trials} trial(s)",
             fontsize=10,
         )

@@ -16,5 +16,9 @@ from ._base import AbstractModel as AbstractModel
 from .cnn import VGG as VGG
 from .diagonal import DiagonalNet as DiagonalNet
 from .tensor import TensorDecomposition as TensorDecomposition
-from .toy import LinearNet as LinearNet, ScalarSquare as ScalarSquare
+from .toy import (
+    LinearNet as LinearNet,
+    MatrixCompletion as MatrixCompletion,
+    ScalarSquare as ScalarSquare,
+)
 from .two_layer import TwoLayer as TwoLayer, symmetric_init as symmetric_init

@@ -25,3 +25,4 @@ def quadratic(z):
 
 
 ACTIVATIONS = {"relu": relu, "tanh": tanh, "softplus": softplus, "quadratic": quadratic}
+"""The activations [`gradflow.models.TwoLayer`][] takes, by name."""
