@@ -14,7 +14,8 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 `run(theorem)` runs a theorem on its default problems (two non-convex toys, a neural net and a
 negative control where $h(w_0) \\neq 0$); `run(theorem, size="research")` runs the
 finite-horizon, next-to-lazy and scale-criterion checks on real-size nets instead
-([`gradflow.check.research_problems`][], with the options of [`gradflow.check.research_settings`][]).
+([`gradflow.check.research_problems`][], with the options of
+[`gradflow.check.research_settings`][]).
 """
 
 import functools
@@ -127,8 +128,8 @@ _RESEARCH_PROBLEM_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
 def research_settings(theorem: str, problem: str | None = None) -> dict[str, Any]:
     """The keyword options `run(theorem, size="research")` passes to the check of `theorem`
     on the problem named `problem` (alphas, horizon, tolerances, estimator budgets; see each
-    check's arguments). Without `problem`, or for a problem not in [`gradflow.check.research_problems`][],
-    the theorem's research options."""
+    check's arguments). Without `problem`, or for a problem not in
+    [`gradflow.check.research_problems`][], the theorem's research options."""
     _validate(theorem, "research")
     return {
         **_RESEARCH_SETTINGS[theorem],
@@ -141,9 +142,9 @@ def research_problems(theorem: str) -> list[NamedProblem]:
 
     - a centered two-layer tanh net, n = 256 points on the sphere of radius sqrt(d) in d = 31
       (pre-activations of order one), m = 1024 neurons, p = m (d + 1) = 32 768;
-    - the VGG-style CNN [`gradflow.check.vgg_digits`][]: channels (8, 8 | 16, 16), softplus and average
-      pooling (smooth), p = 4 802, on 128 digits (1 280 outputs), centered, in tangent-kernel
-      units;
+    - the VGG-style CNN [`gradflow.check.vgg_digits`][]: channels (8, 8 | 16, 16), softplus
+      and average pooling (smooth), p = 4 802, on 128 digits (1 280 outputs), centered, in
+      tangent-kernel units;
     - for the finite-horizon and scale-criterion checks, the two-layer net without centering
       (h(w0) != 0) as a negative control.
     """
@@ -166,7 +167,8 @@ def default_problems(theorem: str, *, size: str = "default") -> list[NamedProble
     hypotheses hold, and (except for the next-to-lazy and under-parameterized checks, which
     require h(w0) = 0 outright) a negative control with h(w0) != 0. For the off-training-set
     check the toys are matrix completion (the unobserved entries held out) and the diagonal net,
-    each problem with a held-out set. With `size="research"`: [`gradflow.check.research_problems`][]."""
+    each problem with a held-out set. With `size="research"`:
+    [`gradflow.check.research_problems`][]."""
     _validate(theorem, size)
     if size == "research":
         return research_problems(theorem)
