@@ -174,10 +174,10 @@ def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
 
 
 def test_research_size_builds_real_size_problems():
-    # Sizes only: the research-size checks themselves take about half an hour
-    # (`gradflow check all --size research`, docs/theory.md) and are not run here.
-    import inspect
-
+    # Sizes only: the research-size checks themselves take over ten minutes
+    # (`gradflow check all --size research`, docs/theory.md) and are not run here. Most of
+    # this test's time is XLA compiling the initializers' random draws and the CNN's
+    # normalization.
     fh = gf.check.default_problems("finite_horizon", size="research")
     assert [s.name for s in fh] == [
         "twolayer-tanh-n256-m1024",
@@ -200,9 +200,19 @@ def test_research_size_builds_real_size_problems():
     # The research nets are built once per process and shared by the three theorems.
     assert gf.check.research_problems("next_to_lazy")[1] is fh[1]
     assert len(gf.check.research_problems("scale_criterion")) == 3
+
+
+def test_research_settings_are_options_of_the_checks():
+    import inspect
+
     for theorem in gf.check.RESEARCH_THEOREMS:
-        options = inspect.signature(gf.check._CHECKS[theorem]).parameters
-        assert set(gf.check.research_settings(theorem)) <= set(options)
+        options = set(inspect.signature(gf.check._CHECKS[theorem]).parameters)
+        for name in (None, "twolayer-tanh-n256-m1024", "vgg-8-8-16-16-softplus-digits-n128"):
+            assert set(gf.check.research_settings(theorem, name)) <= options
+    # The CNN's next-to-lazy grid starts where its expansion is asymptotic (alpha ~ 100).
+    cnn = gf.check.research_settings("next_to_lazy", "vgg-8-8-16-16-softplus-digits-n128")
+    assert cnn["alphas"] == (100.0, 300.0, 1000.0) and cnn["rtol"] == 1e-9
+    assert gf.check.research_settings("next_to_lazy")["alphas"] == (10.0, 30.0, 100.0)
 
 
 def test_bad_size_is_refused():
@@ -232,7 +242,8 @@ def test_cli_check_size_research(tmp_path, monkeypatch, capsys):
     assert cli.main(["check", "all", "--size", "research", "--out", out, "--no-plots"]) == 0
     assert calls == [(t, "research") for t in ("next_to_lazy", "finite_horizon", "scale_criterion")]
     text = capsys.readouterr().out
-    assert "over_parameterized, under_parameterized have no research-size problems" in text
+    skipped = "over_parameterized, under_parameterized, off_training_set have no research-size"
+    assert skipped in text
     data = json.loads((tmp_path / "check.json").read_text())
     assert data["size"] == "research" and data["command"] == "check all --size research"
     assert cli.main(["check", "over_parameterized", "--size", "research", "--out", out]) == 2
