@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             )
     reports, figures = [], []
     header = (
-        f"{'theorem':<20} {'problem':<28} {'quantity':<48} {'prediction':<24} "
+        f"{'theorem':<20} {'problem':<36} {'quantity':<48} {'prediction':<24} "
         f"{'measurement':<34} {'margin':<30} verdict"
     )
     print(header)
@@ -111,13 +111,13 @@ def _run(args: argparse.Namespace) -> int:
         for i, (q, pred, meas, margin, ok) in enumerate(report.rows()):
             verdict = report.verdict if i == 0 else ""
             print(
-                f"{report.theorem if i == 0 else '':<20} {report.problem if i == 0 else '':<28} "
+                f"{report.theorem if i == 0 else '':<20} {report.problem if i == 0 else '':<36} "
                 f"{q[:48]:<48} {pred[:24]:<24} {meas[:34]:<34} {margin[:30]:<30} {ok:<4} "
                 f"{verdict}"
             )
         for h in report.hypotheses:
             if not h.holds:
-                print(f"{'':<49} hypothesis fails: {h.statement} ({h.detail})")
+                print(f"{'':<57} hypothesis fails: {h.statement} ({h.detail})")
         sys.stdout.flush()
         if not args.no_plots:
             fig = plot_check(report)
