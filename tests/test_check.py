@@ -155,7 +155,8 @@ def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
     )
     calls = []
 
-    def fake_run(theorem, *, width_law, callback):
+    def fake_run(theorem, *, size, width_law, callback):
+        assert size == "default"
         calls.append((theorem, width_law))
         callback(report)
         return [report]
@@ -170,3 +171,84 @@ def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
     data = json.loads((tmp_path / "check.json").read_text())
     assert data["all_passed"] and data["reports"][0]["verdict"] == "pass"
     assert (tmp_path / "scale_criterion__matfac-3x2-r8.png").stat().st_size > 10_000
+
+
+def test_research_size_builds_real_size_problems():
+    # Sizes only: the research-size checks themselves take over ten minutes
+    # (`gradflow check all --size research`, docs/theory.md) and are not run here. Most of
+    # this test's time is XLA compiling the initializers' random draws and the CNN's
+    # normalization.
+    fh = gf.check.default_problems("finite_horizon", size="research")
+    assert [s.name for s in fh] == [
+        "twolayer-tanh-n256-m1024",
+        "vgg-8-8-16-16-softplus-digits-n128",
+        "twolayer-tanh-n256-m1024-uncentered",
+    ]
+    net, cnn, control = (s.problem for s in fh)
+    assert isinstance(net.apply, gf.models.TwoLayer) and net.apply.width == 1024 >= 1000
+    assert net.inputs.shape == (256, 31) and net.center and not control.center
+    assert net.num_params == 1024 * (31 + 1) and 1e4 <= net.num_params <= 1e5
+    # Inputs on the sphere of radius sqrt(d): pre-activations of order one.
+    np.testing.assert_allclose(np.linalg.norm(net.inputs, axis=1), np.sqrt(31), rtol=1e-12)
+    assert isinstance(cnn.apply, gf.check.ScaledModel)
+    vgg = cnn.apply.model
+    assert isinstance(vgg, gf.models.VGG) and vgg.stages == ((8, 8), (16, 16))
+    assert vgg.pooling == "avg" and vgg.activation is gf.models.softplus
+    assert cnn.inputs.shape == (128, 8, 8, 1) and cnn.loss.targets.shape == (128, 10)
+    assert cnn.center and cnn.num_params == 4802
+    np.testing.assert_array_equal(np.sum(cnn.loss.targets, axis=1), 1.0)  # one-hot
+    # The research nets are built once per process and shared by the three theorems.
+    assert gf.check.research_problems("next_to_lazy")[1] is fh[1]
+    assert len(gf.check.research_problems("scale_criterion")) == 3
+
+
+def test_research_settings_are_options_of_the_checks():
+    import inspect
+
+    for theorem in gf.check.RESEARCH_THEOREMS:
+        options = set(inspect.signature(gf.check._CHECKS[theorem]).parameters)
+        for name in (None, "twolayer-tanh-n256-m1024", "vgg-8-8-16-16-softplus-digits-n128"):
+            assert set(gf.check.research_settings(theorem, name)) <= options
+    # The CNN's next-to-lazy grid starts where its expansion is asymptotic (alpha ~ 100).
+    cnn = gf.check.research_settings("next_to_lazy", "vgg-8-8-16-16-softplus-digits-n128")
+    assert cnn["alphas"] == (100.0, 300.0, 1000.0) and cnn["rtol"] == 1e-9
+    assert gf.check.research_settings("next_to_lazy")["alphas"] == (10.0, 30.0, 100.0)
+
+
+def test_bad_size_is_refused():
+    with pytest.raises(ValueError, match=r"Unknown `size` 'huge'; choose one of"):
+        gf.check.run("finite_horizon", size="huge")
+    with pytest.raises(ValueError, match="no research-size problems.*size='default'"):
+        gf.check.default_problems("over_parameterized", size="research")
+    with pytest.raises(ValueError, match="no research-size problems"):
+        gf.check.research_settings("under_parameterized")
+
+
+def test_cli_check_size_research(tmp_path, monkeypatch, capsys):
+    from gradflow import cli
+
+    report = gf.check.check_scale_criterion(
+        gf.check.matrix_factorization(), alphas=(1.0, 10.0, 100.0)
+    )
+    calls = []
+
+    def fake_run(theorem, *, size, width_law, callback):
+        calls.append((theorem, size))
+        callback(report)
+        return [report]
+
+    monkeypatch.setattr(gf.check, "run", fake_run)
+    out = str(tmp_path)
+    assert cli.main(["check", "all", "--size", "research", "--out", out, "--no-plots"]) == 0
+    assert calls == [(t, "research") for t in ("next_to_lazy", "finite_horizon", "scale_criterion")]
+    text = capsys.readouterr().out
+    skipped = "over_parameterized, under_parameterized, off_training_set have no research-size"
+    assert skipped in text
+    data = json.loads((tmp_path / "check.json").read_text())
+    assert data["size"] == "research" and data["command"] == "check all --size research"
+    assert cli.main(["check", "over_parameterized", "--size", "research", "--out", out]) == 2
+    assert "has no research-size problems" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["check", "all", "--size", "huge"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'huge' (choose from 'default', 'research')" in capsys.readouterr().err

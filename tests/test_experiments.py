@@ -263,6 +263,34 @@ def test_vgg_model_shapes_patterns_and_he_init(getkey):
         gf.models.VGG(((4,), (4,), (4,))).init(getkey(), (6, 6, 1))
 
 
+def test_vgg_smooth_variant_against_numpy(getkey):
+    # Softplus and 2x2 average pooling: the whole forward pass written out in numpy (a direct
+    # 3x3 correlation per pixel), and the kink detector sees a smooth model.
+    model = gf.models.VGG(((3,),), num_classes=2, activation="softplus", pooling="avg")
+    params = model.init(getkey(), (4, 4, 1))
+    x = jax.random.normal(getkey(), (2, 4, 4, 1))
+    w, b = np.asarray(params["conv"][0]["w"]), np.asarray(params["conv"][0]["b"])
+    pad = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    pre = np.zeros((2, 4, 4, 3))
+    for i in range(4):
+        for j in range(4):
+            pre[:, i, j] = np.einsum("nhwc,hwco->no", pad[:, i : i + 3, j : j + 3], w) + b
+    act = np.log1p(np.exp(pre))
+    pooled = act.reshape(2, 2, 2, 2, 2, 3).mean(axis=(2, 4))
+    ref = pooled.reshape(2, -1) @ np.asarray(params["dense"]["w"]) + np.asarray(
+        params["dense"]["b"]
+    )
+    np.testing.assert_allclose(model(params, x), ref, rtol=1e-12, atol=1e-12)
+    y = np.zeros((2, 2))
+    assert not gf.has_kinks(gf.Problem(model, params, x, gf.SquareLoss(y)))
+    relu = gf.models.VGG(((3,),), num_classes=2)
+    assert gf.has_kinks(gf.Problem(relu, params, x, gf.SquareLoss(y)))
+    with pytest.raises(ValueError, match="`pooling` must be 'max' or 'avg'"):
+        gf.models.VGG(((3,),), pooling="mean")
+    with pytest.raises(ValueError, match="Unknown activation 'gelu'"):
+        gf.models.VGG(((3,),), activation="gelu")
+
+
 def test_tensor_model_against_einsum_and_completion_regimes(getkey):
     model = gf.models.TensorDecomposition()
     u = jax.random.normal(getkey(), (6, 4))

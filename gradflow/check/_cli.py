@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._cli_util import enable_compilation_cache, writable_folder
+from .._cli_util import UsageError, enable_compilation_cache, writable_folder
 
 _NAMES = (
     "next_to_lazy",
@@ -15,6 +15,8 @@ _NAMES = (
     "scale_criterion",
     "off_training_set",
 )
+# Mirrors gradflow.check.RESEARCH_THEOREMS without importing JAX before the arguments are parsed.
+_RESEARCH = ("next_to_lazy", "finite_horizon", "scale_criterion")
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +35,11 @@ def add_parser(subparsers) -> None:
             "check.json and one figure per check (measured quantities against alpha on log-log "
             "axes with fitted and predicted slopes; observed against bound over time). "
             "`all` takes about 3 min of CPU on 2 cores with the compilation cache warm (212 s "
-            "wall measured beside another job); --no-width-law saves about 25 s."
+            "wall measured beside another job); --no-width-law saves about 25 s. "
+            "--size research runs the finite-horizon, next-to-lazy and scale-criterion checks "
+            "on real-size nets instead: a two-layer tanh net (n=256, d=31, m=1024, p=32768, and "
+            "its uncentered control) and a smooth VGG-style CNN on 128 digits (p=4802, 1280 "
+            "outputs); see docs/theory.md for its time."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -49,6 +55,13 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="skip the two-layer width sweep of the scale criterion (~25 s)",
     )
+    p.add_argument(
+        "--size",
+        choices=["default", "research"],
+        default="default",
+        help="problem size: default (small problems, all theorems) or research (real-size "
+        "nets; finite_horizon, next_to_lazy, scale_criterion)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.set_defaults(
@@ -60,6 +73,11 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.size == "research" and args.theorem not in (*_RESEARCH, "all"):
+        raise UsageError(
+            f"{args.theorem} has no research-size problems; --size research covers "
+            f"{', '.join(_RESEARCH)} (or all of them with `all`); use --size default"
+        )
     writable_folder(args.out)
     cache = enable_compilation_cache(args.no_cache)
     import matplotlib
@@ -73,9 +91,17 @@ def _run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     names = list(_NAMES) if args.theorem == "all" else [args.theorem]
+    if args.size == "research":
+        skipped = [n for n in names if n not in _RESEARCH]
+        names = [n for n in names if n in _RESEARCH]
+        if skipped:
+            print(
+                f"size research: {', '.join(names)}; {', '.join(skipped)} have no research-size "
+                "problems (run them with --size default)"
+            )
     reports, figures = [], []
     header = (
-        f"{'theorem':<20} {'problem':<28} {'quantity':<48} {'prediction':<24} "
+        f"{'theorem':<20} {'problem':<36} {'quantity':<48} {'prediction':<24} "
         f"{'measurement':<34} {'margin':<30} verdict"
     )
     print(header)
@@ -85,13 +111,13 @@ def _run(args: argparse.Namespace) -> int:
         for i, (q, pred, meas, margin, ok) in enumerate(report.rows()):
             verdict = report.verdict if i == 0 else ""
             print(
-                f"{report.theorem if i == 0 else '':<20} {report.problem if i == 0 else '':<28} "
+                f"{report.theorem if i == 0 else '':<20} {report.problem if i == 0 else '':<36} "
                 f"{q[:48]:<48} {pred[:24]:<24} {meas[:34]:<34} {margin[:30]:<30} {ok:<4} "
                 f"{verdict}"
             )
         for h in report.hypotheses:
             if not h.holds:
-                print(f"{'':<49} hypothesis fails: {h.statement} ({h.detail})")
+                print(f"{'':<57} hypothesis fails: {h.statement} ({h.detail})")
         sys.stdout.flush()
         if not args.no_plots:
             fig = plot_check(report)
@@ -101,13 +127,17 @@ def _run(args: argparse.Namespace) -> int:
             figures.append(str(path))
 
     for name in names:
-        reports.extend(check.run(name, width_law=not args.no_width_law, callback=show))
+        reports.extend(
+            check.run(name, size=args.size, width_law=not args.no_width_law, callback=show)
+        )
     ok_verdicts = ("pass", "hypotheses fail: no decay, as predicted")
     bad = [r for r in reports if r.verdict not in ok_verdicts]
     seconds = time.perf_counter() - start
     js = write_json(
         {
-            "command": f"check {args.theorem}",
+            "command": f"check {args.theorem}"
+            + (" --size research" if args.size == "research" else ""),
+            "size": args.size,
             "reports": reports,
             "figures": figures,
             "all_passed": not bad,

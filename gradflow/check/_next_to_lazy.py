@@ -135,6 +135,8 @@ def check_next_to_lazy(
     atol: float = 1e-12,
     tolerance: float = 0.01,
     exponent_tolerance: float = 0.05,
+    limit_rtol: float = 1e-10,
+    limit_atol: float = 1e-12,
 ) -> CheckReport:
     r"""Check the next-to-lazy prediction: at `alpha_large`, $\alpha^2\|w - \bar w\|(t)$,
     $\alpha\|w - w_0\|(t)$ and $\alpha\|\alpha h(w) - \alpha\bar h(\bar w)\|(t)$ against the
@@ -143,7 +145,8 @@ def check_next_to_lazy(
     of that error over `alphas` (slope $-1$ within `exponent_tolerance`). The solves use `rtol`
     (1e-10: the $1/\alpha$ error at $\alpha = 100$ is ~1e-6 of the limit for smooth nets, so the
     solver must resolve well below it), relaxed to `max(rtol, 100 alpha^2 eps)` where the scaled
-    state limits accuracy.
+    state limits accuracy. `limit_rtol`, `limit_atol`: the tolerances of the next-to-lazy
+    system itself ([`gradflow.check.next_to_lazy`][]).
 
     **Returns:** a [`gradflow.check.CheckReport`][].
     """
@@ -157,7 +160,7 @@ def check_next_to_lazy(
     hyps = (hyp, Hypothesis("R twice differentiable", True, type(problem.loss).__name__))
     constants, exponents, curves = [], [], []
     if hyp.holds:
-        ntl = next_to_lazy(problem, ts)
+        ntl = next_to_lazy(problem, ts, rtol=limit_rtol, atol=limit_atol)
         scale = {"param_distance": 1, "param_gap": 2, "output_gap": 1}
         errs = {k: [] for k in scale}
         eps = float(np.finfo(np.dtype(problem.dtype)).eps)
@@ -206,6 +209,7 @@ def check_next_to_lazy(
             ("t1", t1),
             ("rtol", rtol),
             ("atol", atol),
+            ("limit_rtol", limit_rtol),
         ),
         curves=tuple(curves),
     )

@@ -1,20 +1,26 @@
-"""The problems the theorem checks run on: non-convex toys and a neural net, all small.
+"""The problems the theorem checks run on: non-convex toys and neural nets.
 
-Each builder returns a [`gradflow.check.NamedProblem`][]; sizes are chosen so that a check runs in
-seconds on a CPU and, for the over-parameterized theorem, so that its threshold
-$\\alpha > \\|y^*\\|/C_0$ is met by moderate scales (targets are scaled down accordingly).
+Each builder returns a [`gradflow.check.NamedProblem`][]. The default sizes are chosen so that a
+check runs in seconds on a CPU and, for the over-parameterized theorem, so that its threshold
+$\\alpha > \\|y^*\\|/C_0$ is met by moderate scales (targets are scaled down accordingly);
+[`gradflow.check.research_problems`][] builds real-size nets (a two-layer net with
+$p \\approx 3 \\cdot 10^4$ parameters, a VGG-style CNN on scikit-learn's digits).
 """
 
+import math
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import data as gdata
+from .._estimators import tangent_spectrum
 from .._losses import SquareLoss
 from .._problem import Problem
-from .._typing import Inputs
-from ..models import DiagonalNet, LinearNet, MatrixCompletion, TwoLayer
+from .._typing import Array, Inputs, Params
+from ..models import VGG, DiagonalNet, LinearNet, MatrixCompletion, TwoLayer
 
 
 class NamedProblem(NamedTuple):
@@ -187,4 +193,65 @@ def matrix_completion(
         problem,
         None if center else 2,
         MatrixCompletion.entries(test // k, test % k, size),
+    )
+
+
+class ScaledModel(eqx.Module):
+    r"""`model` with its outputs multiplied by `scale` (an array leaf): $h = c\,f$. Used to
+    express a model in tangent-kernel units, where $\lambda_{\max}(Dh(w_0) Dh(w_0)^*) = 1$,
+    so that a horizon $T$ means the same amount of training for every architecture."""
+
+    model: eqx.Module
+    scale: Array
+
+    def __call__(self, params: Params, inputs: Array) -> Array:
+        return self.scale * self.model(params, inputs)
+
+
+def vgg_digits(
+    *,
+    seed: int = 0,
+    samples: int = 128,
+    stages: tuple[tuple[int, ...], ...] = ((8, 8), (16, 16)),
+    activation: str = "softplus",
+    pooling: str = "avg",
+    center: bool = True,
+) -> NamedProblem:
+    r"""A [`gradflow.models.VGG`][] CNN (He init) on the first `samples` training images of
+    scikit-learn's digits ([`gradflow.data.digits`][], 8x8, standardized), square loss on
+    one-hot targets (10 classes), centered ($h(w_0) = 0$), as in the paper's Section 4.2.
+
+    The outputs are rescaled ([`gradflow.check.ScaledModel`][]) so that the tangent kernel
+    $\Sigma_0 = Dh(w_0) Dh(w_0)^*$ has largest eigenvalue 1 (20 Lanczos steps): the unscaled
+    CNN has $\lambda_{\max} \approx 190$, which would make the Gronwall factor
+    $e^{L\|Dh\|^2 T}$ of the finite-horizon bounds overflow. Rescaling $h$ by $c$ is the same
+    as rescaling $\alpha$ by $c$ and time by $c^2$.
+
+    The default is smooth (`activation="softplus"`, `pooling="avg"`): with ReLU and max pooling
+    $Dh$ jumps at the kinks and is not Lipschitz, as the finite-horizon and next-to-lazy
+    theorems assume.
+    """
+    ds = gdata.digits(seed=seed)
+    if not 1 <= int(samples) <= ds.x_train.shape[0]:
+        raise ValueError(
+            f"`samples` must be between 1 and {ds.x_train.shape[0]} (the digits training "
+            f"images); got {samples}."
+        )
+    x = jnp.asarray(ds.x_train[: int(samples)])
+    y = jax.nn.one_hot(jnp.asarray(ds.y_train[: int(samples)]), ds.num_classes, dtype=x.dtype)
+    model = VGG(stages, ds.num_classes, activation=activation, pooling=pooling)
+    params = model.init(jax.random.PRNGKey(seed), tuple(x.shape[1:]))
+    raw = Problem(model, params, x, SquareLoss(y), center=center)
+    lam = tangent_spectrum(raw, num_iters=20).largest
+    scaled = ScaledModel(model, jnp.asarray(1.0 / math.sqrt(lam), x.dtype))
+    problem = Problem(scaled, params, x, SquareLoss(y), center=center)
+    channels = "-".join(str(c) for stage in stages for c in stage)
+    smooth = f"{activation}, {pooling}-pool"
+    return NamedProblem(
+        f"vgg-{channels}-{activation}-digits-n{samples}" + ("" if center else "-uncentered"),
+        f"VGG-style CNN {[list(st) for st in stages]} ({smooth}), p={problem.num_params}, on "
+        f"{samples} digits, one-hot square loss, tangent-kernel units "
+        f"(outputs / sqrt({lam:.4g})), " + ("centered" if center else "NOT centered"),
+        problem,
+        None,
     )

@@ -15,7 +15,7 @@ from .._problem import Problem
 from .._solve import solve
 from ..models import TwoLayer
 from ._base import CheckReport, Hypothesis, constant_check, exponent_check, h0_hypothesis
-from ._common import as_alphas, as_named
+from ._common import as_alphas, as_named, residual_norm
 from ._problems import NamedProblem, _sphere
 
 
@@ -55,6 +55,9 @@ def check_scale_criterion(
     t1: float = 2.0,
     rtol: float = 1e-10,
     tolerance: float = 0.05,
+    num_starts: int = 8,
+    num_iters: int = 500,
+    lanczos_iters: int | None = None,
 ) -> CheckReport:
     r"""Check the scale criterion on `spec`.
 
@@ -67,6 +70,12 @@ def check_scale_criterion(
       the flow of $R(h)$ from $\tau w_0$ equals $\tau v(\tau^{2q-2} t)$, $v$ the flow of
       $F_{\tau^q}$ from $w_0$ (`theory.homogeneity_time_change()`), to 1e-6 relative.
 
+    $\|Dh(w_0)\|$ and $\|D^2h(w_0)\|$ do not depend on alpha: they are estimated once
+    ([`gradflow.scale_criterion`][] with `num_starts` starts and at most `num_iters`
+    iterations) and $\kappa_{\alpha h}$ is formed at each alpha from its residual
+    $\|\alpha h(w_0) - y^*\|_F$. `lanczos_iters`: Lanczos steps of the reference value of
+    $\|Dh(w_0)\|$ (default: as many as outputs, exact up to rounding).
+
     **Returns:** a [`gradflow.check.CheckReport`][].
     """
     from theory import scale_criterion as stmt_fn
@@ -77,10 +86,14 @@ def check_scale_criterion(
     problem = spec.problem
     alphas = as_alphas(alphas, minimum=3)
     hyp0, h0 = h0_hypothesis(problem)
-    crits = [scale_criterion(problem.with_alpha(float(a))) for a in alphas]
-    kappas = np.array([c.kappa for c in crits])
-    J, H = crits[0].jacobian_norm, crits[0].hessian_norm
-    J_lanczos = float(np.sqrt(tangent_spectrum(problem).largest))
+    crit = scale_criterion(
+        problem.with_alpha(float(alphas[0])), num_starts=num_starts, num_iters=num_iters
+    )
+    J, H = crit.jacobian_norm, crit.hessian_norm
+    kappas = np.array(
+        [residual_norm(problem, a) * H / (a * J**2) if J > 0 else np.inf for a in alphas]
+    )
+    J_lanczos = float(np.sqrt(tangent_spectrum(problem, num_iters=lanczos_iters).largest))
     ystar = float(empirical_norm(problem.loss.minimizer))
     vals = {"H": H, "J": J, "y_star": ystar, "h_0": h0}
     exponents = []
@@ -147,14 +160,25 @@ def check_scale_criterion(
         bounds=(),
         estimates=(
             ("J = ||Dh(w0)||", J, "power iteration (lower bound)"),
-            ("H = ||D^2h(w0)||", H, "best of 8 power iterations (lower bound)"),
+            (
+                "H = ||D^2h(w0)||",
+                H,
+                f"best of {num_starts} power iterations (lower bound)"
+                + ("" if crit.converged else f", stopped at {num_iters} iterations"),
+            ),
             *(
-                (f"kappa at alpha={a:g}", float(k), "gf.scale_criterion")
+                (f"kappa at alpha={a:g}", float(k), "gf.scale_criterion's norms, residual at alpha")
                 for a, k in zip(alphas, kappas)
             ),
         ),
         seconds=time.perf_counter() - start,
-        settings=(("alphas", alphas.tolist()), ("taus", list(taus)), ("t1", t1)),
+        settings=(
+            ("alphas", alphas.tolist()),
+            ("taus", list(taus)),
+            ("t1", t1),
+            ("num_starts", num_starts),
+            ("num_iters", num_iters),
+        ),
     )
 
 

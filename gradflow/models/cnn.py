@@ -1,11 +1,15 @@
 """A VGG-style convolutional network without batch normalization."""
 
+from collections.abc import Callable
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._typing import Array, Params
+from ._activations import ACTIVATIONS
 from ._base import AbstractModel
 
 
@@ -15,6 +19,11 @@ class VGG(AbstractModel):
     normalization (its batch statistics would make $h$ depend on the batch), as in Chizat et
     al., Section 4.2.
 
+    ReLU and max pooling have kinks: $Dh$ jumps where a pre-activation crosses 0 or two
+    pooled values swap, so $Dh$ is not Lipschitz, as the finite-horizon and next-to-lazy
+    theorems assume. `activation="softplus"` (or `"tanh"`) with `pooling="avg"` gives a smooth
+    CNN of the same shape, on which those hypotheses hold.
+
     Inputs are images `(n, H, W, C)` (NHWC); outputs are `(n, num_classes)`. Parameters are
     `{"conv": [{"w": (3, 3, C_in, C_out), "b": (C_out,)}, ...], "dense": {"w", "b"}}`.
 
@@ -23,12 +32,23 @@ class VGG(AbstractModel):
     - `stages`: channels of each stage's convolutions, e.g. `((16, 16), (32, 32))`: two stages
       of two convolutions. `H` and `W` must be divisible by `2 ** len(stages)`.
     - `num_classes`: the output dimension.
+    - `activation`: a callable or one of `"relu"`, `"tanh"`, `"softplus"`, `"quadratic"`.
+    - `pooling`: `"max"` (2x2 max pooling, VGG's) or `"avg"` (2x2 average pooling, smooth).
     """
 
     stages: tuple[tuple[int, ...], ...] = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
+    activation: Callable[[Array], Array] = eqx.field(static=True)
+    pooling: Literal["max", "avg"] = eqx.field(static=True)
 
-    def __init__(self, stages=((16, 16), (32, 32)), num_classes: int = 10):
+    def __init__(
+        self,
+        stages=((16, 16), (32, 32)),
+        num_classes: int = 10,
+        *,
+        activation: Callable[[Array], Array] | str = "relu",
+        pooling: Literal["max", "avg"] = "max",
+    ):
         stages = tuple(tuple(int(c) for c in s) for s in stages)
         if not stages or any(not s or min(s) < 1 for s in stages):
             raise ValueError(
@@ -36,8 +56,19 @@ class VGG(AbstractModel):
             )
         if int(num_classes) < 1:
             raise ValueError(f"`num_classes` must be a positive integer; got {num_classes}.")
+        if isinstance(activation, str):
+            if activation not in ACTIVATIONS:
+                raise ValueError(
+                    f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or "
+                    "pass a callable."
+                )
+            activation = ACTIVATIONS[activation]
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"`pooling` must be 'max' or 'avg'; got {pooling!r}.")
         self.stages = stages
         self.num_classes = int(num_classes)
+        self.activation = activation
+        self.pooling = pooling
 
     def init(self, key: Array, image_shape: tuple[int, int, int]) -> Params:
         r"""He initialization: weights $N(0, 2/\text{fan-in})$, biases zero.
@@ -88,8 +119,15 @@ class VGG(AbstractModel):
                 )
                 x = x + layer["b"][None, None, None, :]
                 pre_activations.append(x)
-                x = jax.nn.relu(x)
-            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+                x = self.activation(x)
+            if self.pooling == "max":
+                x = jax.lax.reduce_window(
+                    x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+                )
+            else:
+                x = 0.25 * jax.lax.reduce_window(
+                    x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+                )
         x = x.reshape(x.shape[0], -1)
         return x @ params["dense"]["w"] + params["dense"]["b"][None, :], pre_activations
 
