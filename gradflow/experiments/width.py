@@ -359,8 +359,7 @@ class WidthSweep(AbstractExperiment):
         ax.set_ylabel("test loss at the end of training (mean ± std)")
         ax.set_title(
             f"Test loss vs width: d={self.dim}, n={self.n_train}, teacher x{self.teacher_scale:g}, "
-            f"{self.num_steps} GD steps{self._method_label()}, "
-            f"{self.trials} trial(s)",
+            f"{self.trials} trial(s),\n{self.num_steps} GD steps{self._method_label()}",
             fontsize=10,
         )
         ax.grid(True, which="both", alpha=0.3)
