@@ -26,3 +26,15 @@ def quadratic(z):
 
 ACTIVATIONS = {"relu": relu, "tanh": tanh, "softplus": softplus, "quadratic": quadratic}
 """The activations [`gradflow.models.TwoLayer`][] takes, by name."""
+
+
+def resolve_activation(activation):
+    """An activation given by name (a key of `ACTIVATIONS`) or as a callable, as a callable."""
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or "
+                "pass a callable."
+            )
+        return ACTIVATIONS[activation]
+    return activation

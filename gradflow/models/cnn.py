@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._typing import Array, Params
-from ._activations import ACTIVATIONS
+from ._activations import resolve_activation
 from ._base import AbstractModel
 
 
@@ -56,13 +56,7 @@ class VGG(AbstractModel):
             )
         if int(num_classes) < 1:
             raise ValueError(f"`num_classes` must be a positive integer; got {num_classes}.")
-        if isinstance(activation, str):
-            if activation not in ACTIVATIONS:
-                raise ValueError(
-                    f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or "
-                    "pass a callable."
-                )
-            activation = ACTIVATIONS[activation]
+        activation = resolve_activation(activation)
         if pooling not in ("max", "avg"):
             raise ValueError(f"`pooling` must be 'max' or 'avg'; got {pooling!r}.")
         self.stages = stages

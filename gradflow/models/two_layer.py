@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._typing import Array, Params
-from ._activations import ACTIVATIONS
+from ._activations import resolve_activation
 from ._base import AbstractModel
 
 
@@ -41,13 +41,7 @@ class TwoLayer(AbstractModel):
     ):
         if int(width) < 1:
             raise ValueError(f"`width` must be a positive integer; got {width}.")
-        if isinstance(activation, str):
-            if activation not in ACTIVATIONS:
-                raise ValueError(
-                    f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or "
-                    "pass a callable."
-                )
-            activation = ACTIVATIONS[activation]
+        activation = resolve_activation(activation)
         if scaling not in ("sqrt", "mean_field"):
             raise ValueError(f"`scaling` must be 'sqrt' or 'mean_field'; got {scaling!r}.")
         self.width = int(width)
