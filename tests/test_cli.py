@@ -263,7 +263,8 @@ def test_help_states_meaning_default_and_unit_of_every_option(capsys):
     assert "square loss R(f) = 1/2 ||f - y||_F^2" in text and "3 ReLU neurons" in text
     with pytest.raises(SystemExit):
         main(["check", "--help"])
-    assert "about 2 min on 2 CPU cores" in " ".join(capsys.readouterr().out.split())
+    check_help = " ".join(capsys.readouterr().out.split())
+    assert "about 3 min of CPU on 2 cores" in check_help and "--size research" in check_help
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     desc = capsys.readouterr().out.split("positional arguments")[0]
