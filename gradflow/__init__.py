@@ -73,6 +73,7 @@ from ._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,
     AlphaSweep as AlphaSweep,
     Sweep as Sweep,
+    SweepStatus as SweepStatus,
     problem_fingerprint as problem_fingerprint,
     sweep as sweep,
     sweep_alpha as sweep_alpha,

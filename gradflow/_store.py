@@ -434,3 +434,83 @@ class ResultStore:
 
     def __len__(self) -> int:
         return len(self.keys())
+
+
+# -- resuming: one code path for every runner ------------------------------------------------
+
+
+def identity_differences(stored: Any, now: Mapping[str, Any]) -> list[str]:
+    """The parts of a point's identity that differ between a stored record's `fingerprint` and
+    `now` (both `{part: hash}` mappings, nested one level, e.g. `{"problem": {...}, "solve":
+    "..."}`), as a list of names; `["fingerprint (none stored)"]` when the record has none."""
+    if not isinstance(stored, Mapping):
+        return ["fingerprint (none stored)"]
+    differ = []
+    for part in sorted(set(stored) | set(now)):
+        a, b = stored.get(part), now.get(part)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            differ += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            differ.append(f"{part} options" if part == "solve" else part)
+    return differ
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    """What [`resume`][gradflow._store.resume] found in a store: the records of the finished
+    points (by position), and the positions still to compute."""
+
+    records: dict[int, dict[str, Any]]
+    pending: list[int]
+
+
+def resume(
+    store: "ResultStore | None",
+    keys: list[str],
+    identities: list[Mapping[str, Any]],
+    *,
+    owned: Callable[[int], bool] = lambda i: True,
+    recompute_stale: bool = False,
+    positions: "list[int] | None" = None,
+    now: str = "the one given now",
+) -> Resumed:
+    """Read back the finished points among `keys` and decide what is left to compute; the one
+    resume step of [`gradflow.sweep`][] and [`gradflow.experiments.run`][].
+
+    A stored record is reused only if its `fingerprint` equals the point's identity (the
+    hashes of its problem and options). A record computed for another identity is never reused:
+    with `recompute_stale` (and the point owned here) it is computed again, otherwise
+    [`gradflow.StoreError`][] is raised naming the points and the parts that differ, before
+    anything is computed. A point file that fails its own check is set aside by its owner and
+    computed again.
+
+    **Arguments:** `store` (or `None`: everything pending), the point `keys`, their
+    `identities`, `owned(i)` (whether this process computes point `i`; only the owner sets a
+    damaged file aside), `recompute_stale`, `positions` (the points to look at; default
+    all), and `now` (what the refusal calls the current problem).
+    """
+    positions = list(range(len(keys))) if positions is None else positions
+    if store is None:
+        return Resumed({}, [i for i in positions if owned(i)])
+    records: dict[int, dict[str, Any]] = {}
+    stale: dict[int, list[str]] = {}
+    for i in positions:
+        rec = store.get(keys[i], set_aside=owned(i))
+        if rec is None:
+            continue
+        differ = identity_differences(rec.get("fingerprint"), identities[i])
+        if differ:
+            stale[i] = differ
+        else:
+            records[i] = rec
+    if stale and not (recompute_stale and all(owned(i) for i in stale)):
+        shown = [f"{keys[i]} (differs in: {', '.join(d)})" for i, d in list(stale.items())[:5]]
+        more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+        raise StoreError(
+            f"{len(stale)} point(s) in {store.folder} were computed for another problem than "
+            f"{now}: {'; '.join(shown)}{more}. A changed problem never reuses "
+            "stored points: pass another store folder, or overwrite=True (--overwrite) to "
+            "recompute them."
+        )
+    pending = [i for i in positions if i not in records and owned(i)]
+    return Resumed(records, pending)

@@ -1,4 +1,6 @@
-"""Many solves over the scale alpha, with rate fits; one failed point never loses the others."""
+"""One runner for many solves: a grid of points (alpha, tau, width, seed, ...) solved as batched
+programs, checkpointed per point, returned as one immutable result stacked along a point axis;
+and the alpha sweep with its rate fits, on top of it."""
 
 import dataclasses
 import functools
@@ -17,9 +19,9 @@ import numpy as np
 from ._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
 from ._problem import Problem
-from ._solve import Solution, solve
+from ._solve import _RESULT_NAMES, RESULTS, Solution, solve
 from ._stats import RateFit, fit_rate
-from ._store import ResultStore, StoreError, stable_repr
+from ._store import ResultStore, resume, stable_repr
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
 # The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0).
@@ -27,177 +29,140 @@ PREDICTED_SLOPES = {"param_distance": -1.0, "param_gap": -2.0, "output_gap": -1.
 """The exponents of the sup distances in alpha that the finite-horizon theorem predicts when
 h(w0) = 0: O(1/alpha), O(1/alpha^2), O(1/alpha)."""
 
+METRICS = ("param_distance", "param_gap", "output_gap", "loss", "linear_loss")
+"""The time series of a [`gradflow.Solution`][] that a [`gradflow.Sweep`][] keeps per point."""
 
-@dataclasses.dataclass(frozen=True)
-class AlphaSweep:
-    """The result of [`gradflow.sweep_alpha`][].
 
-    `sup[name][i]` is $\\sup_t$ of the distance `name` at `alphas[i]` (NaN where the point
-    failed); `errors[i]` is `None` or why the point failed; `fits[name]` is the log-log fit over
-    the successful points with `alpha >= fit_min`.
+class SweepStatus(eqx.Enumeration):
+    """How one point of a [`gradflow.Sweep`][] ended: `sweep.status == gf.SweepStatus.computed`
+    is a boolean array over the points."""
+
+    computed = "solved in this call"
+    resumed = "read back from the store, solved by an earlier call"
+    failed = "the solve ended unsuccessfully (see `errors`)"
+    raised = "building or solving the point raised an exception (see `errors`)"
+    elsewhere = "a point of another process, not in the store (failed there, or still running)"
+
+
+class Sweep(eqx.Module):
+    r"""The result of [`gradflow.sweep`][]: every point's solution, stacked along a leading
+    point axis in the order of `points`. Immutable.
+
+    - `keys`, `points`: each point's key in the store (`"tau=0.1_seed=3"`) and its values.
+    - `solution`: one [`gradflow.Solution`][] whose arrays have a leading point axis
+      (`sweep.solution.loss[i]` is point `i`'s loss at every save time); NaN where a point has
+      no solution (it raised, or belongs to another process). Parameters are not kept (a point
+      read back from the store has none), and `stats` are float arrays (NaN where a point's
+      solver does not report a statistic). `None` if no point has a solution.
+    - `status`: a [`gradflow.SweepStatus`][] per point; `errors[i]`: `None` or why point `i`
+      failed.
+    - `infos[i]`: the solver, tolerances and horizon that point `i` used (the `info` of its
+      solution), as a dictionary.
+    - `seconds[i]`: the wall time spent on point `i` (its share of its batch);
+      `compiled_groups`: how many programs were compiled; `wall_seconds`: the whole call.
+
+    `sup(name)` and `final(name)` give one number per point; `to_dict()` is the JSON form.
     """
 
-    alphas: np.ndarray
-    sup: dict[str, np.ndarray]
-    solutions: list[Solution | None]
-    errors: list[str | None]
-    fits: dict[str, RateFit | None]
-    fit_min: float
-    seconds: list[float]
+    keys: tuple[str, ...] = eqx.field(static=True)
+    points: tuple[dict[str, Any], ...] = eqx.field(static=True)
+    solution: Solution | None
+    status: SweepStatus
+    errors: tuple[str | None, ...] = eqx.field(static=True)
+    infos: tuple[dict[str, Any], ...] = eqx.field(static=True)
+    seconds: np.ndarray
+    compiled_groups: int = eqx.field(static=True)
+    wall_seconds: float = eqx.field(static=True)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     @property
     def succeeded(self) -> np.ndarray:
-        return np.array([e is None for e in self.errors])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alphas": self.alphas,
-            "sup": self.sup,
-            "predicted_slopes": PREDICTED_SLOPES,
-            "fits": {k: (None if v is None else v.to_dict()) for k, v in self.fits.items()},
-            "fit_min": self.fit_min,
-            "errors": self.errors,
-            "seconds": self.seconds,
-            "solutions": [None if s is None else s.to_dict() for s in self.solutions],
-        }
-
-
-def sweep_alpha(
-    problem: Problem,
-    alphas: Sequence[float],
-    *,
-    t1: float,
-    ts: Sequence[float] | None = None,
-    fit_min: float = 0.0,
-    callback: Callable[[int, float, Solution | None, str | None], None] | None = None,
-    store: "str | Path | ResultStore | None" = None,
-    batch_size: int | None = None,
-    devices: "Sequence[jax.Device] | None" = None,
-    **solve_kwargs: Any,
-) -> AlphaSweep:
-    r"""Solve `problem` at each scale in `alphas` (one compilation: alpha is an array leaf) and
-    fit $\sup_{t \le t_1}$ of each distance against alpha on log-log axes.
-
-    **Arguments:**
-
-    - `problem`: a [`gradflow.Problem`][]; its own `alpha` is ignored.
-    - `alphas`: the scales, each > 0.
-    - `t1`, `ts`: the horizon and save times, as in [`gradflow.solve`][].
-    - `fit_min`: only alphas >= `fit_min` enter the fits (the theorem is asymptotic).
-    - `callback`: called as `callback(i, alpha, solution_or_None, error_or_None)` after each
-      point (progress bars, checkpoints).
-    - `store`, `batch_size`, `devices`: when any is given, the alphas are solved as batches by
-      [`gradflow.sweep`][] (one compiled program vmapped over alpha, sharded across `devices`,
-      each point checkpointed in `store`, resumed if present); `solutions[i]` is then `None` for
-      a point read back from the store, and `callback` runs for every point once all batches
-      are done. Otherwise one solve per alpha, in order.
-    - `**solve_kwargs`: passed to [`gradflow.solve`][] (`linearized` is forced on).
-
-    **Returns:** an [`gradflow.AlphaSweep`][]. A point that raises or ends unsuccessfully is
-    recorded in `errors` and skipped by the fits.
-    """
-    alphas_arr = np.asarray(alphas, dtype=float).ravel()
-    if alphas_arr.size == 0 or np.any(~np.isfinite(alphas_arr)) or np.any(alphas_arr <= 0):
-        raise ValueError(f"`alphas` must be a non-empty list of numbers > 0; got {alphas!r}.")
-    solve_kwargs["linearized"] = True
-    sup = {k: np.full(alphas_arr.size, np.nan) for k in DISTANCES}
-    solutions: list[Solution | None] = []
-    errors: list[str | None] = []
-    seconds: list[float] = []
-    if store is not None or batch_size is not None or devices is not None:
-        points = [{"alpha": float(a)} for a in alphas_arr]
-        batched = sweep(
-            lambda alpha: problem.with_alpha(alpha),
-            points,
-            t1=t1,
-            ts=ts,
-            store=store,
-            batch_size=batch_size,
-            devices=devices,
-            **solve_kwargs,
-        )
-        for i, rec in enumerate(batched.records):
-            errors.append(rec["error"])
-            solutions.append(batched.solutions[i])
-            seconds.append(float(rec["seconds"]))
-            for k in DISTANCES:
-                v = rec["sup"].get(k)
-                # A failed point's sup covers only the part that ran: NaN, as documented.
-                sup[k][i] = np.nan if v is None or rec["error"] is not None else float(v)
-        if callback is not None:
-            for i, rec in enumerate(batched.records):
-                callback(i, float(alphas_arr[i]), batched.solutions[i], rec["error"])
-    else:
-        for i, a in enumerate(alphas_arr):
-            start = time.perf_counter()
-            sol, err = None, None
-            try:
-                sol = solve(problem.with_alpha(a), t1=t1, ts=ts, **solve_kwargs)
-                if not sol.succeeded:
-                    err = sol.message
-                else:
-                    for k in DISTANCES:
-                        sup[k][i] = float(np.nanmax(np.asarray(getattr(sol, k))))
-            except Exception as exc:  # noqa: BLE001 - a failed point is reported, the rest kept
-                err = f"{type(exc).__name__}: {exc}"
-            seconds.append(time.perf_counter() - start)
-            solutions.append(sol)
-            errors.append(err)
-            if callback is not None:
-                callback(i, float(a), sol, err)
-    fits: dict[str, RateFit | None] = {}
-    ok = np.array([e is None for e in errors]) & (alphas_arr >= fit_min)
-    for k in DISTANCES:
-        use = ok & np.isfinite(sup[k]) & (sup[k] > 0)
-        fits[k] = fit_rate(alphas_arr[use], sup[k][use]) if use.sum() >= 2 else None
-    return AlphaSweep(alphas_arr, sup, solutions, errors, fits, float(fit_min), seconds)
-
-
-# ---------------------------------------------------------------------------------------------
-# Batched sweeps: one compiled program per problem shape, vmapped over the points, sharded
-# across devices, checkpointed per point.
-
-
-@dataclasses.dataclass(frozen=True)
-class Sweep:
-    """The result of [`gradflow.sweep`][]: one record per point, in the order of `points`.
-
-    Each record is a JSON-ready dictionary with the point's `key`, its `point` values, `sup`
-    ($\\sup_t$ of each distance the solve reported), `final` (the metrics at the last save time),
-    `solution` ([`gradflow.Solution.to_dict`][]), `error` (`None`, or why the point failed) and
-    `resumed` (`True` if it was read back from the store instead of solved).
-    """
-
-    keys: list[str]
-    points: list[dict[str, Any]]
-    records: list[dict[str, Any]]
-    compiled_groups: int
-    seconds: float
-    solutions: list[Solution | None] = dataclasses.field(default_factory=list, repr=False)
+        """Boolean per point: solved successfully, now or by an earlier call."""
+        return self.is_(SweepStatus.computed) | self.is_(SweepStatus.resumed)
 
     @property
-    def succeeded(self) -> np.ndarray:
-        return np.array([r["error"] is None for r in self.records])
+    def resumed(self) -> np.ndarray:
+        """Boolean per point: read back from the store."""
+        return self.is_(SweepStatus.resumed)
 
-    def column(self, name: str, kind: str = "sup") -> np.ndarray:
-        """`kind` (`"sup"` or `"final"`) of metric `name` at every point (NaN where missing)."""
-        if kind not in ("sup", "final"):
-            raise ValueError(f"`kind` must be 'sup' or 'final'; got {kind!r}.")
-        return np.array(
-            [np.nan if r[kind].get(name) is None else float(r[kind][name]) for r in self.records]
-        )
+    def is_(self, status: SweepStatus) -> np.ndarray:
+        """Boolean per point: `status[i] == status`."""
+        return np.asarray(self.status == status)
+
+    def _series(self, name: str) -> np.ndarray:
+        if name not in METRICS:
+            raise ValueError(f"`name` must be one of {METRICS}; got {name!r}.")
+        values = None if self.solution is None else getattr(self.solution, name)
+        if values is None:
+            return np.full((len(self), 1), np.nan)
+        return np.asarray(values, dtype=float)
+
+    def sup(self, name: str) -> np.ndarray:
+        r"""$\sup_t$ of the metric `name` (one of `METRICS`) at every point; NaN where the point
+        did not succeed (a failed solve's sup would cover only the part that ran)."""
+        values = self._series(name)
+        with np.errstate(invalid="ignore"):
+            out = np.array([np.nanmax(v) if np.isfinite(v).any() else np.nan for v in values])
+        return np.where(self.succeeded, out, np.nan)
+
+    def final(self, name: str) -> np.ndarray:
+        """The metric `name` at the last save time, at every point; NaN where the point did not
+        succeed."""
+        return np.where(self.succeeded, self._series(name)[:, -1], np.nan)
+
+    def solution_at(self, i: int) -> Solution | None:
+        """Point `i`'s [`gradflow.Solution`][] (with its `info`), or `None` if it has none."""
+        if self.solution is None or self.is_(SweepStatus.raised)[i]:
+            return None
+        if self.is_(SweepStatus.elsewhere)[i]:
+            return None
+        one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[i]), self.solution)
+        return dataclasses.replace(one, info=tuple(self.infos[i].items()))
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dictionary per point: `key`, `point`, `status`, `error`, `seconds`,
+        `sup` and `final` of every metric, and `solution` ([`gradflow.Solution.to_dict`][])."""
+        out = []
+        sups = {m: self.sup(m) for m in METRICS}
+        finals = {m: self.final(m) for m in METRICS}
+        for i, key in enumerate(self.keys):
+            sol = self.solution_at(i)
+            out.append(
+                {
+                    "key": key,
+                    "point": dict(self.points[i]),
+                    "status": _status_name(self.status, i),
+                    "error": self.errors[i],
+                    "seconds": float(self.seconds[i]),
+                    "sup": {m: _num(sups[m][i]) for m in METRICS},
+                    "final": {m: _num(finals[m][i]) for m in METRICS},
+                    "solution": None if sol is None else sol.to_dict(),
+                }
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the points' `records()`, `compiled_groups` and `wall_seconds`."""
         return {
-            "keys": self.keys,
-            "points": self.points,
-            "records": self.records,
+            "keys": list(self.keys),
+            "records": self.records(),
             "compiled_groups": self.compiled_groups,
-            "seconds": self.seconds,
+            "seconds": self.wall_seconds,
         }
 
 
-_METRICS = ("param_distance", "param_gap", "output_gap", "loss", "linear_loss")
+_STATUS_NAMES = ("computed", "resumed", "failed", "raised", "elsewhere")
+
+
+def _status_name(status: SweepStatus, i: int) -> str:
+    value = int(np.asarray(status._value)[i])
+    return next(n for n in _STATUS_NAMES if int(getattr(SweepStatus, n)._value) == value)
+
+
+def _num(v: Any) -> float | None:
+    return None if not np.isfinite(v) else float(v)
 
 
 def _point_key(point: dict[str, Any]) -> str:
@@ -250,6 +215,116 @@ def problem_fingerprint(problem: Problem) -> dict[str, str]:
     return {f.name: tree_fingerprint(getattr(problem, f.name)) for f in dataclasses.fields(problem)}
 
 
+# ---------------------------------------------------------------------------------------------
+# Solutions as stored records and back, and stacked along the point axis.
+
+_SOLUTION_SERIES = ("ts", *METRICS)
+
+
+def _record(sol: Solution, key: str, point: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The stored (JSON) form of a solved point."""
+    d = sol.to_dict()
+    sup, final = {}, {}
+    for name in METRICS:
+        values = d.get(name)
+        if values is None:
+            continue
+        finite = [v for v in values if v is not None]
+        sup[name] = max(finite) if finite else None
+        final[name] = values[-1]
+    return {
+        "key": key,
+        "point": point,
+        "sup": sup,
+        "final": final,
+        "solution": d,
+        "error": None if d["succeeded"] else d["result"],
+        "seconds": seconds,
+    }
+
+
+def _result_from_message(message: str) -> RESULTS:
+    for name in _RESULT_NAMES:
+        item = getattr(RESULTS, name)
+        if (RESULTS[item] or "successful") == message:
+            return item
+    return RESULTS.solver_failed
+
+
+def _solution_from_record(d: dict[str, Any]) -> Solution:
+    """A stored solution dictionary ([`gradflow.Solution.to_dict`][]) back as a `Solution`
+    (`None` entries, NaN when written, become NaN again)."""
+
+    def arr(v):
+        return None if v is None else np.array([np.nan if x is None else x for x in v], float)
+
+    series = {k: arr(d.get(k)) for k in _SOLUTION_SERIES}
+    skip = {*_SOLUTION_SERIES, "alpha", "stats", "result", "succeeded"}
+    return Solution(
+        **series,
+        params=None,
+        linear_params=None,
+        stats={k: np.asarray(v) for k, v in d.get("stats", {}).items()},
+        result=_result_from_message(d.get("result", "")),
+        alpha=np.asarray(d["alpha"], float),
+        info=tuple((k, v) for k, v in d.items() if k not in skip),
+    )
+
+
+def _strip(sol: Solution, stats_keys: list[str]) -> Solution:
+    """`sol` with numpy float arrays, no parameters, no `info`, and exactly `stats_keys`, so
+    that the solutions of a sweep have one tree structure and stack."""
+
+    def f(x):
+        return None if x is None else np.asarray(x, dtype=float)
+
+    return Solution(
+        **{k: f(getattr(sol, k)) for k in _SOLUTION_SERIES},
+        params=None,
+        linear_params=None,
+        stats={k: np.asarray(sol.stats.get(k, np.nan), float) for k in stats_keys},
+        result=jax.tree_util.tree_map(np.asarray, sol.result),
+        alpha=np.asarray(sol.alpha, float),
+        info=(),
+    )
+
+
+def _stack(solutions: list[Solution | None]) -> Solution | None:
+    present = [s for s in solutions if s is not None]
+    if not present:
+        return None
+    keys = sorted({k for s in present for k in s.stats})
+    template = _strip(present[0], keys)
+    # A point without a solution: NaN everywhere (its status says why).
+    blank = dataclasses.replace(
+        template,
+        **{
+            k: np.full_like(getattr(template, k), np.nan)
+            for k in _SOLUTION_SERIES
+            if getattr(template, k) is not None
+        },
+        stats={k: np.asarray(np.nan) for k in keys},
+        alpha=np.asarray(np.nan),
+    )
+    stripped = [blank if s is None else _strip(s, keys) for s in solutions]
+    try:
+        return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *stripped)
+    except ValueError as exc:
+        raise ValueError(
+            "The points' solutions cannot be stacked (their save times differ in number); a "
+            f"sweep saves every point at the same `ts`: {exc}"
+        ) from None
+
+
+def _statuses(names: list[str]) -> SweepStatus:
+    items = [getattr(SweepStatus, n) for n in names]
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner.
+
+
 def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
     """`solver="auto"` chosen once per batch, outside the vmapped solve (where the problems are
     traced and their stiffness cannot be estimated): from the stiffest point of the batch."""
@@ -279,47 +354,11 @@ def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tup
     return jax.vmap(one)(dynamic)
 
 
-def _record(sol: Solution, key: str, point: dict[str, Any], seconds: float) -> dict[str, Any]:
-    d = sol.to_dict()
-    sup, final = {}, {}
-    for name in _METRICS:
-        values = d.get(name)
-        if values is None:
-            continue
-        finite = [v for v in values if v is not None]
-        sup[name] = max(finite) if finite else None
-        final[name] = values[-1]
-    err = None if d["succeeded"] else d["result"]
-    return {
-        "key": key,
-        "point": point,
-        "sup": sup,
-        "final": final,
-        "solution": d,
-        "error": err,
-        "seconds": seconds,
-        "resumed": False,
-    }
-
-
-def _empty_record(key: str, point: dict[str, Any], error: str, seconds: float) -> dict[str, Any]:
-    return {
-        "key": key,
-        "point": point,
-        "sup": {},
-        "final": {},
-        "solution": None,
-        "error": error,
-        "seconds": seconds,
-        "resumed": False,
-    }
-
-
 def sweep(
     build: Callable[..., Problem],
     points: Sequence[dict[str, Any]],
     *,
-    t1: float,
+    t1: float | None = None,
     ts: Sequence[float] | None = None,
     store: str | Path | ResultStore | None = None,
     overwrite: bool = False,
@@ -330,10 +369,10 @@ def sweep(
     process_count: int | None = None,
     **solve_kwargs: Any,
 ) -> Sweep:
-    r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...) as batched programs:
-    the points whose problems have the same shapes share **one** compiled program, vmapped over
-    the points and sharded across `devices`; each finished point is written to `store`, so an
-    interrupted sweep resumes where it stopped.
+    r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...): the single way to
+    solve many points in gradflow. The points whose problems have the same shapes share **one**
+    compiled program, vmapped over the points and sharded across `devices`; each finished point
+    is written to `store`, so an interrupted sweep resumes where it stopped.
 
     **Arguments:**
 
@@ -342,8 +381,9 @@ def sweep(
       per width) for points that should share a program.
     - `points`: the points, as dictionaries of JSON-able values (e.g. `{"tau": 0.1, "seed": 3}`);
       their keys in the store are `"tau=0.1_seed=3"`.
-    - `t1`, `ts`, `**solve_kwargs`: as in [`gradflow.solve`][] (`throw` is not allowed: failed
-      points are recorded, not raised).
+    - `t1`, `ts`, `**solve_kwargs`: as in [`gradflow.solve`][] (`t1` defaults to `ts[-1]`;
+      `throw` is not allowed: failed points are recorded, not raised). Every point is saved at
+      the same times, so the solutions stack.
     - `store`: a folder or a [`gradflow.ResultStore`][]: points already stored are read back
       instead of solved. A folder is opened with `t1`, `ts` and the solve options as its
       configuration (another configuration raises [`gradflow.StoreError`][] naming the keys
@@ -358,9 +398,12 @@ def sweep(
     - `batch_size`: points per compiled call (default: all pending points of a shape group),
       rounded up to a multiple of the number of devices. A smaller batch checkpoints more often;
       the last batch is padded by repeating a point, so every batch reuses the compiled program.
+      With `batch_size=1` (and one device) each point is one plain [`gradflow.solve`][] call,
+      with its own step sizes and its own `solver="auto"` choice.
     - `devices`: shard the batch axis across these devices of this process
       (`jax.sharding.Mesh` over one axis); default one device.
-    - `callback`: called with the list of records after each batch (progress, logging).
+    - `callback`: called after each batch with the JSON records of its points (progress,
+      logging): `key`, `point`, `error`, `seconds`, `sup`, `final`, `solution`.
     - `process_index`, `process_count`: split the points across processes, point `i` to process
       `i % process_count`; default `jax.process_index()` and `jax.process_count()`. After
       `jax.distributed.initialize(...)` every process runs the same call: each solves its own
@@ -368,10 +411,12 @@ def sweep(
       system), then all wait at a barrier and every process returns the full result, read
       back from the store. Given explicitly without `jax.distributed` (e.g. the tasks of a
       SLURM array), each process solves its share and returns the others' points found in the
-      store; the rest are recorded with an error saying they are not computed yet, and a rerun
-      in one process assembles everything. See `docs/distributed.md`.
+      store; the rest have status [`gradflow.SweepStatus`][]`.elsewhere`, and a rerun in one
+      process assembles everything. See `docs/distributed.md`.
 
-    **Returns:** a [`gradflow.Sweep`][].
+    **Returns:** a [`gradflow.Sweep`][]: the solutions stacked along a point axis, with a status
+    and an error message per point. A point that raises (in `build` or in its batch's solve) or
+    whose solve ends unsuccessfully is recorded and the others are kept.
 
     Adaptive solves under `vmap` step together (every point takes the union of the steps), so a
     batched point agrees with its own solve to the tolerance, not bitwise, and a batch costs as
@@ -381,13 +426,17 @@ def sweep(
     if "throw" in solve_kwargs:
         raise ValueError("`throw` is not supported by `sweep`: failed points are recorded.")
     points = [dict(p) for p in points]
-    if not points:
+    if not points or not all(isinstance(p, dict) for p in points):
         raise ValueError("`points` must be a non-empty list of dictionaries.")
     keys = [_point_key(p) for p in points]
     if len(set(keys)) != len(keys):
         raise ValueError("`points` holds duplicates; every point must be distinct.")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size}.")
+    if t1 is None:
+        if ts is None:
+            raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
+        t1 = float(np.asarray(ts).ravel()[-1])
     index, count = share(process_index, process_count)
     if count > 1 and store is None:
         raise ValueError(
@@ -414,185 +463,326 @@ def sweep(
         store = ResultStore(
             store, config, overwrite=overwrite, process_index=index, process_count=count
         )
+    run = _Run(
+        build, points, keys, t1, ts_tuple, solve_kwargs, solve_id, store, devices, index, count
+    )
     try:
-        return _sweep(
-            build,
-            points,
-            keys,
-            t1=t1,
-            ts_tuple=ts_tuple,
-            solve_kwargs=solve_kwargs,
-            solve_id=solve_id,
-            store=store,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            devices=devices,
-            callback=callback,
-            index=index,
-            count=count,
-            start=start,
-        )
+        run.solve(overwrite=overwrite, batch_size=batch_size, callback=callback)
     finally:
         if opened_here:
             store.close()
+    return run.result(time.perf_counter() - start)
 
 
-def _sweep(
-    build: Callable[..., Problem],
-    points: list[dict[str, Any]],
-    keys: list[str],
-    *,
-    t1: float,
-    ts_tuple: tuple[float, ...] | None,
-    solve_kwargs: dict[str, Any],
-    solve_id: str,
-    store: ResultStore | None,
-    overwrite: bool,
-    batch_size: int | None,
-    devices: list[jax.Device],
-    callback: Callable[[list[dict[str, Any]]], None] | None,
-    index: int,
-    count: int,
-    start: float,
-) -> Sweep:
-    # Every point is built (cheap next to a solve), so that each stored result, ours or another
-    # process's, is checked against the problem it claims to solve.
-    fingerprints: list[dict[str, Any]] = []
-    problems: dict[int, Problem] = {}
-    for i, point in enumerate(points):
-        problem = build(**point)
-        if not isinstance(problem, Problem):
-            raise TypeError(
-                f"`build` must return a gradflow.Problem; got {type(problem).__name__} at "
-                f"point {point}."
-            )
-        fingerprints.append({"problem": problem_fingerprint(problem), "solve": solve_id})
-        if owner(i, count) == index:
-            problems[i] = problem
+class _Run:
+    """The state of one call of `sweep`: what is solved, what is read back, what failed."""
 
-    records: dict[str, dict[str, Any]] = {}
-    solutions: dict[str, Solution] = {}
-    stale: dict[int, list[str]] = {}
+    def __init__(
+        self, build, points, keys, t1, ts, solve_kwargs, solve_id, store, devices, index, count
+    ):
+        self.build, self.points, self.keys = build, points, keys
+        self.t1, self.ts, self.solve_kwargs = t1, ts, solve_kwargs
+        self.solve_id, self.store, self.devices = solve_id, store, devices
+        self.index, self.count = index, count
+        n = len(points)
+        self.status = ["elsewhere"] * n
+        self.errors: list[str | None] = [None] * n
+        self.solutions: list[Solution | None] = [None] * n
+        self.infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        self.seconds = np.zeros(n)
+        self.groups = 0
 
-    def read_back(i: int) -> None:
-        # Only the owner of a point sets a damaged file aside (and recomputes it).
-        rec = store.get(keys[i], set_aside=owner(i, count) == index)
-        if rec is None:
-            return
-        differ = _differences(rec.get("fingerprint"), fingerprints[i])
-        if differ:
-            stale[i] = differ
-        else:
-            records[keys[i]] = {**rec, "resumed": True}
+    def owned(self, i: int) -> bool:
+        return owner(i, self.count) == self.index
 
-    if store is not None:
-        for i in range(len(points)):
-            read_back(i)
-    _refuse_stale(stale, keys, store, overwrite and not stale.keys() - problems.keys())
-    pending = [i for i in problems if keys[i] not in records]
+    def _read_back(self, found: dict[int, dict[str, Any]]) -> None:
+        for i, rec in found.items():
+            sol = _solution_from_record(rec["solution"])
+            self.solutions[i], self.infos[i] = sol, dict(sol.info)
+            self.status[i] = "resumed"
+            self.seconds[i] = float(rec.get("seconds", 0.0))
 
-    # Group the pending points by the static part and the shapes of their problems.
-    groups: list[tuple[Any, Any, list[int], list[Any]]] = []
-    for i in pending:
-        dynamic, static = eqx.partition(problems[i], eqx.is_array)
-        shapes = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), dynamic)
-        sig = (jax.tree_util.tree_structure(dynamic), jax.tree_util.tree_leaves(shapes))
-        for g in groups:
-            if g[0] == sig and eqx.tree_equal(g[1], static):
-                g[2].append(i)
-                g[3].append(dynamic)
-                break
-        else:
-            groups.append((sig, static, [i], [dynamic]))
-    problems.clear()
-
-    ndev = len(devices)
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("points",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
-    for _, static, idx, dyns in groups:
-        size = len(idx) if batch_size is None else min(int(batch_size), len(idx))
-        size = -(-size // ndev) * ndev
-        for b in range(0, len(idx), size):
-            chunk = list(range(b, min(b + size, len(idx))))
-            chunk_padded = chunk + [chunk[-1]] * (size - len(chunk))
-            stacked = jax.tree_util.tree_map(
-                lambda *xs: jnp.stack(xs), *[dyns[j] for j in chunk_padded]
-            )
-            stacked = jax.device_put(stacked, sharding)
-            t_batch = time.perf_counter()
+    def solve(self, *, overwrite, batch_size, callback) -> None:
+        # Every point is built (cheap next to a solve), so that each stored result, ours or
+        # another process's, is checked against the problem it claims to solve.
+        n = len(self.points)
+        identities: list[dict[str, Any]] = [{} for _ in range(n)]
+        problems: dict[int, Problem] = {}
+        for i, point in enumerate(self.points):
+            t0 = time.perf_counter()
             try:
-                batch_options, auto = _resolve_auto(stacked, static, t1, solve_kwargs)
-                sol = _solve_batch(stacked, static, t1, ts_tuple, batch_options)
-                sol = jax.tree_util.tree_map(np.asarray, sol)
-                failure = None
-            except Exception as exc:  # noqa: BLE001 - the batch fails, the sweep goes on
-                sol, failure = None, f"{type(exc).__name__}: {exc}"
-            per_point = (time.perf_counter() - t_batch) / len(chunk)
-            done = []
-            for pos, j in enumerate(chunk):
-                i = idx[j]
-                if sol is None:
-                    rec = _empty_record(keys[i], points[i], failure, per_point)
-                else:
-                    one = jax.tree_util.tree_map(lambda x, pos=pos: jnp.asarray(x[pos]), sol)
-                    rec = _record(one, keys[i], points[i], per_point)
+                problem = self.build(**point)
+                if not isinstance(problem, Problem):
+                    raise TypeError(
+                        f"`build` must return a gradflow.Problem; got {type(problem).__name__} "
+                        f"at point {point}."
+                    )
+            except TypeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a point that cannot be built is reported
+                self.status[i], self.errors[i] = "raised", f"{type(exc).__name__}: {exc}"
+                self.seconds[i] = time.perf_counter() - t0
+                continue
+            identities[i] = {"problem": problem_fingerprint(problem), "solve": self.solve_id}
+            if self.owned(i):
+                problems[i] = problem
+        built = [i for i in range(n) if self.status[i] != "raised"]
+        found = resume(
+            self.store,
+            self.keys,
+            identities,
+            owned=self.owned,
+            recompute_stale=overwrite,
+            positions=built,
+            now="`build` now returns",
+        )
+        self._read_back(found.records)
+        self._solve_groups(
+            {i: problems[i] for i in found.pending}, identities, batch_size, callback
+        )
+        if self.count > 1:
+            # The other processes' points: after the barrier they are all in the store (unless
+            # a process failed them); without jax.distributed, whatever is there already.
+            barrier("gradflow.sweep")
+            missing = [i for i in built if self.status[i] == "elsewhere"]
+            late = resume(self.store, self.keys, identities, owned=self.owned, positions=missing)
+            self._read_back(late.records)
+            for i in missing:
+                if self.status[i] == "elsewhere":
+                    self.errors[i] = (
+                        f"not computed here: point of process {owner(i, self.count)} of "
+                        f"{self.count}, not in the store {self.store.folder} (failed there, or "
+                        "still running)"
+                    )
+
+    def _solve_groups(self, problems, identities, batch_size, callback) -> None:
+        # Group the pending points by the static part and the shapes of their problems.
+        groups: list[tuple[Any, Any, list[int], list[Any]]] = []
+        for i, problem in problems.items():
+            dynamic, static = eqx.partition(problem, eqx.is_array)
+            shapes = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), dynamic)
+            sig = (jax.tree_util.tree_structure(dynamic), jax.tree_util.tree_leaves(shapes))
+            for g in groups:
+                if g[0] == sig and eqx.tree_equal(g[1], static):
+                    g[2].append(i)
+                    g[3].append(dynamic)
+                    break
+            else:
+                groups.append((sig, static, [i], [dynamic]))
+        problems.clear()
+        self.groups = len(groups)
+        ndev = len(self.devices)
+        mesh = jax.sharding.Mesh(np.asarray(self.devices), ("points",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
+        for _, static, idx, dyns in groups:
+            size = len(idx) if batch_size is None else min(int(batch_size), len(idx))
+            size = -(-size // ndev) * ndev
+            for b in range(0, len(idx), size):
+                chunk = list(range(b, min(b + size, len(idx))))
+                t_batch = time.perf_counter()
+                try:
+                    if size == 1:
+                        # One point, one plain solve: its own steps and its own auto choice.
+                        one = solve(
+                            eqx.combine(dyns[chunk[0]], static),
+                            t1=self.t1,
+                            ts=None if self.ts is None else np.asarray(self.ts),
+                            **self.solve_kwargs,
+                        )
+                        sols = [one]
+                        auto: dict[str, Any] = {}
+                    else:
+                        padded = chunk + [chunk[-1]] * (size - len(chunk))
+                        stacked = jax.tree_util.tree_map(
+                            lambda *xs: jnp.stack(xs), *[dyns[j] for j in padded]
+                        )
+                        stacked = jax.device_put(stacked, sharding)
+                        options, auto = _resolve_auto(stacked, static, self.t1, self.solve_kwargs)
+                        batch = _solve_batch(stacked, static, self.t1, self.ts, options)
+                        batch = jax.tree_util.tree_map(np.asarray, batch)
+                        sols = [
+                            jax.tree_util.tree_map(lambda x, p=p: jnp.asarray(x[p]), batch)
+                            for p in range(len(chunk))
+                        ]
+                    failure = None
+                except Exception as exc:  # noqa: BLE001 - the batch fails, the sweep goes on
+                    sols, failure = [], f"{type(exc).__name__}: {exc}"
+                per_point = (time.perf_counter() - t_batch) / len(chunk)
+                done = []
+                for pos, j in enumerate(chunk):
+                    i = idx[j]
+                    self.seconds[i] = per_point
+                    if failure is not None:
+                        self.status[i], self.errors[i] = "raised", failure
+                        done.append(self._json(i))
+                        continue
+                    sol = sols[pos]
+                    self.solutions[i] = sol
+                    self.infos[i] = {**dict(sol.info), **auto}
+                    rec = _record(sol, self.keys[i], self.points[i], per_point)
                     rec["solution"].update(auto)
-                    solutions[keys[i]] = one
-                rec["fingerprint"] = fingerprints[i]
-                rec["process"] = {"index": index, "count": count}
-                records[keys[i]] = rec
-                done.append(rec)
-                if store is not None and rec["error"] is None:
-                    store.put(keys[i], rec)
-            if callback is not None:
-                callback(done)
+                    self.status[i], self.errors[i] = (
+                        ("computed", None) if rec["error"] is None else ("failed", rec["error"])
+                    )
+                    if self.store is not None and rec["error"] is None:
+                        rec["fingerprint"] = identities[i]
+                        rec["process"] = {"index": self.index, "count": self.count}
+                        self.store.put(self.keys[i], rec)
+                    done.append({**rec, "status": self.status[i]})
+                if callback is not None:
+                    callback(done)
 
-    if count > 1:
-        # The other processes' points: after the barrier they are all in the store (unless a
-        # process failed them); without jax.distributed, whatever is there already.
-        barrier("gradflow.sweep")
-        for i in range(len(points)):
-            if keys[i] not in records:
-                read_back(i)
-        _refuse_stale(stale, keys, store, False)
-        for i in range(len(points)):
-            if keys[i] not in records:
-                records[keys[i]] = _empty_record(
-                    keys[i],
-                    points[i],
-                    f"not computed here: point of process {owner(i, count)} of {count}, not in "
-                    f"the store {store.folder} (failed there, or still running)",
-                    0.0,
-                )
-    return Sweep(
-        keys=keys,
-        points=points,
-        records=[records[k] for k in keys],
-        compiled_groups=len(groups),
-        seconds=time.perf_counter() - start,
-        solutions=[solutions.get(k) for k in keys],
+    def _json(self, i: int) -> dict[str, Any]:
+        return {
+            "key": self.keys[i],
+            "point": self.points[i],
+            "status": self.status[i],
+            "error": self.errors[i],
+            "seconds": float(self.seconds[i]),
+            "sup": {},
+            "final": {},
+            "solution": None,
+        }
+
+    def result(self, wall: float) -> Sweep:
+        return Sweep(
+            keys=tuple(self.keys),
+            points=tuple(self.points),
+            solution=_stack(self.solutions),
+            status=_statuses(self.status),
+            errors=tuple(self.errors),
+            infos=tuple(self.infos),
+            seconds=self.seconds.copy(),
+            compiled_groups=self.groups,
+            wall_seconds=wall,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The alpha sweep: sweep() over alpha, with the rate fits of the finite-horizon theorem.
+
+
+class AlphaSweep(eqx.Module):
+    """The result of [`gradflow.sweep_alpha`][]: the [`gradflow.Sweep`][] over alpha and the
+    rate fits.
+
+    `sup[name][i]` is $\\sup_t$ of the distance `name` at `alphas[i]` (NaN where the point
+    failed); `errors[i]` is `None` or why the point failed; `fits[name]` is the log-log fit over
+    the successful points with `alpha >= fit_min`.
+    """
+
+    sweep: Sweep
+    fits: dict[str, RateFit | None]
+    fit_min: float = eqx.field(static=True)
+
+    @property
+    def alphas(self) -> np.ndarray:
+        return np.array([p["alpha"] for p in self.sweep.points], dtype=float)
+
+    @property
+    def sup(self) -> dict[str, np.ndarray]:
+        return {k: self.sweep.sup(k) for k in DISTANCES}
+
+    @property
+    def errors(self) -> list[str | None]:
+        return list(self.sweep.errors)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [float(s) for s in self.sweep.seconds]
+
+    @property
+    def solutions(self) -> list[Solution | None]:
+        return [self.sweep.solution_at(i) for i in range(len(self.sweep))]
+
+    @property
+    def succeeded(self) -> np.ndarray:
+        return self.sweep.succeeded
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alphas": self.alphas,
+            "sup": self.sup,
+            "predicted_slopes": PREDICTED_SLOPES,
+            "fits": {k: (None if v is None else v.to_dict()) for k, v in self.fits.items()},
+            "fit_min": self.fit_min,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "solutions": [None if s is None else s.to_dict() for s in self.solutions],
+        }
+
+
+def sweep_alpha(
+    problem: Problem,
+    alphas: Sequence[float],
+    *,
+    t1: float | None = None,
+    ts: Sequence[float] | None = None,
+    fit_min: float = 0.0,
+    callback: Callable[[int, float, Solution | None, str | None], None] | None = None,
+    store: "str | Path | ResultStore | None" = None,
+    batch_size: int | None = None,
+    devices: "Sequence[jax.Device] | None" = None,
+    **solve_kwargs: Any,
+) -> AlphaSweep:
+    r"""Solve `problem` at each scale in `alphas` with [`gradflow.sweep`][] (alpha is an array
+    leaf: one compilation) and fit $\sup_{t \le t_1}$ of each distance against alpha on log-log
+    axes.
+
+    **Arguments:**
+
+    - `problem`: a [`gradflow.Problem`][]; its own `alpha` is ignored.
+    - `alphas`: the scales, each > 0.
+    - `t1`, `ts`: the horizon and save times, as in [`gradflow.solve`][].
+    - `fit_min`: only alphas >= `fit_min` enter the fits (the theorem is asymptotic).
+    - `callback`: called as `callback(i, alpha, solution_or_None, error_or_None)` after each
+      solved point (progress bars).
+    - `store`, `batch_size`, `devices`: as in [`gradflow.sweep`][]. By default each alpha is
+      one plain solve (`batch_size=1`: its own steps); with `store` or `devices` given and no
+      `batch_size`, all alphas are one batch (one compiled program vmapped over alpha, sharded
+      across `devices`).
+    - `**solve_kwargs`: passed to [`gradflow.solve`][] (`linearized` is forced on).
+
+    **Returns:** an [`gradflow.AlphaSweep`][]. A point that raises or ends unsuccessfully is
+    recorded in `errors` and skipped by the fits.
+    """
+    alphas_arr = np.asarray(alphas, dtype=float).ravel()
+    if alphas_arr.size == 0 or np.any(~np.isfinite(alphas_arr)) or np.any(alphas_arr <= 0):
+        raise ValueError(f"`alphas` must be a non-empty list of numbers > 0; got {alphas!r}.")
+    if t1 is None and ts is None:
+        raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
+    solve_kwargs["linearized"] = True
+    if batch_size is None and store is None and devices is None:
+        batch_size = 1
+    by_key = {_point_key({"alpha": float(a)}): i for i, a in enumerate(alphas_arr)}
+    reported: set[int] = set()
+
+    def progress(records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            i = by_key[rec["key"]]
+            reported.add(i)
+            sol = None if rec["solution"] is None else _solution_from_record(rec["solution"])
+            callback(i, float(alphas_arr[i]), sol, rec["error"])
+
+    result = sweep(
+        lambda alpha: problem.with_alpha(alpha),
+        [{"alpha": float(a)} for a in alphas_arr],
+        t1=t1,
+        ts=ts,
+        store=store,
+        batch_size=batch_size,
+        devices=devices,
+        callback=None if callback is None else progress,
+        **solve_kwargs,
     )
-
-
-def _differences(stored: Any, now: dict[str, Any]) -> list[str]:
-    if not isinstance(stored, dict) or not isinstance(stored.get("problem"), dict):
-        return ["fingerprint (none stored)"]
-    parts = sorted(set(stored["problem"]) | set(now["problem"]))
-    differ = [p for p in parts if stored["problem"].get(p) != now["problem"].get(p)]
-    if stored.get("solve") != now["solve"]:
-        differ.append("solve options")
-    return differ
-
-
-def _refuse_stale(
-    stale: dict[int, list[str]], keys: list[str], store: ResultStore | None, recompute: bool
-) -> None:
-    if not stale or recompute:
-        return
-    shown = [f"{keys[i]} (differs in: {', '.join(d)})" for i, d in list(stale.items())[:5]]
-    more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
-    raise StoreError(
-        f"{len(stale)} point(s) in {store.folder} were computed for another problem than "
-        f"`build` now returns: {'; '.join(shown)}{more}. A changed problem never reuses stored "
-        "points: pass another store folder, or overwrite=True to recompute them."
-    )
+    if callback is not None:
+        # The points no batch reported: read back from the store, or failed to build.
+        for i in sorted(set(range(len(alphas_arr))) - reported):
+            callback(i, float(alphas_arr[i]), result.solution_at(i), result.errors[i])
+    fits: dict[str, RateFit | None] = {}
+    ok = result.succeeded & (alphas_arr >= fit_min)
+    for k in DISTANCES:
+        sup = result.sup(k)
+        use = ok & np.isfinite(sup) & (sup > 0)
+        fits[k] = fit_rate(alphas_arr[use], sup[use]) if use.sum() >= 2 else None
+    return AlphaSweep(result, fits, float(fit_min))

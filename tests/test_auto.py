@@ -143,10 +143,10 @@ def test_sweep_chooses_auto_per_batch_outside_vmap(getkey):
     base = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
     long = 1e4 / _materialized_lambda_max(base)
     sw = gf.sweep(lambda a: base.with_alpha(a), [{"a": 3.0}, {"a": 4.0}], t1=long, rtol=1e-6)
-    assert all(r["error"] is None for r in sw.records)
-    sol = sw.records[0]["solution"]
+    assert all(sw.succeeded)
+    sol = sw.infos[0]
     assert sol["solver"] == "RKC" and sol["solver_choice"] == "auto"
     assert "stiffest point" in sol["solver_reason"]
     # The batched answer equals a single solve with the same solver (vmap vs loop).
     one = gf.solve(base, t1=long, ts=[long], rtol=1e-6, solver=gf.RKC())
-    np.testing.assert_allclose(sw.records[0]["final"]["loss"], float(one.loss[-1]), rtol=1e-9)
+    np.testing.assert_allclose(sw.final("loss")[0], float(one.loss[-1]), rtol=1e-9)

@@ -54,8 +54,8 @@ _PROCESS = textwrap.dedent(
             os._exit(3)
 
     sw = gf.sweep(t.build, t.POINTS, store=store, callback=die_after_first_batch, **t.OPTS)
-    print(json.dumps({k: sw.column(k, kind).tolist() for k, kind in
-                      [("loss", "final"), ("param_distance", "sup")]}))
+    print(json.dumps({"loss": sw.final("loss").tolist(),
+                      "param_distance": sw.sup("param_distance").tolist()}))
     """
 )
 
@@ -121,9 +121,9 @@ def test_two_processes_combine_and_a_killed_process_redoes_only_its_points(tmp_p
     single = gf.sweep(build, POINTS, **OPTS)
     for out in (out0, out1):
         combined = json.loads(out.strip().splitlines()[-1])
-        np.testing.assert_allclose(combined["loss"], single.column("loss", "final"), rtol=1e-7)
+        np.testing.assert_allclose(combined["loss"], single.final("loss"), rtol=1e-7)
         np.testing.assert_allclose(
-            combined["param_distance"], single.column("param_distance", "sup"), rtol=1e-7
+            combined["param_distance"], single.sup("param_distance"), rtol=1e-7
         )
 
 
@@ -137,13 +137,14 @@ def test_process_split_arguments_are_checked(tmp_path):
 def test_a_share_without_jax_distributed_reports_the_others_as_not_computed(tmp_path):
     # A SLURM-array-like task: process 1 of 2 alone, then one process assembles everything.
     part = gf.sweep(build, POINTS[:2], store=tmp_path, process_index=1, process_count=2, **OPTS)
-    assert part.records[1]["error"] is None
-    assert part.records[0]["error"].startswith("not computed here: point of process 0 of 2")
+    assert part.errors[1] is None and part.is_(gf.SweepStatus.elsewhere).tolist() == [True, False]
+    assert part.errors[0].startswith("not computed here: point of process 0 of 2")
+    assert np.isnan(part.final("loss")[0]) and np.isfinite(part.final("loss")[1])
     whole = gf.sweep(build, POINTS[:2], store=tmp_path, **OPTS)
-    assert [r["resumed"] for r in whole.records] == [False, True]
+    assert whole.resumed.tolist() == [False, True]
     ref = gf.solve(build(**POINTS[0]), t1=1.0, ts=[0.5, 1.0], rtol=1e-12, atol=1e-14,
                    linearized=False)  # fmt: skip
-    np.testing.assert_allclose(whole.records[0]["final"]["loss"], ref.loss[-1], rtol=1e-7)
+    np.testing.assert_allclose(whole.final("loss")[0], ref.loss[-1], rtol=1e-7)
 
 
 @dataclasses.dataclass(frozen=True)

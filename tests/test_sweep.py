@@ -48,16 +48,16 @@ def test_batched_sweep_matches_separate_solves_and_compiles_once(tmp_path):
     # 6 points, batches of 4: the second batch is padded and must reuse the program.
     sw = gf.sweep(build, POINTS, store=tmp_path / "s", **OPTS)
     traced = len(TRACES) - before
-    assert sw.compiled_groups == 1 and all(e is None for e in (r["error"] for r in sw.records))
+    assert sw.compiled_groups == 1 and all(e is None for e in sw.errors)
     # Ground truth: each point solved on its own at a much tighter tolerance. Batched adaptive
     # solves take the union of steps, so they agree to the tolerance (rtol 1e-8), not bitwise.
-    for rec, point in zip(sw.records, POINTS):
+    for rec, point in zip(sw.records(), POINTS):
         ref = reference(point)
         np.testing.assert_allclose(rec["final"]["loss"], float(ref.loss[-1]), rtol=1e-7)
         np.testing.assert_allclose(
             rec["sup"]["param_distance"], float(np.max(ref.param_distance)), rtol=1e-6
         )
-        assert rec["point"] == point and not rec["resumed"]
+        assert rec["point"] == point and rec["status"] == "computed"
     # One trace of the model per compiled program (jvp/vjp/linearize inside it), none later:
     # a second identical sweep without a store traces nothing.
     before = len(TRACES)
@@ -65,8 +65,10 @@ def test_batched_sweep_matches_separate_solves_and_compiles_once(tmp_path):
     assert len(TRACES) == before, "the batched program was retraced"
     assert traced > 0
     np.testing.assert_allclose(
-        sw.column("loss", "final"), [r["final"]["loss"] for r in sw.records], rtol=0
+        sw.final("loss"), [r["final"]["loss"] for r in sw.records()], rtol=0
     )
+    np.testing.assert_allclose(sw.final("loss"), sw.solution.loss[:, -1], rtol=0)
+    assert sw.solution.loss.shape == (len(POINTS), len(TS)) and bool(np.all(sw.is_(gf.SweepStatus.computed)))
 
 
 def test_interrupted_sweep_resumes_from_store(tmp_path):
@@ -91,8 +93,8 @@ def test_interrupted_sweep_resumes_from_store(tmp_path):
         **OPTS,
     )
     assert sorted(solved) == sorted(set(sw.keys) - set(seen))  # only the missing points ran
-    assert [r["resumed"] for r in sw.records] == [k in seen for k in sw.keys]
-    assert sw.records[sw.keys.index(seen[0])]["final"] == stored["final"]
+    assert list(sw.resumed) == [k in seen for k in sw.keys]
+    assert sw.final("loss")[sw.keys.index(seen[0])] == stored["final"]["loss"]
     with pytest.raises(ValueError, match="another configuration"):
         gf.sweep(build, POINTS, store=store, **{**OPTS, "t1": 3.0})
 
@@ -106,7 +108,7 @@ def _other_targets(tau, seed, alpha=1.0):
 def test_changed_build_never_reuses_stored_points(tmp_path):
     store = tmp_path / "s"
     first = gf.sweep(build, POINTS[:2], store=store, **OPTS)
-    assert not any(r["resumed"] for r in first.records)
+    assert not any(first.resumed)
     with pytest.raises(
         gf.StoreError,
         match=r"2 point\(s\) in .* computed for another problem than `build` now returns: "
@@ -121,15 +123,15 @@ def test_changed_build_never_reuses_stored_points(tmp_path):
     with pytest.raises(gf.StoreError, match=r"differs in: params0\)"):
         gf.sweep(other_init, POINTS[:2], store=store, **OPTS)
     sw = gf.sweep(_other_targets, POINTS[:2], store=store, overwrite=True, **OPTS)
-    assert not any(r["resumed"] for r in sw.records)
+    assert not any(sw.resumed)
     # Ground truth for the new problem: its own solve at a much tighter tolerance.
-    for rec, point in zip(sw.records, POINTS[:2]):
+    for rec, point in zip(sw.records(), POINTS[:2]):
         ref = gf.solve(_other_targets(**point), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14,
                        linearized=False)  # fmt: skip
         np.testing.assert_allclose(rec["final"]["loss"], float(ref.loss[-1]), rtol=1e-7)
-        assert abs(rec["final"]["loss"] - first.records[0]["final"]["loss"]) > 1e-3
+        assert abs(rec["final"]["loss"] - first.final("loss")[0]) > 1e-3
     again = gf.sweep(_other_targets, POINTS[:2], store=store, **OPTS)
-    assert all(r["resumed"] for r in again.records)
+    assert all(again.resumed)
 
 
 def test_problem_fingerprint_sees_data_init_model_and_static_fields():
@@ -177,11 +179,9 @@ def test_corrupted_point_file_is_reported_and_recomputed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}: corrupted point (not valid JSON" in err and len(err.splitlines()) == 1
     assert solved == [first.keys[1]]
-    assert [r["resumed"] for r in again.records] == [True, False, True]
+    assert list(again.resumed) == [True, False, True]
     # Recomputed in a batch of its own: equal to the first run to the tolerance (rtol 1e-8).
-    np.testing.assert_allclose(
-        again.column("loss", "final"), first.column("loss", "final"), rtol=1e-7
-    )
+    np.testing.assert_allclose(again.final("loss"), first.final("loss"), rtol=1e-7)
     assert json.loads(path.read_text())["record"]["key"] == first.keys[1]
 
 
@@ -195,7 +195,7 @@ def test_shapes_form_separate_programs_and_bad_input():
     sw = gf.sweep(by_width, pts, t1=1.0, ts=[1.0], linearized=False)
     assert sw.compiled_groups == 2 and bool(np.all(sw.succeeded))
     ref = gf.solve(by_width(6, 1), t1=1.0, ts=[1.0], rtol=1e-12, atol=1e-14, linearized=False)
-    np.testing.assert_allclose(sw.column("loss", "final")[3], ref.loss[0], rtol=1e-7)
+    np.testing.assert_allclose(sw.final("loss")[3], ref.loss[0], rtol=1e-7)
     with pytest.raises(ValueError, match="`points` holds duplicates"):
         gf.sweep(build, [POINTS[0], POINTS[0]], t1=1.0)
     with pytest.raises(ValueError, match="`throw` is not supported"):
@@ -206,7 +206,8 @@ def test_shapes_form_separate_programs_and_bad_input():
 
 def test_failed_points_are_recorded_not_stored(tmp_path):
     sw = gf.sweep(build, POINTS[:4], max_steps=3, store=tmp_path / "f", **OPTS)
-    assert all("max_steps" in r["error"] for r in sw.records)
+    assert all("max_steps" in e for e in sw.errors)
+    assert bool(np.all(sw.is_(gf.SweepStatus.failed))) and bool(np.all(np.isnan(sw.final("loss"))))
     assert not list((tmp_path / "f" / "points").glob("*.json"))  # a rerun retries them
 
 
@@ -227,7 +228,9 @@ def test_sweep_alpha_batched_path_matches_loop(tmp_path):
     for k in gf.PREDICTED_SLOPES:
         np.testing.assert_allclose(batched.sup[k], loop.sup[k], rtol=1e-6)
     resumed = gf.sweep_alpha(problem, alphas, t1=2.0, ts=TS, store=tmp_path / "a")
-    assert resumed.solutions == [None, None, None]
+    assert all(resumed.sweep.resumed)
+    # Read back from JSON: the stored series are the solved ones, to the last bit.
+    np.testing.assert_array_equal(resumed.solutions[2].param_gap, batched.solutions[2].param_gap)
     np.testing.assert_allclose(resumed.sup["param_gap"], batched.sup["param_gap"], rtol=0)
 
 
@@ -251,7 +254,7 @@ _SHARDED = textwrap.dedent(
 
     gf._sweep._solve_batch = spy
     sw = gf.sweep(t.build, t.POINTS, devices=jax.devices(), **t.OPTS)
-    print(json.dumps({"loss": sw.column("loss", "final").tolist(), **captured}))
+    print(json.dumps({"loss": sw.final("loss").tolist(), **captured}))
     """
 )
 
