@@ -51,9 +51,11 @@ class Sweep(eqx.Module):
     - `keys`, `points`: each point's key in the store (`"tau=0.1_seed=3"`) and its values.
     - `solution`: one [`gradflow.Solution`][] whose arrays have a leading point axis
       (`sweep.solution.loss[i]` is point `i`'s loss at every save time); NaN where a point has
-      no solution (it raised, or belongs to another process). Parameters are not kept (a point
-      read back from the store has none), and `stats` are float arrays (NaN where a point's
-      solver does not report a statistic). `None` if no point has a solution.
+      no solution (it raised, or belongs to another process). `params` and `linear_params`
+      (with `save_params=True`) are kept when every point with a solution has them, all of
+      one shape (e.g. an alpha sweep solved in this call; a point read back from a store has
+      none), else `None`. `stats` are float arrays (NaN where a point's solver does not report
+      a statistic). `None` if no point has a solution.
     - `status`: a [`gradflow.SweepStatus`][] per point; `errors[i]`: `None` or why point `i`
       failed.
     - `infos[i]`: the solver, tolerances and horizon that point `i` used (the `info` of its
@@ -271,22 +273,28 @@ def _solution_from_record(d: dict[str, Any]) -> Solution:
     )
 
 
-def _strip(sol: Solution, stats_keys: list[str]) -> Solution:
-    """`sol` with numpy float arrays, no parameters, no `info`, and exactly `stats_keys`, so
-    that the solutions of a sweep have one tree structure and stack."""
+def _strip(sol: Solution, stats_keys: list[str], params: bool) -> Solution:
+    """`sol` with numpy float arrays, no `info`, exactly `stats_keys`, and its parameters only
+    if `params`, so that the solutions of a sweep have one tree structure and stack."""
 
     def f(x):
-        return None if x is None else np.asarray(x, dtype=float)
+        return None if x is None else jax.tree_util.tree_map(np.asarray, x)
 
     return Solution(
-        **{k: f(getattr(sol, k)) for k in _SOLUTION_SERIES},
-        params=None,
-        linear_params=None,
+        **{k: None if getattr(sol, k) is None else np.asarray(getattr(sol, k), float)
+           for k in _SOLUTION_SERIES},
+        params=f(sol.params) if params else None,
+        linear_params=f(sol.linear_params) if params else None,
         stats={k: np.asarray(sol.stats.get(k, np.nan), float) for k in stats_keys},
         result=jax.tree_util.tree_map(np.asarray, sol.result),
         alpha=np.asarray(sol.alpha, float),
         info=(),
-    )
+    )  # fmt: skip
+
+
+def _shape_tree(tree: Any) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, [(np.shape(x), np.asarray(x).dtype.str) for x in leaves]
 
 
 def _stack(solutions: list[Solution | None]) -> Solution | None:
@@ -294,19 +302,25 @@ def _stack(solutions: list[Solution | None]) -> Solution | None:
     if not present:
         return None
     keys = sorted({k for s in present for k in s.stats})
-    template = _strip(present[0], keys)
+    # Parameters are kept when every solved point has them, all of one shape (an alpha sweep
+    # with save_params=True); points read back from a store have none.
+    shapes = {repr(_shape_tree((s.params, s.linear_params))) for s in present}
+    params = all(s.params is not None for s in present) and len(shapes) == 1
+    template = _strip(present[0], keys, params)
+
+    def nan(x):
+        x = np.asarray(x)
+        return np.full_like(x, np.nan) if np.issubdtype(x.dtype, np.inexact) else x
+
     # A point without a solution: NaN everywhere (its status says why).
     blank = dataclasses.replace(
         template,
-        **{
-            k: np.full_like(getattr(template, k), np.nan)
-            for k in _SOLUTION_SERIES
-            if getattr(template, k) is not None
-        },
+        **{k: jax.tree_util.tree_map(nan, getattr(template, k))
+           for k in (*_SOLUTION_SERIES, "params", "linear_params")},
         stats={k: np.asarray(np.nan) for k in keys},
         alpha=np.asarray(np.nan),
-    )
-    stripped = [blank if s is None else _strip(s, keys) for s in solutions]
+    )  # fmt: skip
+    stripped = [blank if s is None else _strip(s, keys, params) for s in solutions]
     try:
         return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *stripped)
     except ValueError as exc:

@@ -180,6 +180,28 @@ def test_experiment_runner_splits_points_and_one_run_assembles_them(tmp_path):
     assert whole.computed == [] and whole.summary["squares"] == [0, 1, 4, 9, 16]
 
 
+def test_experiment_points_resume_only_for_the_same_point(tmp_path):
+    # The experiments resume through the sweep's resume step: a stored record is reused only
+    # if its fingerprint is the point's; one stored by an earlier version (no fingerprint) only
+    # if its point values are the point's.
+    exp = _Squares(n=3)
+    first = ex.run(exp, tmp_path, progress=False)
+    assert first.computed == ["k=0", "k=1", "k=2"]
+    with gf.ResultStore(tmp_path, exp.config()) as store:
+        rec = store.get("k=2")
+        store.put("k=2", {**rec, "fingerprint": {"point": "0" * 16}})
+        legacy = {k: v for k, v in store.get("k=1").items() if k != "fingerprint"}
+        store.put("k=1", legacy)
+    with pytest.raises(gf.StoreError, match=r"1 point\(s\) .* another problem than experiment "
+                       r"'squares' now defines: k=2 \(differs in: point\)"):  # fmt: skip
+        ex.run(exp, tmp_path, progress=False)
+    again = ex.run(exp, tmp_path, progress=False, overwrite=True)
+    assert again.computed == ["k=2"] and sorted(again.reused) == ["k=0", "k=1"]
+    with gf.ResultStore(tmp_path, exp.config()) as store:
+        store.put("k=1", {**legacy, "k": 7})  # a legacy record of another point
+    assert ex.run(exp, tmp_path, progress=False, overwrite=True).computed == ["k=1"]
+
+
 def test_distributed_flags_are_checked_before_anything_runs(tmp_path, capsys):
     argv = ["reproduce", "tau-sweep", "--quick", "--out", str(tmp_path), "--no-cache"]
     with pytest.raises(SystemExit) as exc:

@@ -5,6 +5,7 @@ import numpy as np
 from .._losses import empirical_norm
 from .._problem import Problem
 from .._solve import Solution, solve
+from .._sweep import sweep
 from ._base import ExponentCheck, exponent_check
 from ._problems import NamedProblem
 
@@ -12,16 +13,22 @@ DISTANCES = ("param_distance", "param_gap", "output_gap")
 
 
 def solve_many(problem: Problem, alphas, ts, *, rtol: float, atol: float, **kwargs):
-    """One solve per alpha (alpha is an array leaf: one compilation)."""
-    sols = []
-    for a in alphas:
-        sol = solve(
-            problem.with_alpha(float(a)), ts=ts, rtol=float(rtol), atol=float(atol), **kwargs
-        )
-        if not sol.succeeded:
-            raise RuntimeError(f"the solve at alpha={float(a):g} failed: {sol.message}")
-        sols.append(sol)
-    return sols
+    """One solve per alpha through [`gradflow.sweep`][] (alpha is an array leaf: one
+    compilation; `batch_size=1`: each alpha with its own steps); the check needs every point,
+    so a failed one raises, naming the alpha and why."""
+    result = sweep(
+        lambda alpha: problem.with_alpha(alpha),
+        [{"alpha": float(a)} for a in alphas],
+        ts=ts,
+        batch_size=1,
+        rtol=float(rtol),
+        atol=float(atol),
+        **kwargs,
+    )
+    for i, point in enumerate(result.points):
+        if result.errors[i] is not None:
+            raise RuntimeError(f"the solve at alpha={point['alpha']:g} failed: {result.errors[i]}")
+    return [result.solution_at(i) for i in range(len(result))]
 
 
 def reference(

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._io import environment, write_json
-from .._store import ResultStore
+from .._store import ResultStore, config_hash, resume
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,9 +249,24 @@ def run(
         mine = [(k, p) for i, (k, p) in enumerate(points) if owner(i, count) == index]
         if only is not None:
             mine = [(k, p) for k, p in mine if k in set(only)]
-        # `in` reads and checks each file: a corrupted one is reported and set aside here.
-        todo = [(k, p) for k, p in mine if k not in store]
-        reused = [k for k, _ in mine if k not in {t for t, _ in todo}]
+        # The one resume step of every runner: a stored point is reused only for the same
+        # point (its fingerprint); a damaged file is reported, set aside and recomputed.
+        identities = [{"point": config_hash(p)} for _, p in points]
+        wanted = set(only) if only is not None else set(keys)
+        found = resume(
+            store,
+            keys,
+            identities,
+            owned=lambda i: owner(i, count) == index,
+            recompute_stale=overwrite,
+            positions=[i for i, k in enumerate(keys) if k in wanted],
+            now=f"experiment {experiment.name!r} now defines",
+            legacy=lambda i, rec: (
+                config_hash({a: rec.get(a) for a in points[i][1]}) == identities[i]["point"]
+            ),
+        )
+        todo = [points[i] for i in found.pending]
+        reused = [keys[i] for i in found.records if owner(i, count) == index]
         errors: dict[str, str] = {}
         computed: list[str] = []
         bar = tqdm(
@@ -272,7 +287,13 @@ def run(
                     tail = traceback.format_exc(limit=3)
                     bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
                 else:
-                    record = {"key": key, **point, **record, "seconds": time.perf_counter() - t0}
+                    record = {
+                        "key": key,
+                        **point,
+                        **record,
+                        "seconds": time.perf_counter() - t0,
+                        "fingerprint": identities[keys.index(key)],
+                    }
                     store.put(key, record)
                     computed.append(key)
                 bar.update(1)
