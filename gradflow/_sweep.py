@@ -381,6 +381,7 @@ def sweep(
     callback: Callable[[list[dict[str, Any]]], None] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    only: Sequence[str] | None = None,
     **solve_kwargs: Any,
 ) -> Sweep:
     r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...): the single way to
@@ -427,6 +428,8 @@ def sweep(
       SLURM array), each process solves its share and returns the others' points found in the
       store; the rest have status [`gradflow.SweepStatus`][]`.elsewhere`, and a rerun in one
       process assembles everything. See `docs/distributed.md`.
+    - `only`: solve only the points with these keys; the others are read back from `store`
+      where they are finished, else have status `elsewhere`.
 
     **Returns:** a [`gradflow.Sweep`][]: the solutions stacked along a point axis, with a status
     and an error message per point. A point that raises (in `build` or in its batch's solve) or
@@ -447,6 +450,10 @@ def sweep(
         raise ValueError("`points` holds duplicates; every point must be distinct.")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size}.")
+    if only is not None and set(only) - set(keys):
+        raise ValueError(
+            f"`only` names unknown points {sorted(set(only) - set(keys))}; valid keys: {keys}."
+        )
     if t1 is None:
         if ts is None:
             raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
@@ -480,6 +487,7 @@ def sweep(
     run = _Run(
         build, points, keys, t1, ts_tuple, solve_kwargs, solve_id, store, devices, index, count
     )
+    run.wanted = set(keys) if only is None else set(only)
     try:
         run.solve(overwrite=overwrite, batch_size=batch_size, callback=callback)
     finally:
@@ -505,9 +513,13 @@ class _Run:
         self.infos: list[dict[str, Any]] = [{} for _ in range(n)]
         self.seconds = np.zeros(n)
         self.groups = 0
+        self.wanted = set(keys)
 
     def owned(self, i: int) -> bool:
         return owner(i, self.count) == self.index
+
+    def solves(self, i: int) -> bool:
+        return self.owned(i) and self.keys[i] in self.wanted
 
     def _read_back(self, found: dict[int, dict[str, Any]]) -> None:
         for i, rec in found.items():
@@ -538,14 +550,14 @@ class _Run:
                 self.seconds[i] = time.perf_counter() - t0
                 continue
             identities[i] = {"problem": problem_fingerprint(problem), "solve": self.solve_id}
-            if self.owned(i):
+            if self.solves(i):
                 problems[i] = problem
         built = [i for i in range(n) if self.status[i] != "raised"]
         found = resume(
             self.store,
             self.keys,
             identities,
-            owned=self.owned,
+            owned=self.solves,
             recompute_stale=overwrite,
             positions=built,
             now="`build` now returns",
@@ -554,6 +566,10 @@ class _Run:
         self._solve_groups(
             {i: problems[i] for i in found.pending}, identities, batch_size, callback
         )
+        if self.wanted != set(self.keys):
+            for i in built:
+                if self.status[i] == "elsewhere":
+                    self.errors[i] = "not asked for (`only`), and not in the store"
         if self.count > 1:
             # The other processes' points: after the barrier they are all in the store (unless
             # a process failed them); without jax.distributed, whatever is there already.
@@ -793,10 +809,18 @@ def sweep_alpha(
         # The points no batch reported: read back from the store, or failed to build.
         for i in sorted(set(range(len(alphas_arr))) - reported):
             callback(i, float(alphas_arr[i]), result.solution_at(i), result.errors[i])
+    return fit_alpha_sweep(result, fit_min)
+
+
+def fit_alpha_sweep(result: Sweep, fit_min: float = 0.0) -> AlphaSweep:
+    r"""The rate fits of a [`gradflow.Sweep`][] whose points are `{"alpha": a}`: $\sup_t$ of
+    each distance against alpha on log-log axes, over the successful points with
+    `alpha >= fit_min` (at least two, else that fit is `None`)."""
+    alphas = np.array([p["alpha"] for p in result.points], dtype=float)
     fits: dict[str, RateFit | None] = {}
-    ok = result.succeeded & (alphas_arr >= fit_min)
+    ok = result.succeeded & (alphas >= fit_min)
     for k in DISTANCES:
         sup = result.sup(k)
         use = ok & np.isfinite(sup) & (sup > 0)
-        fits[k] = fit_rate(alphas_arr[use], sup[use]) if use.sum() >= 2 else None
+        fits[k] = fit_rate(alphas[use], sup[use]) if use.sum() >= 2 else None
     return AlphaSweep(result, fits, float(fit_min))

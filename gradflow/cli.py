@@ -36,7 +36,9 @@ def _add_sweep_parser(sub) -> None:
             "R(f) = 1/2 ||f - y||_F^2 with the empirical norm ||f||_F^2 = (1/n) sum_i |f_i|^2; "
             "objective F_alpha(w) = R(alpha h(w)) / alpha^2.\n\n"
             "Writes OUT/alpha_sweep.png and OUT/alpha_sweep.json (checked writable before "
-            "anything is computed)."
+            "anything is computed); each finished alpha is stored in OUT/points at once, so an "
+            "interrupted sweep resumes where it stopped (the same as `gradflow reproduce "
+            "alpha-sweep`)."
         ),
         formatter_class=_Formatter,
     )
@@ -97,11 +99,18 @@ def _add_sweep_parser(sub) -> None:
         default=0,
         help="PRNG seed of the inputs, the teacher and the initialization",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the points stored in --out for other options (default: refuse them)",
+    )
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(
         func=_run_alpha_sweep,
-        on_interrupt=lambda a: "nothing was written (the alpha sweep does not resume)",
+        on_interrupt=lambda a: (
+            f"the finished alphas are kept in {a.out}; rerun the same command to resume"
+        ),
     )
 
 
@@ -125,83 +134,42 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
         )
         return 2
     writable_folder(args.out)
-    cache = enable_compilation_cache(args.no_cache)
-    import jax
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from tqdm.auto import tqdm
-
-    from gradflow import data, models
-    from gradflow._diagnostics import scale_criterion
-    from gradflow._io import environment, write_json
-    from gradflow._losses import SquareLoss
-    from gradflow._problem import Problem
-    from gradflow._sweep import PREDICTED_SLOPES, sweep_alpha
-    from gradflow.plot import plot_alpha_sweep
+    enable_compilation_cache(args.no_cache)
+    if args.activation == "relu":
+        print(
+            "note: ReLU has a kink at 0, so h is not differentiable with a Lipschitz Dh: this "
+            "model is outside the finite-horizon theorem's hypotheses, and its slopes need not "
+            "match the theory's"
+        )
+    from gradflow._sweep import PREDICTED_SLOPES
+    from gradflow.experiments import TwoLayerAlphaSweep, run
 
     start = time.perf_counter()
-    kx, kt, kp = jax.random.split(jax.random.PRNGKey(args.seed), 3)
-    x = data.uniform_sphere(kx, args.samples, args.dim)
-    y = data.teacher_targets(kt, x, activation="relu")
-    model = models.TwoLayer(args.width, args.activation, args.scaling)
-    params = model.init(kp, args.dim, symmetric=args.init == "doubled")
-    problem = Problem(model, params, x, SquareLoss(y), alpha=1.0, center=args.init == "centered")
-    bar = tqdm(total=len(args.alphas), desc="alpha sweep", unit="solve", disable=args.no_progress)
-
-    def callback(i, alpha, sol, err):
-        bar.set_postfix_str(f"alpha={alpha:g}" + (" FAILED" if err else ""))
-        bar.update(1)
-
-    sweep = sweep_alpha(
-        problem,
-        args.alphas,
-        t1=args.t1,
+    experiment = TwoLayerAlphaSweep(
+        alphas=tuple(args.alphas),
         fit_min=args.fit_min,
+        samples=args.samples,
+        dim=args.dim,
+        width=args.width,
+        activation=args.activation,
+        scaling=args.scaling,
+        init=args.init,
+        t1=args.t1,
         rtol=args.rtol,
         atol=args.atol,
-        callback=callback,
+        seed=args.seed,
     )
-    bar.close()
-    fig, ax = plt.subplots(figsize=(7.5, 5.2), constrained_layout=True)
-    plot_alpha_sweep(
-        sweep,
-        ax,
-        title=f"Two-layer {args.activation} net (n={args.samples}, d={args.dim}, "
-        f"m={args.width}, {args.init} init), horizon T={args.t1:g}",
-    )
-    png = args.out / "alpha_sweep.png"
-    fig.savefig(png, dpi=130)
-    plt.close(fig)
-    crit = scale_criterion(problem)
-    result = {
-        "command": "alpha-sweep",
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in ("func", "on_interrupt")
-        },
-        "num_params": problem.num_params,
-        "scale_criterion_at_alpha_1": crit,
-        "sweep": sweep,
-        "wall_seconds": time.perf_counter() - start,
-        "compilation_cache": cache,
-        "environment": environment(),
-    }
-    js = write_json(result, args.out / "alpha_sweep.json")
+    try:
+        result = run(experiment, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    except ValueError as exc:  # another configuration in --out (StoreError), bad options
+        raise UsageError(str(exc)) from None
+    sweep = result.summary["sweep"]
     print(f"{'alpha':>10} {'sup|w-w0|':>12} {'sup|w-wbar|':>12} {'sup out gap':>12}  status")
     for i, a in enumerate(sweep.alphas):
         status = "ok" if sweep.errors[i] is None else f"FAILED: {sweep.errors[i]}"
         print(
             f"{a:>10.4g} {sweep.sup['param_distance'][i]:>12.4e} "
             f"{sweep.sup['param_gap'][i]:>12.4e} {sweep.sup['output_gap'][i]:>12.4e}  {status}"
-        )
-    if args.activation == "relu":
-        print(
-            "note: ReLU has a kink at 0, so h is not differentiable with a Lipschitz Dh: this "
-            "model is outside the finite-horizon theorem's hypotheses, and its slopes need not "
-            "match the theory's"
         )
     if all(fit is None for fit in sweep.fits.values()):
         usable = [a for a, e in zip(sweep.alphas, sweep.errors) if e is None and a >= args.fit_min]
@@ -218,7 +186,9 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
                 f"{fit.ci[1]:+.4f}], theory {PREDICTED_SLOPES[k]:+.0f}, "
                 f"alpha >= {args.fit_min:g})"
             )
-    print(f"wrote {png} and {js} in {time.perf_counter() - start:.1f} s")
+    reused = f", {len(result.reused)} read back from {args.out}" if result.reused else ""
+    files = " and ".join(str(f) for f in result.files)
+    print(f"wrote {files} in {time.perf_counter() - start:.1f} s{reused}")
     return 0 if all(e is None for e in sweep.errors) else 1
 
 

@@ -40,37 +40,28 @@ def test_bad_option_is_a_clear_error(capsys):
     assert "needs an even --width" in capsys.readouterr().err
 
 
-def test_alpha_sweep_command_writes_figure_and_json(tmp_path, capsys):
-    rc = main(
-        [
-            "alpha-sweep",
-            "--out",
-            str(tmp_path),
-            "--alphas",
-            "10,100,1000",
-            "--samples",
-            "12",
-            "--dim",
-            "3",
-            "--width",
-            "20",
-            "--t1",
-            "3",
-            "--no-cache",
-            "--no-progress",
-        ]
-    )
-    assert rc == 0
+def test_alpha_sweep_command_writes_figure_and_json_and_resumes(tmp_path, capsys):
+    argv = ["alpha-sweep", "--out", str(tmp_path), "--alphas", "10,100,1000", "--samples", "12",
+            "--dim", "3", "--width", "20", "--t1", "3", "--no-cache", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
     png, js = tmp_path / "alpha_sweep.png", tmp_path / "alpha_sweep.json"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(js.read_text())
-    fits = data["sweep"]["fits"]
+    sweep = data["summary"]["sweep"]
     # Finite-horizon theorem, centered model: slopes -1, -2, -1 (tolerance 0.1).
     for name, slope in gf.PREDICTED_SLOPES.items():
-        assert abs(fits[name]["slope"] - slope) < 0.1
-    assert data["sweep"]["errors"] == [None, None, None]
-    assert data["environment"]["x64"] is True
+        assert abs(sweep["fits"][name]["slope"] - slope) < 0.1
+    assert sweep["errors"] == [None, None, None]
+    assert data["environment"]["x64"] is True and data["experiment"] == "alpha-sweep"
     assert "slope of sup param_gap" in capsys.readouterr().out
+    # An experiment like the others: every alpha is stored, a rerun reads them back, and other
+    # options in the same folder are refused (exit 2, naming the option).
+    assert main(argv) == 0
+    assert "3 read back from" in capsys.readouterr().out
+    again = json.loads(js.read_text())["summary"]["sweep"]
+    assert again["sup"] == sweep["sup"]
+    assert main([*argv[:-2], "--t1", "4", "--no-cache", "--no-progress"]) == 2
+    assert "t1: stored 3.0, now 4.0" in capsys.readouterr().err
 
 
 def test_failed_point_is_reported_and_others_kept(getkey, monkeypatch):

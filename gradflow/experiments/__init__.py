@@ -8,9 +8,11 @@ finished point so an interrupted run resumes. On the command line:
 
 from ._base import (
     AbstractExperiment as AbstractExperiment,
+    AbstractFlowExperiment as AbstractFlowExperiment,
     ExperimentResult as ExperimentResult,
     run as run,
 )
+from .alpha_sweep import TwoLayerAlphaSweep as TwoLayerAlphaSweep
 from .cnn import CNNAlphaSweep as CNNAlphaSweep
 from .homogeneity import Homogeneity as Homogeneity
 from .population_sgd import PopulationSGD as PopulationSGD
@@ -23,6 +25,7 @@ from .width import WidthSweep as WidthSweep
 EXPERIMENTS: dict[str, type[AbstractExperiment]] = {
     cls.name: cls
     for cls in (
+        TwoLayerAlphaSweep,
         Homogeneity,
         Trajectories,
         TauSweep,

@@ -17,6 +17,10 @@ import numpy as np
 from .._io import environment, write_json
 from .._store import ResultStore, config_hash, resume
 
+if typing.TYPE_CHECKING:
+    from .._problem import Problem
+    from .._sweep import Sweep
+
 
 @dataclasses.dataclass(frozen=True)
 class AbstractExperiment(abc.ABC):
@@ -35,6 +39,8 @@ class AbstractExperiment(abc.ABC):
     claim: ClassVar[str]
     # What each option (dataclass field) means, with its unit; `--set help=1` prints them.
     options_help: ClassVar[dict[str, str]]
+    # The name of the summary JSON file, `<file_stem>.json` (default: the experiment's name).
+    file_stem: ClassVar[str | None] = None
 
     @classmethod
     def quick(cls) -> "AbstractExperiment":
@@ -72,7 +78,7 @@ class AbstractExperiment(abc.ABC):
             for r in rows:
                 lines.append("  ".join(_fmt(r.get(c)) for c in cols))
         for k, v in summary.items():
-            if k != "rows" and not isinstance(v, (list, dict)):
+            if k != "rows" and isinstance(v, (bool, int, float, str, np.number)) or v is None:
                 lines.append(f"{k}: {_fmt(v).strip()}")
         return "\n".join(lines)
 
@@ -108,6 +114,49 @@ class AbstractExperiment(abc.ABC):
         new = dataclasses.replace(self, **converted)
         new.validate()
         return new
+
+
+class AbstractFlowExperiment(AbstractExperiment):
+    """An experiment whose points are gradient flows: each point is a problem (`build`) and
+    every point is solved with the same options (`solve_options`). [`gradflow.experiments.run`][]
+    solves them with [`gradflow.sweep`][] through the experiment's store (the same resume step,
+    the same fingerprints: a point stored for another problem is never reused) and hands the
+    stacked [`gradflow.Sweep`][] to `summarize`, with no JSON in between. Subclasses define
+    `flow_points`, `build`, `solve_options`, `summarize` and `plot`.
+    """
+
+    # Points per compiled call of `gradflow.sweep` (1: each point is one plain solve).
+    batch_size: ClassVar[int | None] = 1
+
+    @abc.abstractmethod
+    def flow_points(self) -> list[dict[str, Any]]:
+        """The points, as the keyword arguments of `build` (JSON-able values)."""
+
+    @abc.abstractmethod
+    def build(self, **point: Any) -> "Problem":
+        """The [`gradflow.Problem`][] of one point."""
+
+    @abc.abstractmethod
+    def solve_options(self) -> dict[str, Any]:
+        """The options of [`gradflow.solve`][] shared by every point (`t1`, `ts`, `rtol`, ...)."""
+
+    @abc.abstractmethod
+    def summarize(self, sweep: "Sweep") -> dict[str, Any]:  # type: ignore[override]
+        """Aggregate the solved points, given as one [`gradflow.Sweep`][]."""
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        from .._sweep import _point_key
+
+        return [(_point_key(p), p) for p in self.flow_points()]
+
+    def run_point(self, **point: Any) -> dict[str, Any]:
+        """One point alone, solved as by `run` (its JSON record)."""
+        from .._sweep import sweep
+
+        result = sweep(self.build, [point], batch_size=1, **self.solve_options())
+        if result.errors[0] is not None:
+            raise RuntimeError(result.errors[0])
+        return result.records()[0]
 
 
 def _fmt(v: Any) -> str:
@@ -249,63 +298,72 @@ def run(
         mine = [(k, p) for i, (k, p) in enumerate(points) if owner(i, count) == index]
         if only is not None:
             mine = [(k, p) for k, p in mine if k in set(only)]
-        # The one resume step of every runner: a stored point is reused only for the same
-        # point (its fingerprint); a damaged file is reported, set aside and recomputed.
-        identities = [{"point": config_hash(p)} for _, p in points]
-        wanted = set(only) if only is not None else set(keys)
-        found = resume(
-            store,
-            keys,
-            identities,
-            owned=lambda i: owner(i, count) == index,
-            recompute_stale=overwrite,
-            positions=[i for i, k in enumerate(keys) if k in wanted],
-            now=f"experiment {experiment.name!r} now defines",
-            legacy=lambda i, rec: (
-                config_hash({a: rec.get(a) for a in points[i][1]}) == identities[i]["point"]
-            ),
-        )
-        todo = [points[i] for i in found.pending]
-        reused = [keys[i] for i in found.records if owner(i, count) == index]
-        errors: dict[str, str] = {}
-        computed: list[str] = []
-        bar = tqdm(
-            total=len(mine),
-            initial=len(reused),
-            desc=experiment.name,
-            unit="point",
-            disable=not progress,
-        )
-        try:
-            for key, point in todo:
-                bar.set_postfix_str(key)
-                t0 = time.perf_counter()
-                try:
-                    record = experiment.run_point(**point)
-                except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
-                    errors[key] = f"{type(exc).__name__}: {exc}"
-                    tail = traceback.format_exc(limit=3)
-                    bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
-                else:
-                    record = {
-                        "key": key,
-                        **point,
-                        **record,
-                        "seconds": time.perf_counter() - t0,
-                        "fingerprint": identities[keys.index(key)],
-                    }
-                    store.put(key, record)
-                    computed.append(key)
-                bar.update(1)
-        finally:
-            bar.close()
+        flows = None
+        if isinstance(experiment, AbstractFlowExperiment):
+            flows, errors, computed, reused = _run_flows(
+                experiment, store, keys, only, progress, index, count, overwrite
+            )
+        else:
+            # The one resume step of every runner: a stored point is reused only for the same
+            # point (its fingerprint); a damaged file is reported, set aside and recomputed.
+            identities = [{"point": config_hash(p)} for _, p in points]
+            wanted = set(only) if only is not None else set(keys)
+            found = resume(
+                store,
+                keys,
+                identities,
+                owned=lambda i: owner(i, count) == index,
+                recompute_stale=overwrite,
+                positions=[i for i, k in enumerate(keys) if k in wanted],
+                now=f"experiment {experiment.name!r} now defines",
+                legacy=lambda i, rec: (
+                    config_hash({a: rec.get(a) for a in points[i][1]}) == identities[i]["point"]
+                ),
+            )
+            todo = [points[i] for i in found.pending]
+            reused = [keys[i] for i in found.records if owner(i, count) == index]
+            errors: dict[str, str] = {}
+            computed: list[str] = []
+            bar = tqdm(
+                total=len(mine),
+                initial=len(reused),
+                desc=experiment.name,
+                unit="point",
+                disable=not progress,
+            )
+            try:
+                for key, point in todo:
+                    bar.set_postfix_str(key)
+                    t0 = time.perf_counter()
+                    try:
+                        record = experiment.run_point(**point)
+                    except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
+                        errors[key] = f"{type(exc).__name__}: {exc}"
+                        tail = traceback.format_exc(limit=3)
+                        bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
+                    else:
+                        record = {
+                            "key": key,
+                            **point,
+                            **record,
+                            "seconds": time.perf_counter() - t0,
+                            "fingerprint": identities[keys.index(key)],
+                        }
+                        store.put(key, record)
+                        computed.append(key)
+                    bar.update(1)
+            finally:
+                bar.close()
         barrier(f"gradflow.experiments.run:{experiment.name}")
         records = {
             k: r
             for i, k in enumerate(keys)
             if (r := store.get(k, set_aside=owner(i, count) == index)) is not None
         }
-        summary = experiment.summarize({k: records[k] for k in keys if k in records})
+        if flows is not None:
+            summary = experiment.summarize(flows)
+        else:
+            summary = experiment.summarize({k: records[k] for k in keys if k in records})
         payload = {
             "experiment": experiment.name,
             "title": experiment.title,
@@ -327,7 +385,8 @@ def run(
         if index == 0 or not _joint_run():
             files = experiment.plot(summary, out)
             payload["wall_seconds_this_run"] = time.perf_counter() - start
-            files = [write_json(payload, out / f"{experiment.name}.json"), *files]
+            stem = experiment.file_stem or experiment.name
+            files = [write_json(payload, out / f"{stem}.json"), *files]
     return ExperimentResult(
         name=experiment.name,
         summary=summary,
@@ -339,6 +398,44 @@ def run(
         seconds=time.perf_counter() - start,
         corrupted=sorted(set(store.corrupted)),
     )
+
+
+def _run_flows(experiment, store, keys, only, progress, index, count, overwrite):
+    """The points of a flow experiment, solved by `gradflow.sweep` through `store`."""
+    from tqdm.auto import tqdm
+
+    from .._sweep import SweepStatus, sweep
+
+    bar = tqdm(total=len(keys), desc=experiment.name, unit="point", disable=not progress)
+
+    def advance(records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            if rec["error"] is not None:
+                bar.write(f"{experiment.name}: point {rec['key']} failed: {rec['error']}")
+        bar.set_postfix_str(records[-1]["key"])
+        bar.update(len(records))
+
+    try:
+        result = sweep(
+            experiment.build,
+            experiment.flow_points(),
+            store=store,
+            batch_size=experiment.batch_size,
+            callback=advance,
+            process_index=index,
+            process_count=count,
+            only=only,
+            overwrite=overwrite,
+            **experiment.solve_options(),
+        )
+    finally:
+        bar.close()
+    mine = [i for i in range(len(keys)) if i % count == index and (only is None or keys[i] in only)]
+    failed = result.is_(SweepStatus.failed) | result.is_(SweepStatus.raised)
+    errors = {keys[i]: result.errors[i] for i in mine if failed[i]}
+    computed = [keys[i] for i in mine if result.is_(SweepStatus.computed)[i]]
+    reused = [keys[i] for i in mine if result.resumed[i]]
+    return result, errors, computed, reused
 
 
 def _joint_run() -> bool:

@@ -1,0 +1,138 @@
+"""The lazy-vs-linearized distances of a two-layer net as the scale alpha grows (the command
+`gradflow alpha-sweep`)."""
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import jax
+import numpy as np
+
+from .. import data as gdata, models
+from .._losses import SquareLoss
+from .._problem import Problem
+from .._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
+from ._base import AbstractFlowExperiment, check_positive, pyplot, savefig
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoLayerAlphaSweep(AbstractFlowExperiment):
+    r"""Integrate the gradient flow of a two-layer network $f(x) = s(m) \sum_j b_j
+    \sigma(a_j \cdot x)$ and of its linearization at each scale $\alpha$, and fit $\sup_{t \le
+    T}$ of $\|w - w_0\|$, $\|w - \bar w\|$ and $\|\alpha h(w) - \alpha \bar h(\bar w)\|_F$
+    against $\alpha$ on log-log axes (finite-horizon theorem, $h(w_0) = 0$ and a smooth model:
+    slopes $-1, -2, -1$). Data: `samples` inputs uniform on the unit sphere of
+    $\mathbb{R}^{d}$, targets from a teacher of 3 ReLU neurons; square loss with the empirical
+    norm. One point = one $\alpha$, solved by [`gradflow.sweep`][] and stored as it finishes.
+    """
+
+    name: ClassVar[str] = "alpha-sweep"
+    title: ClassVar[str] = "Lazy training: the model's flow against its linearization's"
+    claim: ClassVar[str] = (
+        "sup_t ||w - w0|| = O(1/alpha), ||w - wbar|| = O(1/alpha^2), ||alpha h(w) - alpha "
+        "hbar(wbar)|| = O(1/alpha) when h(w0) = 0"
+    )
+    file_stem: ClassVar[str] = "alpha_sweep"
+
+    alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+    fit_min: float = 10.0
+    samples: int = 50
+    dim: int = 5
+    width: int = 200
+    activation: Literal["tanh", "softplus", "relu", "quadratic"] = "tanh"
+    scaling: Literal["sqrt", "mean_field"] = "sqrt"
+    init: Literal["centered", "doubled", "plain"] = "centered"
+    t1: float = 10.0
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    seed: int = 0
+
+    options_help: ClassVar[dict[str, str]] = {
+        "alphas": "scales alpha (comma-separated, each a finite number > 0); one point each",
+        "fit_min": "fit the slopes only over the alphas >= this (the theorem is asymptotic)",
+        "samples": "training points n",
+        "dim": "input dimension d",
+        "width": "hidden width m (neurons; even for the doubled init)",
+        "activation": "the neurons' nonlinearity sigma (relu has a kink: outside the theorem)",
+        "scaling": "output scale s(m): sqrt is 1/sqrt(m), mean_field is 1/m",
+        "init": "how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite "
+        "neurons (doubled), or not at all (plain: the lazy bounds then fail)",
+        "t1": "time horizon T of the flows (flow time)",
+        "rtol": "relative tolerance of the adaptive ODE solver",
+        "atol": "absolute tolerance of the adaptive ODE solver",
+        "seed": "PRNG seed of the inputs, the teacher and the initialization",
+    }
+
+    @classmethod
+    def quick(cls) -> "TwoLayerAlphaSweep":
+        return cls(alphas=(10.0, 100.0, 1000.0), samples=12, dim=3, width=20, t1=3.0)
+
+    def validate(self) -> None:
+        check_positive(
+            fit_min=self.fit_min,
+            samples=self.samples,
+            dim=self.dim,
+            width=self.width,
+            t1=self.t1,
+            rtol=self.rtol,
+            atol=self.atol,
+        )
+        if not self.alphas or any(not (np.isfinite(a) and a > 0) for a in self.alphas):
+            raise ValueError(f"Option `alphas` must be finite numbers > 0; got {self.alphas}.")
+        if self.init == "doubled" and self.width % 2:
+            raise ValueError(
+                f"Option `width` must be even for init=doubled (pairs of opposite neurons); "
+                f"got {self.width}."
+            )
+
+    @functools.cached_property
+    def problem(self) -> Problem:
+        """The problem at alpha = 1 (each point changes only alpha)."""
+        kx, kt, kp = jax.random.split(jax.random.PRNGKey(self.seed), 3)
+        x = gdata.uniform_sphere(kx, self.samples, self.dim)
+        y = gdata.teacher_targets(kt, x, activation="relu")
+        model = models.TwoLayer(self.width, self.activation, self.scaling)
+        params = model.init(kp, self.dim, symmetric=self.init == "doubled")
+        return Problem(model, params, x, SquareLoss(y), alpha=1.0, center=self.init == "centered")
+
+    def flow_points(self) -> list[dict[str, Any]]:
+        return [{"alpha": float(a)} for a in self.alphas]
+
+    def build(self, *, alpha: float) -> Problem:
+        return self.problem.with_alpha(alpha)
+
+    def solve_options(self) -> dict[str, Any]:
+        return {"t1": self.t1, "rtol": self.rtol, "atol": self.atol, "linearized": True}
+
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        from .._diagnostics import scale_criterion
+
+        fitted = fit_alpha_sweep(sweep, self.fit_min)
+        rows = [
+            {
+                "alpha": float(a),
+                **{f"sup_{k}": fitted.sup[k][i] for k in PREDICTED_SLOPES},
+                "status": "ok" if fitted.errors[i] is None else "failed",
+            }
+            for i, a in enumerate(fitted.alphas)
+        ]
+        return {
+            "rows": rows,
+            "sweep": fitted,
+            "num_params": self.problem.num_params,
+            "scale_criterion_at_alpha_1": scale_criterion(self.problem),
+        }
+
+    def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
+        from ..plot import plot_alpha_sweep
+
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7.5, 5.2), constrained_layout=True)
+        plot_alpha_sweep(
+            summary["sweep"],
+            ax,
+            title=f"Two-layer {self.activation} net (n={self.samples}, d={self.dim}, "
+            f"m={self.width}, {self.init} init), horizon T={self.t1:g}",
+        )
+        return [savefig(fig, Path(folder) / "alpha_sweep.png")]
