@@ -1,5 +1,6 @@
 """Batched sweeps: one compiled program per shape, vmapped and sharded, checkpointed per point."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -64,11 +65,11 @@ def test_batched_sweep_matches_separate_solves_and_compiles_once(tmp_path):
     gf.sweep(build, POINTS, **OPTS)
     assert len(TRACES) == before, "the batched program was retraced"
     assert traced > 0
-    np.testing.assert_allclose(
-        sw.final("loss"), [r["final"]["loss"] for r in sw.records()], rtol=0
-    )
+    np.testing.assert_allclose(sw.final("loss"), [r["final"]["loss"] for r in sw.records()], rtol=0)
     np.testing.assert_allclose(sw.final("loss"), sw.solution.loss[:, -1], rtol=0)
-    assert sw.solution.loss.shape == (len(POINTS), len(TS)) and bool(np.all(sw.is_(gf.SweepStatus.computed)))
+    assert sw.solution.loss.shape == (len(POINTS), len(TS)) and bool(
+        np.all(sw.is_(gf.SweepStatus.computed))
+    )
 
 
 def test_interrupted_sweep_resumes_from_store(tmp_path):
@@ -299,3 +300,50 @@ def test_sweep_alpha_failed_point_sup_is_nan(tmp_path, batched):
     honest = gf.Problem(_MODEL, _WALL_PARAMS, _X, gf.SquareLoss(_Y), alpha=1e3, center=True)
     ref = gf.solve(honest, t1=2.0, ts=TS)
     np.testing.assert_allclose(sw.sup["param_gap"][1], np.max(ref.param_gap), rtol=1e-6)
+
+
+def test_sweep_result_is_stacked_immutable_and_keeps_every_outcome(tmp_path):
+    def sometimes_broken(tau, seed):
+        if tau == 2.0:
+            raise FloatingPointError("no problem at tau=2")
+        return build(tau, seed)
+
+    sw = gf.sweep(sometimes_broken, POINTS[:6], store=tmp_path / "s", **OPTS)
+    computed, raised = sw.is_(gf.SweepStatus.computed), sw.is_(gf.SweepStatus.raised)
+    assert (
+        computed.tolist() == [True] * 4 + [False] * 2
+        and raised.tolist() == [False] * 4 + [True] * 2
+    )
+    assert sw.errors[4] == "FloatingPointError: no problem at tau=2"
+    # The stack: one row per point, NaN for the points without a solution.
+    assert sw.solution.loss.shape == (6, len(TS)) and np.all(np.isnan(sw.solution.loss[4:]))
+    for i in range(4):
+        ref = reference(POINTS[i])
+        np.testing.assert_allclose(sw.solution.loss[i], ref.loss, rtol=1e-7)
+        np.testing.assert_allclose(sw.solution_at(i).param_distance, ref.param_distance, rtol=1e-6)
+    assert sw.solution_at(4) is None and dict(sw.solution_at(0).info)["solver"] == "Tsit5"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sw.errors = ()
+    # `only`: the others are read back where stored, else not computed.
+    part = gf.sweep(build, POINTS[:6], store=tmp_path / "s", only=[sw.keys[4]], **OPTS)
+    assert part.resumed.tolist() == [True] * 4 + [False, False]
+    assert part.is_(gf.SweepStatus.computed).tolist() == [False] * 4 + [True, False]
+    assert part.errors[5] == "not asked for (`only`), and not in the store"
+    np.testing.assert_allclose(part.final("loss")[4], reference(POINTS[4]).loss[-1], rtol=1e-7)
+    with pytest.raises(ValueError, match="`only` names unknown points"):
+        gf.sweep(build, POINTS[:2], only=["tau=9"], **OPTS)
+    # The JSON edge.
+    rec = part.records()[5]
+    assert rec["status"] == "elsewhere" and rec["solution"] is None and rec["sup"]["loss"] is None
+
+
+def test_sweep_keeps_parameters_when_they_stack():
+    alphas = [{"alpha": a} for a in (10.0, 100.0)]
+    sw = gf.sweep(lambda alpha: build(1.0, 0, alpha), alphas, t1=2.0, ts=TS, batch_size=1,
+                  save_params=True)  # fmt: skip
+    for i, a in enumerate((10.0, 100.0)):
+        one = gf.solve(build(1.0, 0, a), t1=2.0, ts=TS, save_params=True)
+        for got, want in zip(jax.tree_util.tree_leaves(sw.solution_at(i).params),
+                             jax.tree_util.tree_leaves(one.params)):  # fmt: skip
+            # batch_size=1 is one plain solve: the same program, the same numbers.
+            np.testing.assert_allclose(got, want, rtol=1e-12)
