@@ -146,7 +146,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
     x = data.uniform_sphere(kx, args.samples, args.dim)
     y = data.teacher_targets(kt, x, activation="relu")
     model = models.TwoLayer(args.width, args.activation, args.scaling)
-    params = model.init(kp, args.dim, symmetric=args.init == "doubled")
+    params = model.init(kp, args.dim, doubled=args.init == "doubled")
     problem = Problem(model, params, x, SquareLoss(y), alpha=1.0, center=args.init == "centered")
     bar = tqdm(total=len(args.alphas), desc="alpha sweep", unit="solve", disable=args.no_progress)
 
