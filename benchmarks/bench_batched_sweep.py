@@ -52,7 +52,7 @@ def main() -> None:
     model = gf.models.TwoLayer(200, "tanh")
 
     def build(tau, seed):
-        params = model.init(jax.random.PRNGKey(seed), 5, symmetric=True, scale=tau)
+        params = model.init(jax.random.PRNGKey(seed), 5, doubled=True, tau=tau)
         return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=1.0)
 
     points = [{"tau": float(t), "seed": s} for t in args.taus.split(",") for s in range(args.seeds)]

@@ -8,7 +8,7 @@ Flows (one trial each):
   $\min(10, 0.1/\tau^2)$: $t_1 = 10^4 \eta$, $\eta$ = `paper_learning_rate(50, step)`;
 - `lazy`: a two-layer tanh net at $\alpha = 100$ (doubled init; n = 100, d = 5, m = 200, as
   `lazy` in `bench_work_precision.py`), over a horizon $T$ with $\lambda_{\max}(w_0) T$ =
-  `--lazy-stiffness` (3e3), with $\lambda_{\max}$ from `gradflow._auto.stiffness`; its GD takes
+  `--lazy-stiffness` (3e3), with $\lambda_{\max}$ from `gf.stiffness`; its GD takes
   1e4 steps of $T / 10^4$.
 
 Competitors, in one process per flow on the same problem: the paper's GD
@@ -63,9 +63,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 from gradflow import data as gdata
-from gradflow._auto import stiffness
-from gradflow._io import write_json
-from gradflow.experiments._two_layer import paper_init, paper_learning_rate, paper_problem
+from gradflow.experiments import paper_init, paper_learning_rate, paper_problem, write_json
 
 GD_STEPS = 10_000
 SOLVERS: dict[str, Callable[[], Any]] = {
@@ -115,7 +113,7 @@ class Flow:
             return -alpha * jax.grad(lambda v: problem.objective(self.unravel(v)))(w)
 
         self.velocity = jax.jit(velocity)
-        self.lambda_max = stiffness(problem)
+        self.lambda_max = gf.stiffness(problem)
 
     def jacobian(self, block: int) -> Callable[[np.ndarray], np.ndarray]:
         """The exact Jacobian of the scaled field (minus the Hessian of F_alpha), one
@@ -159,8 +157,8 @@ def lazy_flow(target_stiffness: float) -> Flow:
     x_test = gf.data.uniform_sphere(jax.random.PRNGKey(7), 1000, 5)
     y_test = gf.data.teacher_targets(kt, x_test)
     model = gf.models.TwoLayer(200, "tanh")
-    problem = gf.Problem(model, model.init(kp, 5, symmetric=True), x, gf.SquareLoss(y), alpha=100.0)
-    t1 = target_stiffness / stiffness(problem)
+    problem = gf.Problem(model, model.init(kp, 5, doubled=True), x, gf.SquareLoss(y), alpha=100.0)
+    t1 = target_stiffness / gf.stiffness(problem)
     desc = (
         f"lazy: TwoLayer(200, tanh), doubled init, alpha=100, n=100, d=5, T={t1:.4g} "
         f"(lambda_max(w0) T = {target_stiffness:g}), GD 1e4 steps of T/1e4"

@@ -1,7 +1,7 @@
 r"""Where should `solver="auto"` switch to RKC? Evaluations and wall time of the explicit method
 `auto` would otherwise pick against `gf.RKC()`, as the stiffness $\lambda_{\max}(w_0)\, t_1$ grows.
 
-`gradflow._auto.STIFF_THRESHOLD` (100) decides: RKC when `stiffness(problem) * t1` exceeds it.
+`gf.stiff_threshold(rtol)` decides: RKC when `gf.stiffness(problem) * t1` exceeds it.
 Problems:
 
 - `tanh a=100` and `tanh a=1`: the quick-start problem (centered `TwoLayer(200, "tanh",
@@ -11,7 +11,7 @@ Problems:
   200); the explicit method is Bosh3 (kinks, `rtol < 5e-3`, as `auto` picks below the threshold).
 
 For each, $t_1 = s / \lambda_{\max}(w_0)$ for $s$ in `--stiffness` (1 to 1e4; $\lambda_{\max}$ from
-`gradflow._auto.stiffness`), and each `--rtols` (atol = rtol / 100): one compile run per problem
+`gf.stiffness`), and each `--rtols` (atol = rtol / 100): one compile run per problem
 and solver, then `--repeats` runs alternating the two solvers; best time kept. Evaluations =
 `num_vector_field_evals` (+ `num_jvp_evals` of RKC's power iteration), rejected steps included.
 The crossover is where evaluations (or seconds) of RKC over the explicit method's cross 1,
@@ -38,9 +38,7 @@ import numpy as np
 
 import gradflow as gf
 from gradflow import data as gdata
-from gradflow._auto import STIFF_THRESHOLD, stiffness
-from gradflow._io import write_json
-from gradflow.experiments._two_layer import paper_init, paper_problem
+from gradflow.experiments import paper_init, paper_problem, write_json
 
 
 def tanh_problem(alpha: float) -> gf.Problem:
@@ -128,7 +126,7 @@ def main() -> None:
         f"{'RKC evals':>9} {'s':>7} {'evals RKC/ex':>12} {'s RKC/ex':>8} {'out diff':>9}"
     )
     for pname, (problem, explicit) in problems.items():
-        lam = stiffness(problem)
+        lam = gf.stiffness(problem)
         print(f"\n{pname}: lambda_max(w0) = {lam:.4g}\n{head}", flush=True)
         solvers = {explicit.__name__: explicit, "RKC": gf.RKC}
         for make in solvers.values():  # compile (one program per solver and problem)
@@ -196,7 +194,7 @@ def main() -> None:
     write_json(
         {
             "problems": results,
-            "stiff_threshold_now": STIFF_THRESHOLD,
+            "stiff_threshold_now": {f"{r:g}": gf.stiff_threshold(r) for r in rtols},
             "environment": {
                 "platform": platform.platform(),
                 "jax": version("jax"),
@@ -241,7 +239,9 @@ def plot(results: dict[str, Any], rtols: list[float], path: Path) -> None:
             if c:
                 ax.axvline(c, color=color, ls=":", lw=1.5)
     for ax, rtol in zip(axes, rtols):
-        ax.axvline(STIFF_THRESHOLD, color="k", ls="-.", lw=1, label="STIFF_THRESHOLD now (100)")
+        ax.axvline(
+            gf.stiff_threshold(rtol), color="k", ls="-.", lw=1, label="stiff_threshold(rtol) now"
+        )
         ax.set_title(f"rtol = {rtol:g} (atol = rtol/100); dotted: crossovers")
         ax.set_xlabel(r"$\lambda_{\max}(w_0)\, t_1$")
         ax.set_ylabel("evaluations (gradients + jvps)")

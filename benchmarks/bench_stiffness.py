@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 from gradflow import data as gdata
-from gradflow.experiments._two_layer import paper_init, paper_learning_rate, paper_problem
+from gradflow.experiments import paper_init, paper_learning_rate, paper_problem
 
 
 def lambda_max(problem: gf.Problem, params, iterations: int = 60) -> float:

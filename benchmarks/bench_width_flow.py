@@ -33,27 +33,25 @@ import numpy as np
 
 import gradflow as gf
 from gradflow import data as gdata, experiments as ex
-from gradflow._losses import empirical_norm
-from gradflow.experiments._base import log_spaced_steps
-from gradflow.experiments._two_layer import (
+from gradflow.experiments import (
     flow_solver,
+    log_spaced_steps,
     paper_init,
     paper_learning_rate,
     paper_problem,
 )
-from gradflow.experiments.width import _SCALINGS
 
 
 def build(exp: ex.WidthSweep, scaling: str, width: int):
-    power, step_factor = _SCALINGS[scaling]
+    output_scale, step = exp.output_scale_and_step(scaling, width)
     key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), 0)
     kd, kp = jax.random.split(key)
     data = gdata.teacher_student(
         kd, exp.n_train, exp.n_test, exp.dim, output_scale=exp.teacher_scale
     )
     params = paper_init(jax.random.fold_in(kp, width), width, exp.dim, doubled=False)
-    problem = paper_problem(params, data.x_train, data.y_train, float(width) ** -power)
-    eta = paper_learning_rate(width, step_factor / width)
+    problem = paper_problem(params, data.x_train, data.y_train, output_scale)
+    eta = paper_learning_rate(width, step)
     return problem, data, eta
 
 
@@ -94,7 +92,7 @@ def run(problem, data, eta, num_steps, num_saves, solver, rtol):
 
 
 def path_error(a, b, scale):
-    diff = jax.vmap(empirical_norm)(jnp.asarray(a) - jnp.asarray(b))
+    diff = jax.vmap(gf.empirical_norm)(jnp.asarray(a) - jnp.asarray(b))
     return float(jnp.max(diff)) / scale
 
 
@@ -129,7 +127,7 @@ def main() -> None:
             flow = {"solver": args.ref_solver}
             ref = run(problem, data, eta, exp.num_steps, exp.num_saves, solver, args.ref_rtol)
             chk = run(problem, data, eta, exp.num_steps, exp.num_saves, solver, args.check_rtol)
-            scale = float(empirical_norm(problem.loss.targets))
+            scale = float(gf.empirical_norm(problem.loss.targets))
             tight = path_error(ref["outputs"], chk["outputs"], scale)
             runs = {"GD": run(problem, data, eta, exp.num_steps, exp.num_saves, None, 0.0)}
             for r in (float(x) for x in args.rtols.split(",")):

@@ -49,8 +49,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 from gradflow import data as gdata
-from gradflow._io import write_json
-from gradflow.experiments._two_layer import paper_init, paper_learning_rate, paper_problem
+from gradflow.experiments import paper_init, paper_learning_rate, paper_problem, write_json
 
 SOLVERS: dict[str, Callable[[], Any]] = {
     "auto": lambda: "auto",
@@ -99,7 +98,7 @@ def lazy_flow() -> Flow:
     x = gf.data.uniform_sphere(kx, 100, 5)
     y = gf.data.teacher_targets(kt, x)
     model = gf.models.TwoLayer(200, "tanh")
-    params = model.init(kp, 5, symmetric=True)
+    params = model.init(kp, 5, doubled=True)
     problem = gf.Problem(model, params, x, gf.SquareLoss(y), alpha=100.0)
     desc = "lazy: TwoLayer(200, tanh), doubled init, alpha=100, n=100, d=5, T=100"
     return Flow("lazy", problem, 100.0, [200 * 2**k for k in range(8)], desc)
@@ -110,7 +109,7 @@ def smooth_flow() -> Flow:
     x = gf.data.uniform_sphere(kx, 100, 5)
     y = gf.data.teacher_targets(kt, x)
     model = gf.models.TwoLayer(50, "tanh")
-    params = model.init(kp, 5, symmetric=True)
+    params = model.init(kp, 5, doubled=True)
     problem = gf.Problem(model, params, x, gf.SquareLoss(y), alpha=1.0)
     desc = "non-lazy smooth: TwoLayer(50, tanh), doubled init, alpha=1, n=100, d=5, T=100"
     return Flow("smooth", problem, 100.0, [200 * 2**k for k in range(8)], desc)

@@ -33,7 +33,7 @@ import numpy as np
 
 import gradflow as gf
 from gradflow import _kernels, data as gdata
-from gradflow._io import environment, write_json
+from gradflow.experiments import environment, write_json
 
 ACTIVATIONS = ("relu", "tanh", "quadratic")
 

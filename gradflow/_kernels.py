@@ -282,9 +282,9 @@ def infinite_width_ntk(
 
     The variances map onto the project's initializations as follows:
 
-    - [`gradflow.models.TwoLayer.init`][] (`input_init="normal"`, `scale=tau`):
+    - [`gradflow.models.TwoLayer.init`][] (`input_init="normal"`, `tau=tau`):
       `input_var = tau**2 / d`, `output_var = tau**2`;
-    - the paper's experiments (`gradflow.experiments._two_layer.paper_init`, $a \sim N(0, I_d)$,
+    - the paper's experiments ([`gradflow.experiments.paper_init`][], $a \sim N(0, I_d)$,
       $b \sim N(0, 1)$, times $\tau$): `input_var = tau**2`, `output_var = tau**2`.
 
     The doubled init (neuron pairs $(a_j, \pm b_j)$) has the same kernel. The kernel is that of

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
+from ._keys import point_key
 from ._problem import Problem
 from ._solve import _RESULT_NAMES, RESULTS, Solution, solve
 from ._stats import RateFit, fit_rate
@@ -168,10 +169,7 @@ def _num(v: Any) -> float | None:
 
 
 def _point_key(point: dict[str, Any]) -> str:
-    parts = []
-    for k, v in point.items():
-        parts.append(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}")
-    return "_".join(parts)
+    return point_key(**point)
 
 
 def _feed(h: "hashlib._Hash", obj: Any, depth: int = 0) -> None:

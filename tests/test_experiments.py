@@ -1,7 +1,10 @@
 """The paper's experiments: the parameterization, the claims at quick sizes, resume and errors."""
 
+import dataclasses
 import json
+import re
 import shutil
+from typing import ClassVar
 
 import jax
 import numpy as np
@@ -10,7 +13,6 @@ import pytest
 import gradflow as gf
 from gradflow import experiments as ex
 from gradflow.cli import main
-from gradflow.experiments import _two_layer
 from gradflow.experiments._base import check_positive
 from gradflow.experiments.tau_sweep import band as tau_band
 
@@ -32,16 +34,16 @@ def _paper_gd_by_hand(a, b, x, y, s, eta, num_steps):
 @pytest.mark.parametrize("s", [1.0, 1.0 / 8])
 def test_paper_gd_equals_gf_solve_on_two_layer_with_mapped_alpha_and_step(getkey, s):
     data = gf.data.teacher_student(getkey(), 12, 5, 3)
-    params = _two_layer.paper_init(getkey(), 8, 3, tau=0.7)
-    problem = _two_layer.paper_problem(params, data.x_train, data.y_train, s)
+    params = ex.paper_init(getkey(), 8, 3, tau=0.7)
+    problem = ex.paper_problem(params, data.x_train, data.y_train, s)
     assert float(problem.alpha) == pytest.approx(s * np.sqrt(8))
     np.testing.assert_allclose(
         problem.alpha * problem.apply(params, data.x_train),
-        _two_layer.paper_output(params, data.x_train, s),
+        ex.paper_output(params, data.x_train, s),
         rtol=1e-13,
         atol=1e-13,
     )
-    out = _two_layer.paper_train(
+    out = ex.paper_train(
         problem, step=0.05, num_steps=40, x_test=data.x_test, y_test=data.y_test, num_saves=5
     )
     a, b, loss = _paper_gd_by_hand(
@@ -61,7 +63,7 @@ def test_homogeneity_tau_acts_as_tau_squared(getkey):
     # Discrete form, against the hand-written update: GD with step eta from tau w0 equals
     # tau times GD on F_{tau^2} from w0 with step tau^2 eta.
     tau, data = 3.0, gf.data.teacher_student(getkey(), 12, 5, 3)
-    w0 = _two_layer.paper_init(getkey(), 8, 3)
+    w0 = ex.paper_init(getkey(), 8, 3)
     a, b, loss = _paper_gd_by_hand(
         3.0 * np.asarray(w0["a"]),
         3.0 * np.asarray(w0["b"]),
@@ -71,7 +73,7 @@ def test_homogeneity_tau_acts_as_tau_squared(getkey):
         0.002,
         30,
     )
-    problem = _two_layer.paper_problem(w0, data.x_train, data.y_train, tau**2)
+    problem = ex.paper_problem(w0, data.x_train, data.y_train, tau**2)
     eta = 8 * tau**2 * 0.002
     sol = gf.solve(
         problem,
@@ -181,7 +183,7 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
     assert run("tau-sweep", "--quick", "--set", "trials") == 2
     assert "--set expects OPTION=VALUE" in capsys.readouterr().err
     assert run("width", "--quick", "--set", "scalings=sqrt,cubic") == 2
-    assert "`scalings` must be among" in capsys.readouterr().err
+    assert "`scalings` must be among 'sqrt', 'mean_field'" in capsys.readouterr().err
     assert run("cnn", "--quick", "--set", "data=cifar10", "--set", f"data_path={tmp_path}/no") == 2
     assert "does not exist or lacks data_batch_1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
@@ -203,7 +205,7 @@ def test_check_positive_names_the_option(bad):
     check_positive(width=3, rtol=1e-6)  # finite and > 0: no error
     with pytest.raises(ValueError, match=r"Option `rtol` must be a number > 0; got rtol="):
         check_positive(width=3, rtol=bad)
-    # Every experiment's `validate` goes through it.
+    # An option declared `positive` gets the same message from `validate`.
     with pytest.raises(ValueError, match=r"Option `t1` must be a number > 0; got t1=-1.0"):
         ex.Homogeneity.quick().replace(t1=-1.0).validate()
 
@@ -414,10 +416,10 @@ def test_linear_baseline_against_materialized_jacobians(getkey):
 
     kd, kp = jax.random.split(getkey())
     data = gf.data.teacher_student(kd, 12, 9, 3, output_scale=2.0)
-    params = _two_layer.paper_init(kp, 5, 3, doubled=False, tau=0.7)
-    problem = _two_layer.paper_problem(params, data.x_train, data.y_train, 0.8)
+    params = ex.paper_init(kp, 5, 3, doubled=False, tau=0.7)
+    problem = ex.paper_problem(params, data.x_train, data.y_train, 0.8)
     t1 = 3.0
-    got = _two_layer.linear_baseline(problem, [0.5, t1], data.x_test, data.y_test)
+    got = ex.linear_baseline(problem, [0.5, t1], data.x_test, data.y_test)
 
     flat0, unravel = jax.flatten_util.ravel_pytree(problem.params0)
     alpha = float(problem.alpha)
@@ -488,3 +490,160 @@ def test_width_method_per_scaling_and_flow_min_width():
         exp.replace(flow_min_width=0).validate()
     rec = exp.replace(method="sqrt=flow", flow_min_width=100).run_point(scaling="sqrt", width=8)
     assert rec["method"] == "gd" and rec["flow"] == {}
+
+
+# The point keys before the keys had one helper (computed then, written out here): stored
+# results are found by these names, so they must not change.
+_STORED_KEYS = {
+    "homogeneity": ("tau=0.3 tau=3", "tau=0.1 tau=0.3 tau=1 tau=3"),
+    "trajectories": ("tau=0.1_gd tau=0.1_flow tau=2_gd tau=2_flow",) * 2,
+    "tau-sweep": (
+        "tau=0.01 tau=0.1 tau=1 tau=10",
+        "tau=0.00630957 tau=0.00794328 tau=0.01 tau=0.0125893 tau=0.0158489 tau=0.0199526 "
+        "tau=0.0251189 tau=0.0316228 tau=0.0398107 tau=0.0501187 tau=0.0630957 tau=0.0794328 "
+        "tau=0.1 tau=0.125893 tau=0.158489 tau=0.199526 tau=0.251189 tau=0.316228 tau=0.398107 "
+        "tau=0.501187 tau=0.630957 tau=0.794328 tau=1 tau=1.25893 tau=1.58489 tau=1.99526 "
+        "tau=2.51189 tau=3.16228 tau=3.98107 tau=5.01187 tau=6.30957 tau=7.94328 tau=10",
+    ),
+    "width": (
+        "sqrt_m=8 sqrt_m=128 mean_field_m=8 mean_field_m=128 sqrt_m=inf",
+        "sqrt_m=2 sqrt_m=3 sqrt_m=4 sqrt_m=6 sqrt_m=8 sqrt_m=12 sqrt_m=16 sqrt_m=24 sqrt_m=32 "
+        "sqrt_m=64 sqrt_m=128 sqrt_m=256 sqrt_m=512 mean_field_m=2 mean_field_m=3 "
+        "mean_field_m=4 mean_field_m=6 mean_field_m=8 mean_field_m=12 mean_field_m=16 "
+        "mean_field_m=24 mean_field_m=32 mean_field_m=64 mean_field_m=128 mean_field_m=256 "
+        "mean_field_m=512 sqrt_m=inf",
+    ),
+    "population-sgd": (
+        "tau=0.01 tau=10",
+        "tau=0.01 tau=0.0316228 tau=0.1 tau=0.316228 tau=1 tau=3.16228 tau=10",
+    ),
+    "cnn": (
+        "alpha=1_trial=0 alpha=100_trial=0 alpha=10000_trial=0 linearized_trial=0",
+        " ".join(
+            [f"alpha={a}_trial={t}" for a in ("1", "10", "100", "1000", "10000") for t in range(3)]
+            + [f"linearized_trial={t}" for t in range(3)]
+        ),
+    ),
+    "regimes": (
+        "n=15_trial=0 n=60_trial=0",
+        " ".join(f"n={n}_trial={t}" for n in (20, 40, 80, 160, 320) for t in range(3)),
+    ),
+    "tensor": (
+        "tau=0.1_trial=0 tau=10_trial=0",
+        " ".join(
+            f"tau={tau}_trial={t}"
+            for tau in ("0.1", "0.3162", "1", "3.162", "10")
+            for t in range(3)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STORED_KEYS))
+def test_point_keys_are_the_stored_ones(name):
+    quick, paper = _STORED_KEYS[name]
+    cls = ex.EXPERIMENTS[name]
+    assert [k for k, _ in cls.quick().points()] == quick.split()
+    assert [k for k, _ in cls().points()] == paper.split()
+
+
+def test_point_key_formats_numbers_as_the_stored_keys():
+    assert ex.point_key(tau=0.01, trial=3) == "tau=0.01_trial=3"
+    assert ex.point_key(tau=np.float64(10.0) ** -0.5) == f"tau={10**-0.5:.6g}" == "tau=0.316228"
+    assert ex.point_key(tau=10**-0.5, trial=np.int64(2), digits=4) == "tau=0.3162_trial=2"
+    assert ex.point_key(prefix="sqrt", m=8) == "sqrt_m=8"
+    assert ex.point_key(prefix="sqrt", m=float("inf")) == "sqrt_m=inf"
+    assert ex.point_key(tau=2.0, suffix="gd") == "tau=2_gd"
+    assert ex.point_key(prefix="linearized", trial=0) == "linearized_trial=0"
+    with pytest.raises(ValueError, match="Point coordinate `tau` must be a number or a string"):
+        ex.point_key(tau=float("nan"))
+    with pytest.raises(ValueError, match="`suffix` must be a non-empty string without '/'"):
+        ex.point_key(tau=1.0, suffix="a/b")
+    with pytest.raises(ValueError, match="`digits` must be an integer >= 1; got digits=0"):
+        ex.point_key(tau=1.0, digits=0)
+
+
+@pytest.mark.parametrize(
+    "cls, changes, message",
+    [
+        (ex.TauSweep, {"method": "rk4"}, "Option `method` must be 'gd', 'flow' or 'linear'; got"),
+        (ex.TauSweep, {"width": 21}, "Option `width` must be an even integer >= 2 (the doubled"),
+        (ex.TauSweep, {"width": 0}, "Option `width` must be an even integer >= 2"),
+        (ex.TauSweep, {"flow_rtol": 1.0}, "Option `flow_rtol` must be a number in [1e-12, 1); got"),
+        (ex.TauSweep, {"dim": 2.5}, "Option `dim` must be an integer > 0; got dim=2.5."),
+        (ex.TauSweep, {"trials": True}, "Option `trials` must be an integer > 0; got trials=True"),
+        (ex.TauSweep, {"log10_tau_min": np.nan}, "`log10_tau_min` must be a finite number; got"),
+        (ex.TauSweep, {"log10_tau_max": -3.0}, "Option `log10_tau_max` must be >= `log10_tau_min`"),
+        (ex.WidthSweep, {"widths": ()}, "Option `widths` must list at least one value; got"),
+        (ex.WidthSweep, {"widths": (8, 0)}, "Option `widths` must list integers > 0; got widths="),
+        (ex.WidthSweep, {"widths": [8]}, "Option `widths` must be a tuple (comma-separated with"),
+        (ex.WidthSweep, {"scalings": "sqrt,x"}, "`scalings` must be among 'sqrt', 'mean_field'"),
+        (ex.Trajectories, {"methods": ("rk4",)}, "Option `methods` must be among 'gd', 'flow'"),
+        (ex.Homogeneity, {"taus": "0.1,-1"}, "Option `taus` must list numbers > 0; got taus="),
+        (ex.PopulationSGD, {"log10_taus": ""}, "Option `log10_taus` must list at least one value"),
+        (ex.Regimes, {"n_trains": (1.5,)}, "Option `n_trains` must list integers > 0"),
+        (ex.TensorCompletion, {"observed_fraction": 1}, "`observed_fraction` must be a number in"),
+        (ex.CNNAlphaSweep, {"data": "mnist"}, "Option `data` must be 'digits' or 'cifar10'; got"),
+        (ex.CNNAlphaSweep, {"momentum": 1.0}, "Option `momentum` must be a number in [0, 1); got"),
+        (ex.CNNAlphaSweep, {"n_train": 0}, "Option `n_train` must be an integer > 0; got n_train"),
+        (ex.CNNAlphaSweep, {"linearized": 1}, "Option `linearized` must be True or False; got"),
+        (ex.CNNAlphaSweep, {"stages": (8, -1)}, "Option `stages` holds channel counts > 0 or 0"),
+        (ex.CNNAlphaSweep, {"data": "cifar10"}, "data=cifar10 needs `data_path`"),
+    ],
+)
+def test_options_are_checked_as_their_fields_declare(cls, changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls.quick().replace(**changes)
+
+
+def test_declared_options_check_a_new_experiment():
+    @dataclasses.dataclass(frozen=True)
+    class Toy(ex.AbstractExperiment):
+        name: ClassVar[str] = "toy"
+        title: ClassVar[str] = "toy"
+        claim: ClassVar[str] = "none"
+        low: float = ex.option(0.0, "lower end", within="[-1, 1]")
+        high: float = ex.option(1.0, "upper end", within="(-1, 1]")
+        sizes: tuple[int, ...] = ex.option((2, 4), "sizes", even=True)
+        tag: str | None = ex.option(None, "a tag", choices=("a", "b"))
+
+        def check_options(self):
+            if self.high <= self.low:
+                raise ValueError("Option `high` must be > `low`.")
+
+        def points(self):
+            return [(ex.point_key(size=s), {"size": s}) for s in self.sizes]
+
+        def run_point(self, *, size):
+            return {}
+
+        def summarize(self, records):
+            return {}
+
+        def plot(self, summary, folder):
+            return []
+
+    toy = Toy()
+    toy.validate()  # the defaults pass
+    assert toy.replace(low=-1, high="1", tag="b").tag == "b"  # both ends included
+    with pytest.raises(ValueError, match=re.escape("Option `high` must be a number in (-1, 1]")):
+        toy.replace(low=-1.0, high=-1.0)
+    with pytest.raises(ValueError, match="Option `high` must be > `low`"):
+        toy.replace(low=0.5, high=0.25)
+    with pytest.raises(ValueError, match=re.escape("`sizes` must list even integers >= 2 (the")):
+        toy.replace(sizes="2,3")
+    with pytest.raises(ValueError, match="Option `tag` must be 'a' or 'b'; got tag='c'"):
+        toy.replace(tag="c")
+    assert "  tag = None  (str | None)\n      a tag" in toy.describe_options()
+    with pytest.raises(ValueError, match=r"`within` must be an interval such as '\[0, 1\)'"):
+        ex.option(0.5, "a fraction", within="0 to 1")
+    with pytest.raises(ValueError, match="`help` must say what the option means"):
+        ex.option(0.5, "")
+
+
+def test_width_sweep_scalings_are_the_papers():
+    # Fig. 2: s = 1/sqrt(m) with step 1/m, and s = 1/m with step 0.05/m.
+    assert ex.WidthSweep.output_scale_and_step("sqrt", 16) == (0.25, 1 / 16)
+    assert ex.WidthSweep.output_scale_and_step("mean_field", 16) == (1 / 16, 0.05 / 16)
+    with pytest.raises(ValueError, match="`scaling` must be 'sqrt' or 'mean_field'; got 'x'"):
+        ex.WidthSweep.output_scale_and_step("x", 16)

@@ -114,24 +114,61 @@ def test_sphere_init_has_unit_rows(getkey):
     np.testing.assert_allclose(np.linalg.norm(params["a"], axis=1), 1.0, rtol=1e-15)
 
 
-@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("doubled", [False, True])
 @pytest.mark.parametrize("input_init", ["normal", "sphere"])
-def test_init_scale_multiplies_every_parameter(getkey, symmetric, input_init):
+def test_init_scale_multiplies_every_parameter(getkey, doubled, input_init):
     model = gf.models.TwoLayer(M, "relu")
     key = getkey()
-    base = model.init(key, D, K, symmetric=symmetric, input_init=input_init)
+    base = model.init(key, D, K, doubled=doubled, input_init=input_init)
     for tau in (0.1, 2.5):
-        scaled = model.init(key, D, K, symmetric=symmetric, input_init=input_init, scale=tau)
+        scaled = model.init(key, D, K, doubled=doubled, input_init=input_init, tau=tau)
         for name in ("a", "b"):
             # One multiplication of the same numbers: 1e-15 relative.
             np.testing.assert_allclose(scaled[name], tau * np.asarray(base[name]), rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "model, args, new, old, clash",
+    [
+        (
+            gf.models.TwoLayer(M),
+            (D, K),
+            {"doubled": True, "tau": 0.3},
+            {"symmetric": True, "scale": 0.3},
+            {"doubled": True, "symmetric": False},
+        ),
+        (gf.models.TwoLayer(M), (D, K), {"tau": 0.3}, {"scale": 0.3}, {"tau": 0.7, "scale": 0.3}),
+        (
+            gf.models.TensorDecomposition(),
+            (M, D),
+            {"tau": 0.3},
+            {"scale": 0.3},
+            {"tau": 2, "scale": 3},
+        ),
+        (gf.models.DiagonalNet(3), (D,), {"tau": 0.3}, {"scale": 0.3}, {"tau": 0.7, "scale": 0.3}),
+        (gf.models.LinearNet(), (D, 2, K), {"tau": 0.3}, {"scale": 0.3}, {"tau": 2.0, "scale": 1}),
+        (gf.models.MatrixCompletion(), (D, 2, K), {"tau": 3}, {"scale": 3}, {"tau": 3, "scale": 4}),
+    ],
+)
+def test_older_init_names_give_the_same_parameters(getkey, model, args, new, old, clash):
+    key = getkey()
+    want = model.init(key, *args, **new)
+    got = model.init(key, *args, **old)
+    for name in want:  # the very same numbers
+        np.testing.assert_array_equal(got[name], want[name])
+    older = next(k for k in clash if k in ("symmetric", "scale"))
+    newer = {"symmetric": "doubled", "scale": "tau"}[older]
+    with pytest.raises(
+        ValueError, match=f"`{older}` is the older name of `{newer}`; pass `{newer}`"
+    ):
+        model.init(key, *args, **clash)
 
 
 def test_linear_net_init_scale(getkey):
     model = gf.models.LinearNet()
     key = getkey()
     base = model.init(key, D, 2, K)
-    scaled = model.init(key, D, 2, K, scale=3.0)
+    scaled = model.init(key, D, 2, K, tau=3.0)
     assert base["W1"].shape == (D, 2) and base["W2"].shape == (2, K)
     for name in ("W1", "W2"):
         # One multiplication: 1e-15 relative.
@@ -204,8 +241,8 @@ def test_two_layer_errors(getkey):
         gf.models.TwoLayer(4, "sigmoid")
     with pytest.raises(ValueError, match="`scaling` must be 'sqrt' or 'mean_field'; got 'ntk'"):
         gf.models.TwoLayer(4, "relu", "ntk")
-    with pytest.raises(ValueError, match="A symmetric init needs an even `width`; got width=5"):
-        gf.models.TwoLayer(5).init(getkey(), D, symmetric=True)
+    with pytest.raises(ValueError, match="A doubled init needs an even `width`; got width=5"):
+        gf.models.TwoLayer(5).init(getkey(), D, doubled=True)
     with pytest.raises(ValueError, match="`input_init` must be 'normal' or 'sphere'; got 'unif'"):
         gf.models.TwoLayer(4).init(getkey(), D, input_init="unif")
 

@@ -6,11 +6,26 @@ finished point so an interrupted run resumes. On the command line:
 `gradflow reproduce <name> [--quick] [--set option=value]`.
 """
 
+from .._io import environment as environment, write_json as write_json
+from .._keys import point_key as point_key
 from ._base import (
     AbstractExperiment as AbstractExperiment,
     AbstractFlowExperiment as AbstractFlowExperiment,
     ExperimentResult as ExperimentResult,
+    log_spaced_steps as log_spaced_steps,
+    option as option,
     run as run,
+)
+from ._two_layer import (
+    flow_solver as flow_solver,
+    linear_baseline as linear_baseline,
+    paper_alpha as paper_alpha,
+    paper_init as paper_init,
+    paper_learning_rate as paper_learning_rate,
+    paper_model as paper_model,
+    paper_output as paper_output,
+    paper_problem as paper_problem,
+    paper_train as paper_train,
 )
 from .alpha_sweep import TwoLayerAlphaSweep as TwoLayerAlphaSweep
 from .cnn import CNNAlphaSweep as CNNAlphaSweep

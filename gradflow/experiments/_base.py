@@ -4,6 +4,7 @@ figures."""
 import abc
 import dataclasses
 import os
+import re
 import time
 import traceback
 import types
@@ -31,14 +32,14 @@ class AbstractExperiment(abc.ABC):
     $\\alpha$, ...), each stored as soon as it finishes, so an interrupted run resumes at the
     first unfinished point. Subclasses define `points`, `run_point`, `summarize` and `plot`;
     `quick()` returns the small sizes used by the tests, and the class defaults are the
-    paper's sizes.
+    paper's sizes. Each option is declared with [`gradflow.experiments.option`][] (its
+    default, meaning and constraints, checked by `validate`), and each point's key built by
+    [`gradflow.experiments.point_key`][].
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     claim: ClassVar[str]
-    # What each option (dataclass field) means, with its unit; `--set help=1` prints them.
-    options_help: ClassVar[dict[str, str]]
     # The name of the summary JSON file, `<file_stem>.json` (default: the experiment's name).
     file_stem: ClassVar[str | None] = None
 
@@ -48,8 +49,21 @@ class AbstractExperiment(abc.ABC):
         return cls()
 
     def validate(self) -> None:
-        """Check the configuration (and any data path) before anything is run or written;
-        raise `ValueError` naming the option and the fix."""
+        """Check the configuration before anything is run or written: each option against its
+        field (its type, and what [`gradflow.experiments.option`][] declares), then
+        `check_options` for what involves several options or a data path.
+
+        **Raises:** `ValueError` naming the option, its value and the fix.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_option(f.name, getattr(self, f.name), hints[f.name], f.metadata)
+        self.check_options()
+
+    def check_options(self) -> None:
+        """The checks `validate` runs after the per-option ones: those that involve several
+        options or a data path (none by default); raise `ValueError` naming the option and
+        the fix."""
 
     @abc.abstractmethod
     def points(self) -> list[tuple[str, dict[str, Any]]]:
@@ -92,7 +106,7 @@ class AbstractExperiment(abc.ABC):
             hint = hints[f.name]
             kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
             lines.append(f"  {f.name} = {shown}  ({kind})")
-            lines.append(f"      {self.options_help[f.name]}")
+            lines.append(f"      {f.metadata.get('help', '(no description)')}")
         return "\n".join(lines)
 
     def config(self) -> dict[str, Any]:
@@ -114,6 +128,148 @@ class AbstractExperiment(abc.ABC):
         new = dataclasses.replace(self, **converted)
         new.validate()
         return new
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    positive: bool = False,
+    even: bool = False,
+    within: str | None = None,
+    choices: Sequence[str] | None = None,
+) -> Any:
+    """An option of an experiment: a dataclass field with its default, its meaning and what
+    [`gradflow.experiments.AbstractExperiment.validate`][] checks of it, e.g.
+    `width: int = option(50, "student neurons m", even=True)`.
+
+    Every option is checked against its annotation (`int`, `float`, `bool`, `str`, a
+    `tuple[...]` of them, `... | None`; numbers must be finite); a tuple must hold at least one
+    value, and the constraints below apply to each of its values.
+
+    **Arguments:**
+
+    - `default`: the value at the paper's sizes.
+    - `help`: what the option means, with its unit (`--set help=1` prints it).
+    - `positive`: the value must be > 0.
+    - `even`: the value must be an even integer >= 2 (a doubled init pairs the neurons).
+    - `within`: an interval such as `"[0, 1)"` or `"(0, 1)"` the value must lie in.
+    - `choices`: the strings the value may take.
+
+    **Returns:** a `dataclasses.field`.
+    """
+    if not isinstance(help, str) or not help.strip():
+        raise ValueError(f"`help` must say what the option means; got help={help!r}.")
+    if within is not None:
+        _interval(within)
+    if choices is not None and (isinstance(choices, str) or not choices):
+        raise ValueError(f"`choices` must be a non-empty list of strings; got {choices!r}.")
+    meta = {"help": help, "positive": positive, "even": even, "within": within}
+    meta["choices"] = None if choices is None else tuple(choices)
+    return dataclasses.field(default=default, metadata=types.MappingProxyType(meta))
+
+
+def _interval(text: str) -> tuple[float, float, bool, bool]:
+    """`"[a, b)"` as `(a, b, a included, b included)`."""
+    match = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^,]+?)\s*([\])])\s*", text)
+    try:
+        assert match is not None
+        low, high = float(match[2]), float(match[3])
+    except (AssertionError, ValueError):
+        raise ValueError(
+            f"`within` must be an interval such as '[0, 1)' or '(0, 1)'; got {text!r}."
+        ) from None
+    return low, high, match[1] == "[", match[4] == "]"
+
+
+def _or(values: Sequence[str]) -> str:
+    quoted = [repr(v) for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _admits(value: Any, hint: Any, meta: Any) -> bool:
+    """Whether one value has the type `hint` and meets the constraints in `meta`."""
+    if typing.get_origin(hint) is typing.Literal:
+        return isinstance(value, str) and value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is str:
+        if not isinstance(value, str):
+            return False
+        return meta.get("choices") is None or value in meta["choices"]
+    if hint is int and not isinstance(value, (int, np.integer)):
+        return False
+    if hint in (int, float):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            return False
+        if not np.isfinite(value):
+            return False
+        if meta.get("positive") and not value > 0:
+            return False
+        if meta.get("even") and (value < 2 or value % 2):
+            return False
+        if meta.get("within") is not None:
+            low, high, closed_low, closed_high = _interval(meta["within"])
+            if not (low <= value if closed_low else low < value):
+                return False
+            if not (value <= high if closed_high else value < high):
+                return False
+    return True
+
+
+def _expected(hint: Any, meta: Any, plural: bool) -> str:
+    """What `_admits` asks of a value, in words (plural for the values of a tuple)."""
+    choices = meta.get("choices")
+    if typing.get_origin(hint) is typing.Literal:
+        choices = typing.get_args(hint)
+    if choices is not None:
+        return ", ".join(map(repr, choices)) if plural else _or(choices)
+    if hint is bool:
+        return "True or False"
+    if hint is str:
+        return "strings" if plural else "a string"
+    if meta.get("even"):
+        what = "even integers" if plural else "an even integer"
+        return f"{what} >= 2 (the doubled init pairs the neurons)"
+    if hint is int:
+        what = "integers" if plural else "an integer"
+    else:
+        what = "numbers" if plural else "a number"
+    if hint is float and not meta.get("positive") and meta.get("within") is None:
+        what = "finite numbers" if plural else "a finite number"
+    if meta.get("positive"):
+        what += " > 0"
+    if meta.get("within") is not None:
+        what += f" in {meta['within'].strip()}"
+    return what
+
+
+def _check_option(name: str, value: Any, hint: Any, meta: Any) -> None:
+    """Check one option against its annotation and declared constraints."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(inner) < len(typing.get_args(hint)):
+            return
+        hint = inner[0]
+    if typing.get_origin(hint) is tuple:
+        element = typing.get_args(hint)[0]
+        if not isinstance(value, tuple):
+            raise ValueError(
+                f"Option `{name}` must be a tuple (comma-separated with --set); "
+                f"got {name}={value!r}."
+            )
+        if not value:
+            raise ValueError(f"Option `{name}` must list at least one value; got {name}=().")
+        if not all(_admits(v, element, meta) for v in value):
+            among = meta.get("choices") is not None or typing.get_origin(element) is typing.Literal
+            raise ValueError(
+                f"Option `{name}` must {'be among' if among else 'list'} "
+                f"{_expected(element, meta, plural=True)}; got {name}={value!r}."
+            )
+    elif not _admits(value, hint, meta):
+        raise ValueError(
+            f"Option `{name}` must be {_expected(hint, meta, plural=False)}; got {name}={value!r}."
+        )
 
 
 class AbstractFlowExperiment(AbstractExperiment):
@@ -173,6 +329,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
     text = value.strip()
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal and text not in args:
+        raise ValueError(f"Option `{key}` must be {_or(args)}; got {key}={value!r}.")
     try:
         if origin in (typing.Union, types.UnionType):
             if text.lower() in ("none", "null", ""):
@@ -183,8 +341,6 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             inner = args[0]
             return tuple(_convert(key, v, inner) for v in text.split(",") if v.strip())
         if origin is typing.Literal:
-            if text not in args:
-                raise ValueError
             return text
         if hint is bool:
             if text.lower() in ("1", "true", "yes", "on"):

@@ -26,6 +26,9 @@ from .._typing import Array, ArrayLike, Params
 
 
 def paper_model(width: int) -> models.TwoLayer:
+    r"""The paper's two-layer ReLU net of `width` neurons as a
+    [`gradflow.models.TwoLayer`][] with the $m^{-1/2}$ output scaling (the factor $s$ goes
+    into $\alpha$, see [`gradflow.experiments.paper_alpha`][])."""
     return models.TwoLayer(width, "relu", scaling="sqrt")
 
 
@@ -80,6 +83,11 @@ def paper_init(
 
 
 def paper_problem(params: Params, x: Array, y: Array, output_scale: float) -> Problem:
+    r"""The [`gradflow.Problem`][] of the paper's net $f = s \sum_j b_j \max(a_j \cdot x, 0)$
+    with output scale $s$ = `output_scale`, from `params` (e.g.
+    [`gradflow.experiments.paper_init`][]), on the square loss
+    $\frac{1}{2n} \sum_i (f(x_i) - y_i)^2$: [`gradflow.experiments.paper_model`][] at
+    $\alpha = s \sqrt m$."""
     width = params["a"].shape[-2]
     return Problem(
         paper_model(width), params, x, SquareLoss(y), alpha=paper_alpha(width, output_scale)

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import jax
-import numpy as np
 
 from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
-from ._base import AbstractFlowExperiment, check_positive, pyplot, savefig
+from ._base import AbstractFlowExperiment, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,51 +34,38 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
     )
     file_stem: ClassVar[str] = "alpha_sweep"
 
-    alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
-    fit_min: float = 10.0
-    samples: int = 50
-    dim: int = 5
-    width: int = 200
-    activation: Literal["tanh", "softplus", "relu", "quadratic"] = "tanh"
-    scaling: Literal["sqrt", "mean_field"] = "sqrt"
-    init: Literal["centered", "doubled", "plain"] = "centered"
-    t1: float = 10.0
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "alphas": "scales alpha (comma-separated, each a finite number > 0); one point each",
-        "fit_min": "fit the slopes only over the alphas >= this (the theorem is asymptotic)",
-        "samples": "training points n",
-        "dim": "input dimension d",
-        "width": "hidden width m (neurons; even for the doubled init)",
-        "activation": "the neurons' nonlinearity sigma (relu has a kink: outside the theorem)",
-        "scaling": "output scale s(m): sqrt is 1/sqrt(m), mean_field is 1/m",
-        "init": "how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite "
-        "neurons (doubled), or not at all (plain: the lazy bounds then fail)",
-        "t1": "time horizon T of the flows (flow time)",
-        "rtol": "relative tolerance of the adaptive ODE solver",
-        "atol": "absolute tolerance of the adaptive ODE solver",
-        "seed": "PRNG seed of the inputs, the teacher and the initialization",
-    }
+    alphas: tuple[float, ...] = option(
+        (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0),
+        "scales alpha (comma-separated, each a finite number > 0); one point each",
+        positive=True,
+    )
+    fit_min: float = option(
+        10.0, "fit the slopes only over the alphas >= this (the theorem is asymptotic)"
+    )
+    samples: int = option(50, "training points n", positive=True)
+    dim: int = option(5, "input dimension d", positive=True)
+    width: int = option(200, "hidden width m (neurons; even for the doubled init)", positive=True)
+    activation: Literal["tanh", "softplus", "relu", "quadratic"] = option(
+        "tanh", "the neurons' nonlinearity sigma (relu has a kink: outside the theorem)"
+    )
+    scaling: Literal["sqrt", "mean_field"] = option(
+        "sqrt", "output scale s(m): sqrt is 1/sqrt(m), mean_field is 1/m"
+    )
+    init: Literal["centered", "doubled", "plain"] = option(
+        "centered",
+        "how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite neurons "
+        "(doubled), or not at all (plain: the lazy bounds then fail)",
+    )
+    t1: float = option(10.0, "time horizon T of the flows (flow time)", positive=True)
+    rtol: float = option(1e-8, "relative tolerance of the adaptive ODE solver", positive=True)
+    atol: float = option(1e-10, "absolute tolerance of the adaptive ODE solver", positive=True)
+    seed: int = option(0, "PRNG seed of the inputs, the teacher and the initialization")
 
     @classmethod
     def quick(cls) -> "TwoLayerAlphaSweep":
         return cls(alphas=(10.0, 100.0, 1000.0), samples=12, dim=3, width=20, t1=3.0)
 
-    def validate(self) -> None:
-        check_positive(
-            fit_min=self.fit_min,
-            samples=self.samples,
-            dim=self.dim,
-            width=self.width,
-            t1=self.t1,
-            rtol=self.rtol,
-            atol=self.atol,
-        )
-        if not self.alphas or any(not (np.isfinite(a) and a > 0) for a in self.alphas):
-            raise ValueError(f"Option `alphas` must be finite numbers > 0; got {self.alphas}.")
+    def check_options(self) -> None:
         if self.init == "doubled" and self.width % 2:
             raise ValueError(
                 f"Option `width` must be even for init=doubled (pairs of opposite neurons); "
@@ -93,7 +79,7 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
         x = gdata.uniform_sphere(kx, self.samples, self.dim)
         y = gdata.teacher_targets(kt, x, activation="relu")
         model = models.TwoLayer(self.width, self.activation, self.scaling)
-        params = model.init(kp, self.dim, symmetric=self.init == "doubled")
+        params = model.init(kp, self.dim, doubled=self.init == "doubled")
         return Problem(model, params, x, SquareLoss(y), alpha=1.0, center=self.init == "centered")
 
     def flow_points(self) -> list[dict[str, Any]]:

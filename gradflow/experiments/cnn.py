@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata, models
+from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
-from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,37 +43,38 @@ class CNNAlphaSweep(AbstractExperiment):
         "linearized model's accuracy; the share of ReLUs unchanged from init tends to 100%"
     )
 
-    data: Literal["digits", "cifar10"] = "digits"
-    data_path: str | None = None
-    n_train: int | None = None
-    n_test: int | None = None
-    stages: tuple[int, ...] = (16, 16, 0, 32, 32)
-    alphas: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)
-    linearized: bool = True
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1.0
-    momentum: float = 0.9
-    trials: int = 3
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "data": "digits (scikit-learn's bundled 8x8 digits, no download) or cifar10 (local files)",
-        "data_path": "folder of the CIFAR-10 python-pickle batches (data_batch_1, ...), "
-        "needed with data=cifar10",
-        "n_train": "training images used (none: all)",
-        "n_test": "test images used (none: all)",
-        "stages": "VGG channels per conv layer, 0 for a 2x2 max-pool (comma-separated)",
-        "alphas": "scales alpha (comma-separated, each > 0), in units where the tangent "
-        "kernel's largest eigenvalue at init is 1",
-        "linearized": "also train the linearized model (the large-alpha limit)",
-        "epochs": "passes over the training set",
-        "batch_size": "images per SGD step",
-        "learning_rate": "initial SGD step eta0 (decays as eta0 / (1 + epoch/3))",
-        "momentum": "SGD momentum",
-        "trials": "independent trials (own init and batch order) per alpha",
-        "seed": "PRNG seed of the trials",
-    }
+    data: Literal["digits", "cifar10"] = option(
+        "digits",
+        "digits (scikit-learn's bundled 8x8 digits, no download) or cifar10 (local files)",
+    )
+    data_path: str | None = option(
+        None,
+        "folder of the CIFAR-10 python-pickle batches (data_batch_1, ...), needed with "
+        "data=cifar10",
+    )
+    n_train: int | None = option(None, "training images used (none: all)", positive=True)
+    n_test: int | None = option(None, "test images used (none: all)", positive=True)
+    stages: tuple[int, ...] = option(
+        (16, 16, 0, 32, 32),
+        "VGG channels per conv layer, 0 for a 2x2 max-pool (comma-separated)",
+    )
+    alphas: tuple[float, ...] = option(
+        (1.0, 10.0, 100.0, 1000.0, 10000.0),
+        "scales alpha (comma-separated, each > 0), in units where the tangent kernel's largest "
+        "eigenvalue at init is 1",
+        positive=True,
+    )
+    linearized: bool = option(True, "also train the linearized model (the large-alpha limit)")
+    epochs: int = option(30, "passes over the training set", positive=True)
+    batch_size: int = option(128, "images per SGD step", positive=True)
+    learning_rate: float = option(
+        1.0, "initial SGD step eta0 (decays as eta0 / (1 + epoch/3))", positive=True
+    )
+    momentum: float = option(0.9, "SGD momentum", within="[0, 1)")
+    trials: int = option(
+        3, "independent trials (own init and batch order) per alpha", positive=True
+    )
+    seed: int = option(0, "PRNG seed of the trials")
 
     @classmethod
     def quick(cls) -> "CNNAlphaSweep":
@@ -85,17 +87,7 @@ class CNNAlphaSweep(AbstractExperiment):
             trials=1,
         )
 
-    def validate(self) -> None:
-        check_positive(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            trials=self.trials,
-        )
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"Option `momentum` must be in [0, 1); got {self.momentum}.")
-        if not self.alphas or any(not (math.isfinite(a) and a > 0) for a in self.alphas):
-            raise ValueError(f"Option `alphas` must be numbers > 0; got {self.alphas}.")
+    def check_options(self) -> None:
         self.architecture()
         if self.data == "cifar10":
             if not self.data_path:
@@ -111,8 +103,6 @@ class CNNAlphaSweep(AbstractExperiment):
                     f"{', '.join(missing)}; pass the extracted 'cifar-10-batches-py' folder "
                     "holding data_batch_1..5 and test_batch as data_path."
                 )
-        elif self.data != "digits":
-            raise ValueError(f"Option `data` must be 'digits' or 'cifar10'; got {self.data!r}.")
 
     def architecture(self) -> models.VGG:
         """`stages` lists conv channels with 0 marking a 2x2 max-pool between stages."""
@@ -149,14 +139,20 @@ class CNNAlphaSweep(AbstractExperiment):
         return ds
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        modes = [(f"alpha={a:g}", {"alpha": float(a), "linear": False}) for a in self.alphas]
-        if self.linearized:
-            modes.append(("linearized", {"alpha": 1.0, "linear": True}))
-        return [
-            (f"{key}_trial={t}", {**point, "trial": t})
-            for key, point in modes
+        pts = [
+            (point_key(alpha=float(a), trial=t), {"alpha": float(a), "linear": False, "trial": t})
+            for a in self.alphas
             for t in range(self.trials)
         ]
+        if self.linearized:
+            pts += [
+                (
+                    point_key(prefix="linearized", trial=t),
+                    {"alpha": 1.0, "linear": True, "trial": t},
+                )
+                for t in range(self.trials)
+            ]
+        return pts
 
     def run_point(self, *, alpha: float, linear: bool, trial: int) -> dict[str, Any]:
 

@@ -8,8 +8,9 @@ import jax
 import numpy as np
 
 from .. import data as gdata
+from .._keys import point_key
 from .._solve import solve
-from ._base import AbstractExperiment, check_positive, pyplot, savefig
+from ._base import AbstractExperiment, option, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
 
 
@@ -28,39 +29,31 @@ class Homogeneity(AbstractExperiment):
     title: ClassVar[str] = "Init scale tau acts as alpha = tau^2 (2-homogeneous ReLU net)"
     claim: ClassVar[str] = "the flow from tau w0 equals tau v(tau^2 t), v the flow of F_{tau^2}"
 
-    taus: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
-    dim: int = 5
-    n_train: int = 20
-    width: int = 20
-    t1: float = 20.0
-    rtol: float = 1e-10
-    atol: float = 1e-12
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "taus": "init scales tau compared (comma-separated, each > 0); one point each",
-        "dim": "input dimension d",
-        "n_train": "training points n (teacher-student data)",
-        "width": "hidden width m of the student (neurons; even: doubled init)",
-        "t1": "horizon of the flow from tau w0, in flow time (the rescaled flow runs to tau^2 t1)",
-        "rtol": "relative tolerance of the adaptive solver (Tsit5)",
-        "atol": "absolute tolerance of the adaptive solver",
-        "seed": "PRNG seed of the data and the initialization",
-    }
+    taus: tuple[float, ...] = option(
+        (0.1, 0.3, 1.0, 3.0),
+        "init scales tau compared (comma-separated, each > 0); one point each",
+        positive=True,
+    )
+    dim: int = option(5, "input dimension d", positive=True)
+    n_train: int = option(20, "training points n (teacher-student data)", positive=True)
+    width: int = option(
+        20, "hidden width m of the student (neurons; even: doubled init)", even=True
+    )
+    t1: float = option(
+        20.0,
+        "horizon of the flow from tau w0, in flow time (the rescaled flow runs to tau^2 t1)",
+        positive=True,
+    )
+    rtol: float = option(1e-10, "relative tolerance of the adaptive solver (Tsit5)", positive=True)
+    atol: float = option(1e-12, "absolute tolerance of the adaptive solver")
+    seed: int = option(0, "PRNG seed of the data and the initialization")
 
     @classmethod
     def quick(cls) -> "Homogeneity":
         return cls(taus=(0.3, 3.0), t1=5.0)
 
-    def validate(self) -> None:
-        check_positive(dim=self.dim, n_train=self.n_train, t1=self.t1, rtol=self.rtol)
-        if not self.taus or any(not (np.isfinite(t) and t > 0) for t in self.taus):
-            raise ValueError(f"Option `taus` must be numbers > 0; got {self.taus}.")
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"tau={t:g}", {"tau": float(t)}) for t in self.taus]
+        return [(point_key(tau=float(t)), {"tau": float(t)}) for t in self.taus]
 
     def run_point(self, *, tau: float) -> dict[str, Any]:
         kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
+from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
-from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 from ._two_layer import paper_init, paper_model
 
 
@@ -36,51 +37,32 @@ class PopulationSGD(AbstractExperiment):
         "than large tau (lazy)"
     )
 
-    dim: int = 100
-    width: int = 50
-    batch_size: int = 200
-    num_steps: int = 20_000
-    log10_taus: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
-    max_step: float = 25.0
-    lazy_step: float = 0.25
-    trials: int = 5
-    num_eval: int = 10_000
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "dim": "input dimension d",
-        "width": "student neurons m (even: doubled init)",
-        "batch_size": "fresh samples drawn at every SGD step",
-        "num_steps": "SGD steps",
-        "log10_taus": "init scales, as log10(tau) (comma-separated); one point each",
-        "max_step": "largest step (the step is min(max_step, lazy_step / tau^2), mean-field time)",
-        "lazy_step": "c in the step min(max_step, c / tau^2)",
-        "trials": "independent trials per tau, batched with vmap",
-        "num_eval": "fresh samples estimating the population loss at the end",
-        "seed": "PRNG seed of the trials",
-    }
+    dim: int = option(100, "input dimension d", positive=True)
+    width: int = option(50, "student neurons m (even: doubled init)", even=True)
+    batch_size: int = option(200, "fresh samples drawn at every SGD step", positive=True)
+    num_steps: int = option(20_000, "SGD steps", positive=True)
+    log10_taus: tuple[float, ...] = option(
+        (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0),
+        "init scales, as log10(tau) (comma-separated); one point each",
+    )
+    max_step: float = option(
+        25.0,
+        "largest step (the step is min(max_step, lazy_step / tau^2), mean-field time)",
+        positive=True,
+    )
+    lazy_step: float = option(0.25, "c in the step min(max_step, c / tau^2)", positive=True)
+    trials: int = option(5, "independent trials per tau, batched with vmap", positive=True)
+    num_eval: int = option(
+        10_000, "fresh samples estimating the population loss at the end", positive=True
+    )
+    seed: int = option(0, "PRNG seed of the trials")
 
     @classmethod
     def quick(cls) -> "PopulationSGD":
         return cls(num_steps=1500, log10_taus=(-2.0, 1.0), trials=2, num_eval=2000)
 
-    def validate(self) -> None:
-        check_positive(
-            dim=self.dim,
-            batch_size=self.batch_size,
-            num_steps=self.num_steps,
-            trials=self.trials,
-            num_eval=self.num_eval,
-            max_step=self.max_step,
-            lazy_step=self.lazy_step,
-        )
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
-        if not self.log10_taus:
-            raise ValueError("Option `log10_taus` must list at least one value.")
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"tau={10.0**t:.6g}", {"tau": float(10.0**t)}) for t in self.log10_taus]
+        return [(point_key(tau=10.0**t), {"tau": float(10.0**t)}) for t in self.log10_taus]
 
     def run_point(self, *, tau: float) -> dict[str, Any]:
         import optax

@@ -10,10 +10,11 @@ import numpy as np
 
 from .. import data as gdata, models
 from .._closed_form import linear_flow_closed_form
+from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")
 
@@ -56,27 +57,23 @@ class Regimes(AbstractExperiment):
         "(lazy) model, which beats random features"
     )
 
-    dim: int = 20
-    width: int = 100
-    n_trains: tuple[int, ...] = (20, 40, 80, 160, 320)
-    n_test: int = 1000
-    tau: float = 0.3
-    step: float = 0.3
-    num_steps: int = 50_000
-    trials: int = 3
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "dim": "input dimension d",
-        "width": "student neurons m (quadratic activation)",
-        "n_trains": "training set sizes n (comma-separated integers); one point per size and trial",
-        "n_test": "test points",
-        "tau": "init scale of full training (small: non-lazy)",
-        "step": "gradient-descent step of full training",
-        "num_steps": "gradient-descent iterations of full training",
-        "trials": "independent trials (own teacher, data and init) per training-set size",
-        "seed": "PRNG seed of the trials",
-    }
+    dim: int = option(20, "input dimension d", positive=True)
+    width: int = option(100, "student neurons m (quadratic activation)", even=True)
+    n_trains: tuple[int, ...] = option(
+        (20, 40, 80, 160, 320),
+        "training set sizes n (comma-separated integers); one point per size and trial",
+        positive=True,
+    )
+    n_test: int = option(1000, "test points", positive=True)
+    tau: float = option(0.3, "init scale of full training (small: non-lazy)", positive=True)
+    step: float = option(0.3, "gradient-descent step of full training", positive=True)
+    num_steps: int = option(50_000, "gradient-descent iterations of full training", positive=True)
+    trials: int = option(
+        3,
+        "independent trials (own teacher, data and init) per training-set size",
+        positive=True,
+    )
+    seed: int = option(0, "PRNG seed of the trials")
 
     @classmethod
     def quick(cls) -> "Regimes":
@@ -84,23 +81,9 @@ class Regimes(AbstractExperiment):
             dim=8, width=20, n_trains=(15, 60), n_test=200, tau=0.2, num_steps=5000, trials=1
         )
 
-    def validate(self) -> None:
-        check_positive(
-            dim=self.dim,
-            n_test=self.n_test,
-            tau=self.tau,
-            step=self.step,
-            num_steps=self.num_steps,
-            trials=self.trials,
-        )
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
-        if not self.n_trains or min(self.n_trains) < 1:
-            raise ValueError(f"Option `n_trains` must be positive integers; got {self.n_trains}.")
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [
-            (f"n={n}_trial={t}", {"n_train": int(n), "trial": t})
+            (point_key(n=int(n), trial=t), {"n_train": int(n), "trial": t})
             for n in self.n_trains
             for t in range(self.trials)
         ]
@@ -114,7 +97,7 @@ class Regimes(AbstractExperiment):
         y_test = gdata.teacher_targets(kt, x_test, activation="quadratic")
         test = SquareLoss(y_test)
         model = models.TwoLayer(self.width, "quadratic", scaling="sqrt")
-        w0 = model.init(kp, self.dim, symmetric=True)
+        w0 = model.init(kp, self.dim, doubled=True)
         out: dict[str, Any] = {}
 
         # Random features: linear in b, so the flow's limit is the min-norm interpolant.

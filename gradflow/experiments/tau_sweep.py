@@ -9,11 +9,12 @@ import jax
 import numpy as np
 
 from .. import data as gdata
+from .._keys import point_key
 from ._base import (
     AbstractExperiment,
-    check_positive,
     log_spaced_steps,
     mean_std,
+    option,
     pyplot,
     savefig,
 )
@@ -96,49 +97,56 @@ class TauSweep(AbstractExperiment):
         "the end of training and at the best iterate"
     )
 
-    dim: int = 100
-    n_train: int = 1000
-    n_test: int = 1000
-    width: int = 50
-    log10_tau_min: float = -2.2
-    log10_tau_max: float = 1.0
-    log10_tau_step: float = 0.1
-    trials: int = 10
-    num_steps: int = 10_000
-    max_step: float = 10.0
-    lazy_step: float = 0.1
-    num_saves: int = 80
-    seed: int = 0
-    method: str = "gd"
-    flow_rtol: float = 1e-3
-    plateau_tolerance: float = 0.05
-
-    options_help: ClassVar[dict[str, str]] = {
-        "dim": "input dimension d",
-        "n_train": "training points n",
-        "n_test": "test points",
-        "width": "student neurons m (even: doubled init)",
-        "log10_tau_min": "smallest init scale, as log10(tau)",
-        "log10_tau_max": "largest init scale, as log10(tau)",
-        "log10_tau_step": "spacing of the tau grid in log10(tau); one point per tau",
-        "trials": "independent trials per tau (own teacher, data and init), batched with vmap",
-        "num_steps": "gradient-descent iterations per trial",
-        "max_step": "largest GD step (the step is min(max_step, lazy_step / tau^2))",
-        "lazy_step": "c in the GD step min(max_step, c / tau^2): the step shrinks as the "
-        "curvature grows like tau^2",
-        "num_saves": "log-spaced iterates at which train and test losses are recorded",
-        "seed": "PRNG seed of the trials",
-        "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
-        "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
-        "where the flow is stiff); linear: only the linearized model, trained exactly (closed "
-        "form) over the same horizon",
-        "plateau_tolerance": "the lazy plateau equals the linearized model if, at the largest "
-        "tau, the mean relative difference of the end-of-training test loss from the linearized "
-        "model's (trained exactly over the same horizon) is at most this",
-        "flow_rtol": "relative tolerance of the flow (method=flow) for tau <= 1, flow_rtol / tau "
-        "above (at a given tolerance the output error grows with tau: 2e-4 at tau = 1 and 2e-3 "
-        "at tau = 10 for rtol 1e-3); atol = rtol / 100",
-    }
+    dim: int = option(100, "input dimension d", positive=True)
+    n_train: int = option(1000, "training points n", positive=True)
+    n_test: int = option(1000, "test points", positive=True)
+    width: int = option(50, "student neurons m (even: doubled init)", even=True)
+    log10_tau_min: float = option(-2.2, "smallest init scale, as log10(tau)")
+    log10_tau_max: float = option(1.0, "largest init scale, as log10(tau)")
+    log10_tau_step: float = option(
+        0.1, "spacing of the tau grid in log10(tau); one point per tau", positive=True
+    )
+    trials: int = option(
+        10,
+        "independent trials per tau (own teacher, data and init), batched with vmap",
+        positive=True,
+    )
+    num_steps: int = option(10_000, "gradient-descent iterations per trial", positive=True)
+    max_step: float = option(
+        10.0, "largest GD step (the step is min(max_step, lazy_step / tau^2))", positive=True
+    )
+    lazy_step: float = option(
+        0.1,
+        "c in the GD step min(max_step, c / tau^2): the step shrinks as the curvature grows "
+        "like tau^2",
+        positive=True,
+    )
+    num_saves: int = option(
+        80, "log-spaced iterates at which train and test losses are recorded", positive=True
+    )
+    seed: int = option(0, "PRNG seed of the trials")
+    method: str = option(
+        "gd",
+        "gd: the paper's gradient descent; flow: the gradient flow over the same horizon "
+        "(num_steps times the GD step), solved with solver='auto' (the stabilized RKC where the "
+        "flow is stiff); linear: only the linearized model, trained exactly (closed form) over "
+        "the same horizon",
+        choices=("gd", "flow", "linear"),
+    )
+    flow_rtol: float = option(
+        1e-3,
+        "relative tolerance of the flow (method=flow) for tau <= 1, flow_rtol / tau above (at a "
+        "given tolerance the output error grows with tau: 2e-4 at tau = 1 and 2e-3 at tau = 10 "
+        "for rtol 1e-3); atol = rtol / 100",
+        within="[1e-12, 1)",
+    )
+    plateau_tolerance: float = option(
+        0.05,
+        "the lazy plateau equals the linearized model if, at the largest tau, the mean "
+        "relative difference of the end-of-training test loss from the linearized model's "
+        "(trained exactly over the same horizon) is at most this",
+        positive=True,
+    )
 
     @classmethod
     def quick(cls) -> "TauSweep":
@@ -155,31 +163,7 @@ class TauSweep(AbstractExperiment):
             num_saves=30,
         )
 
-    def validate(self) -> None:
-        if self.method not in ("gd", "flow", "linear"):
-            raise ValueError(
-                f"Option `method` must be 'gd', 'flow' or 'linear'; got {self.method!r}."
-            )
-        if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
-            raise ValueError(
-                f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
-            )
-        check_positive(
-            dim=self.dim,
-            n_train=self.n_train,
-            n_test=self.n_test,
-            trials=self.trials,
-            num_steps=self.num_steps,
-            max_step=self.max_step,
-            lazy_step=self.lazy_step,
-            log10_tau_step=self.log10_tau_step,
-            num_saves=self.num_saves,
-            plateau_tolerance=self.plateau_tolerance,
-        )
-        if self.width < 2 or self.width % 2:
-            raise ValueError(
-                f"Option `width` must be even and >= 2 (doubled init); got {self.width}."
-            )
+    def check_options(self) -> None:
         if self.log10_tau_max < self.log10_tau_min:
             raise ValueError(
                 "Option `log10_tau_max` must be >= `log10_tau_min`; got "
@@ -206,7 +190,7 @@ class TauSweep(AbstractExperiment):
         return f"GD steps' time as a gradient flow (auto, rtol {self.flow_rtol:g} / max(1, tau))"
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"tau={t:.6g}", {"tau": float(t)}) for t in self.taus()]
+        return [(point_key(tau=float(t)), {"tau": float(t)}) for t in self.taus()]
 
     def _trial(self, key: Any, tau: float):
         kd, kp = jax.random.split(key)

@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata, models
+from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
+from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,54 +38,36 @@ class TensorCompletion(AbstractExperiment):
         "(lazy) fits the observed entries but not the held-out ones"
     )
 
-    dim: int = 8
-    rank: int = 2
-    width: int = 40
-    observed_fraction: float = 0.5
-    log10_taus: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
-    max_step: float = 0.05
-    lazy_step: float = 0.05
-    num_steps: int = 50_000
-    trials: int = 3
-    seed: int = 0
-
-    options_help: ClassVar[dict[str, str]] = {
-        "dim": "tensor dimension d (the target is d x d x d)",
-        "rank": "rank of the target tensor (unit components)",
-        "width": "components of the model (over-parameterized: width > rank)",
-        "observed_fraction": "share of the distinct entries used for training, in (0, 1); "
-        "the rest are held out",
-        "log10_taus": "init scales, as log10(tau) (comma-separated); one point per tau and trial",
-        "max_step": "largest GD step (the step is min(max_step, lazy_step / tau^4))",
-        "lazy_step": "c in the GD step min(max_step, c / tau^4)",
-        "num_steps": "gradient-descent iterations",
-        "trials": "independent trials (own target, split and init) per tau",
-        "seed": "PRNG seed of the trials",
-    }
+    dim: int = option(8, "tensor dimension d (the target is d x d x d)", positive=True)
+    rank: int = option(2, "rank of the target tensor (unit components)", positive=True)
+    width: int = option(40, "components of the model (over-parameterized: width > rank)", even=True)
+    observed_fraction: float = option(
+        0.5,
+        "share of the distinct entries used for training, in (0, 1); the rest are held out",
+        within="(0, 1)",
+    )
+    log10_taus: tuple[float, ...] = option(
+        (-1.0, -0.5, 0.0, 0.5, 1.0),
+        "init scales, as log10(tau) (comma-separated); one point per tau and trial",
+    )
+    max_step: float = option(
+        0.05, "largest GD step (the step is min(max_step, lazy_step / tau^4))", positive=True
+    )
+    lazy_step: float = option(0.05, "c in the GD step min(max_step, c / tau^4)", positive=True)
+    num_steps: int = option(50_000, "gradient-descent iterations", positive=True)
+    trials: int = option(
+        3, "independent trials (own target, split and init) per tau", positive=True
+    )
+    seed: int = option(0, "PRNG seed of the trials")
 
     @classmethod
     def quick(cls) -> "TensorCompletion":
         return cls(log10_taus=(-1.0, 1.0), trials=1)
 
-    def validate(self) -> None:
-        check_positive(
-            dim=self.dim,
-            rank=self.rank,
-            max_step=self.max_step,
-            lazy_step=self.lazy_step,
-            num_steps=self.num_steps,
-            trials=self.trials,
-        )
-        if not 0 < self.observed_fraction < 1:
-            raise ValueError(
-                f"Option `observed_fraction` must be in (0, 1); got {self.observed_fraction}."
-            )
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
+        # Four digits: the keys of the stored results (tau=0.3162_trial=0, ...).
         return [
-            (f"tau={10.0**t:.4g}_trial={k}", {"tau": float(10.0**t), "trial": k})
+            (point_key(tau=10.0**t, trial=k, digits=4), {"tau": float(10.0**t), "trial": k})
             for t in self.log10_taus
             for k in range(self.trials)
         ]
@@ -102,7 +85,7 @@ class TensorCompletion(AbstractExperiment):
         train_idx, test_idx = entries[perm[:n_obs]], entries[perm[n_obs:]]
         target = {"u": gdata.uniform_sphere(kv, self.rank, self.dim)}
         y, y_test = model(target, train_idx), model(target, test_idx)
-        w0 = model.init(ku, self.width, self.dim, scale=tau)
+        w0 = model.init(ku, self.width, self.dim, tau=tau)
         problem = Problem(model, w0, train_idx, SquareLoss(y))
         eta = self.step(tau)
         t1 = self.num_steps * eta

@@ -8,9 +8,10 @@ import jax
 import numpy as np
 
 from .. import data as gdata
+from .._keys import point_key
 from .._losses import SquareLoss
 from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, check_positive, log_spaced_steps, pyplot, savefig
+from ._base import AbstractExperiment, log_spaced_steps, option, pyplot, savefig
 from ._two_layer import paper_init, paper_learning_rate, paper_problem
 
 
@@ -34,54 +35,45 @@ class Trajectories(AbstractExperiment):
         "tau they barely move while the training loss still goes to zero"
     )
 
-    taus: tuple[float, ...] = (0.1, 2.0)
-    methods: tuple[str, ...] = ("gd", "flow")
-    n_train: int = 15
-    n_test: int = 20
-    width: int = 16
-    step: float = 0.005
-    num_steps: int = 100_000
-    num_saves: int = 150
-    rtol: float = 1e-6
-    atol: float = 1e-8
-    seed: int = 2
-
-    options_help: ClassVar[dict[str, str]] = {
-        "taus": "init scales tau (comma-separated, each > 0): 0.1 is non-lazy, 2 lazy",
-        "methods": "how to train: gd (the paper's gradient descent) and/or flow (adaptive Tsit5)",
-        "n_train": "training points on the circle",
-        "n_test": "test points on the circle",
-        "width": "student neurons m (even: doubled init)",
-        "step": "the paper's GD step eta (on the gradient without the output scale)",
-        "num_steps": "GD iterations (the flow runs over the same time, num_steps * eta * m)",
-        "num_saves": "saved iterates along the path (log-spaced), drawn as the trajectories",
-        "rtol": "relative tolerance of the flow's adaptive solver",
-        "atol": "absolute tolerance of the flow's adaptive solver",
-        "seed": "PRNG seed of the teacher, the data and the initialization",
-    }
+    taus: tuple[float, ...] = option(
+        (0.1, 2.0),
+        "init scales tau (comma-separated, each > 0): 0.1 is non-lazy, 2 lazy",
+        positive=True,
+    )
+    methods: tuple[str, ...] = option(
+        ("gd", "flow"),
+        "how to train: gd (the paper's gradient descent) and/or flow (adaptive Tsit5)",
+        choices=("gd", "flow"),
+    )
+    n_train: int = option(15, "training points on the circle", positive=True)
+    n_test: int = option(20, "test points on the circle", positive=True)
+    width: int = option(16, "student neurons m (even: doubled init)", even=True)
+    step: float = option(
+        0.005,
+        "the paper's GD step eta (on the gradient without the output scale)",
+        positive=True,
+    )
+    num_steps: int = option(
+        100_000,
+        "GD iterations (the flow runs over the same time, num_steps * eta * m)",
+        positive=True,
+    )
+    num_saves: int = option(
+        150,
+        "saved iterates along the path (log-spaced), drawn as the trajectories",
+        positive=True,
+    )
+    rtol: float = option(1e-6, "relative tolerance of the flow's adaptive solver", positive=True)
+    atol: float = option(1e-8, "absolute tolerance of the flow's adaptive solver")
+    seed: int = option(2, "PRNG seed of the teacher, the data and the initialization")
 
     @classmethod
     def quick(cls) -> "Trajectories":
         return cls(num_steps=20_000, num_saves=60)
 
-    def validate(self) -> None:
-        check_positive(
-            n_train=self.n_train,
-            n_test=self.n_test,
-            step=self.step,
-            num_steps=self.num_steps,
-            num_saves=self.num_saves,
-            rtol=self.rtol,
-        )
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"Option `width` must be even and >= 2; got {self.width}.")
-        bad = [m for m in self.methods if m not in ("gd", "flow")]
-        if bad or not self.methods:
-            raise ValueError(f"Option `methods` must be among gd, flow; got {self.methods}.")
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [
-            (f"tau={t:g}_{m}", {"tau": float(t), "method": m})
+            (point_key(tau=float(t), suffix=m), {"tau": float(t), "method": m})
             for t in self.taus
             for m in self.methods
         ]

@@ -1,6 +1,7 @@
 """Paper Fig. 2: test loss against the width m for the output scalings 1/sqrt(m) and 1/m."""
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from .. import data as gdata
 from .._kernel_flow import infinite_width_flow
-from ._base import AbstractExperiment, check_positive, mean_std, pyplot, savefig
+from .._keys import point_key
+from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 from ._two_layer import (
     flow_solver,
     linear_baseline,
@@ -44,39 +46,48 @@ class WidthSweep(AbstractExperiment):
         "which trains lazily"
     )
 
-    widths: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512)
-    scalings: tuple[str, ...] = ("sqrt", "mean_field")
-    dim: int = 100
-    n_train: int = 1000
-    n_test: int = 1000
-    teacher_scale: float = 100.0
-    trials: int = 10
-    num_steps: int = 25_000
-    num_saves: int = 60
-    seed: int = 0
-    method: str = "gd"
-    flow_rtol: float = 1e-4
-    flow_min_width: int = 1
-
-    options_help: ClassVar[dict[str, str]] = {
-        "widths": "student widths m (comma-separated integers); one point per width and scaling",
-        "scalings": "output scalings: sqrt (s = 1/sqrt(m), GD step 1/m) and/or mean_field "
-        "(s = 1/m, GD step 0.05/m)",
-        "dim": "input dimension d",
-        "n_train": "training points n",
-        "n_test": "test points",
-        "teacher_scale": "factor on the teacher's output (the paper's 100)",
-        "trials": "independent trials (own teacher and data), batched with vmap",
-        "num_steps": "gradient-descent iterations",
-        "num_saves": "log-spaced iterates at which the losses are recorded",
-        "seed": "PRNG seed of the trials",
-        "method": "gd: the paper's gradient descent; flow: the gradient flow over the same "
-        "horizon (num_steps times the GD step), solved with solver='auto' (the stabilized RKC "
-        "where the flow is stiff); or per scaling, e.g. sqrt=flow,mean_field=gd",
-        "flow_rtol": "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
-        "flow_min_width": "widths below this run the paper's GD even where `method` says flow "
-        "(at small m the flows cross ReLU kinks all along and gain nothing)",
-    }
+    widths: tuple[int, ...] = option(
+        (2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512),
+        "student widths m (comma-separated integers); one point per width and scaling",
+        positive=True,
+    )
+    scalings: tuple[str, ...] = option(
+        ("sqrt", "mean_field"),
+        "output scalings: sqrt (s = 1/sqrt(m), GD step 1/m) and/or mean_field (s = 1/m, GD "
+        "step 0.05/m)",
+        choices=tuple(_SCALINGS),
+    )
+    dim: int = option(100, "input dimension d", positive=True)
+    n_train: int = option(1000, "training points n", positive=True)
+    n_test: int = option(1000, "test points", positive=True)
+    teacher_scale: float = option(
+        100.0, "factor on the teacher's output (the paper's 100)", positive=True
+    )
+    trials: int = option(
+        10, "independent trials (own teacher and data), batched with vmap", positive=True
+    )
+    num_steps: int = option(25_000, "gradient-descent iterations", positive=True)
+    num_saves: int = option(
+        60, "log-spaced iterates at which the losses are recorded", positive=True
+    )
+    seed: int = option(0, "PRNG seed of the trials")
+    method: str = option(
+        "gd",
+        "gd: the paper's gradient descent; flow: the gradient flow over the same horizon "
+        "(num_steps times the GD step), solved with solver='auto' (the stabilized RKC where the "
+        "flow is stiff); or per scaling, e.g. sqrt=flow,mean_field=gd",
+    )
+    flow_rtol: float = option(
+        1e-4,
+        "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
+        within="[1e-12, 1)",
+    )
+    flow_min_width: int = option(
+        1,
+        "widths below this run the paper's GD even where `method` says flow (at small m the "
+        "flows cross ReLU kinks all along and gain nothing)",
+        positive=True,
+    )
 
     @classmethod
     def quick(cls) -> "WidthSweep":
@@ -90,29 +101,8 @@ class WidthSweep(AbstractExperiment):
             num_saves=20,
         )
 
-    def validate(self) -> None:
+    def check_options(self) -> None:
         self.methods()
-        if not (isinstance(self.flow_rtol, (int, float)) and 1e-12 <= self.flow_rtol < 1):
-            raise ValueError(
-                f"Option `flow_rtol` must be a number in [1e-12, 1); got {self.flow_rtol!r}."
-            )
-        check_positive(
-            dim=self.dim,
-            n_train=self.n_train,
-            n_test=self.n_test,
-            trials=self.trials,
-            num_steps=self.num_steps,
-            teacher_scale=self.teacher_scale,
-            num_saves=self.num_saves,
-            flow_min_width=self.flow_min_width,
-        )
-        if not self.widths or any(int(m) < 1 for m in self.widths):
-            raise ValueError(f"Option `widths` must be positive integers; got {self.widths}.")
-        bad = [s for s in self.scalings if s not in _SCALINGS]
-        if bad or not self.scalings:
-            raise ValueError(
-                f"Option `scalings` must be among {sorted(_SCALINGS)}; got {self.scalings}."
-            )
 
     def methods(self) -> dict[str, str]:
         """The method of each scaling: `method` is `"gd"`, `"flow"`, or per scaling, e.g.
@@ -133,15 +123,26 @@ class WidthSweep(AbstractExperiment):
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         pts = [
-            (f"{s}_m={m}", {"scaling": s, "width": int(m)})
+            (point_key(prefix=s, m=int(m)), {"scaling": s, "width": int(m)})
             for s in self.scalings
             for m in self.widths
         ]
         if "sqrt" in self.scalings:
             # The m -> infinity limit of the lazy 1/sqrt(m) net: kernel regression with the
             # infinite-width tangent kernel (width 0 stands for infinity in the point).
-            pts.append(("sqrt_m=inf", {"scaling": "sqrt", "width": 0}))
+            pts.append((point_key(prefix="sqrt", m=math.inf), {"scaling": "sqrt", "width": 0}))
         return pts
+
+    @staticmethod
+    def output_scale_and_step(scaling: str, width: int) -> tuple[float, float]:
+        """The output scale $s(m)$ and the paper's GD step of `scaling` at `width` $m$:
+        $(m^{-1/2}, 1/m)$ for `"sqrt"`, $(1/m, 0.05/m)$ for `"mean_field"`."""
+        if scaling not in _SCALINGS:
+            raise ValueError(
+                f"`scaling` must be {' or '.join(map(repr, _SCALINGS))}; got {scaling!r}."
+            )
+        power, step_factor = _SCALINGS[scaling]
+        return float(width) ** -power, step_factor / width
 
     def kernel_limit(self) -> dict[str, Any]:
         """Each trial's infinite-width lazy model ([`gradflow.infinite_width_flow`][]: the
@@ -199,9 +200,7 @@ class WidthSweep(AbstractExperiment):
     def run_point(self, *, scaling: str, width: int) -> dict[str, Any]:
         if width == 0:
             return self.kernel_limit()
-        power, step_factor = _SCALINGS[scaling]
-        s = float(width) ** -power
-        step = step_factor / width
+        s, step = self.output_scale_and_step(scaling, width)
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )

@@ -6,6 +6,7 @@ import numpy as np
 
 from .._typing import Array, Params
 from ._base import AbstractModel
+from ._names import renamed
 
 
 class TensorDecomposition(AbstractModel):
@@ -27,17 +28,26 @@ class TensorDecomposition(AbstractModel):
         return jnp.sum(u[:, idx[:, 0]] * u[:, idx[:, 1]] * u[:, idx[:, 2]], axis=0)
 
     def init(
-        self, key: Array, width: int, dim: int, *, scale: float = 1.0, doubled: bool = True
+        self,
+        key: Array,
+        width: int,
+        dim: int,
+        *,
+        tau: float = 1.0,
+        doubled: bool = True,
+        scale: float | None = None,
     ) -> Params:
-        r"""Components $u_a \sim N(0, I_d / d)$ times `scale`; with `doubled=True` (even
-        `width`) the second half is the negated first half, so $T(U_0) = 0$."""
+        r"""Components $u_a \sim N(0, I_d / d)$ times the init scale `tau`; with
+        `doubled=True` (even `width`) the second half is the negated first half, so
+        $T(U_0) = 0$. `scale` is the older name of `tau`, still accepted."""
+        tau = renamed("tau", tau, 1.0, "scale", scale)
         if doubled and width % 2:
             raise ValueError(f"A doubled init needs an even `width`; got width={width}.")
         half = width // 2 if doubled else width
         u = jax.random.normal(key, (half, dim)) / np.sqrt(dim)
         if doubled:
             u = jnp.concatenate([u, -u])
-        return {"u": scale * u}
+        return {"u": tau * u}
 
     @staticmethod
     def entries(dim: int) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 
 from .._typing import Array, Params
 from ._base import AbstractModel
+from ._names import renamed
 
 
 class ScalarSquare(AbstractModel):
@@ -31,13 +32,25 @@ class LinearNet(AbstractModel):
     def __call__(self, params: Params, inputs: Array) -> Array:
         return inputs @ params["W1"] @ params["W2"]
 
-    def init(self, key: Array, in_dim: int, rank: int, out_dim: int, *, scale: float = 1.0):
+    def init(
+        self,
+        key: Array,
+        in_dim: int,
+        rank: int,
+        out_dim: int,
+        *,
+        tau: float = 1.0,
+        scale: float | None = None,
+    ):
+        """Gaussian factors scaled by `1/sqrt(d)` and `1/sqrt(r)`, times the init scale `tau`
+        (`scale` is its older name, still accepted)."""
         import jax
 
+        tau = renamed("tau", tau, 1.0, "scale", scale)
         k1, k2 = jax.random.split(key)
         return {
-            "W1": scale * jax.random.normal(k1, (in_dim, rank)) / jnp.sqrt(in_dim),
-            "W2": scale * jax.random.normal(k2, (rank, out_dim)) / jnp.sqrt(rank),
+            "W1": tau * jax.random.normal(k1, (in_dim, rank)) / jnp.sqrt(in_dim),
+            "W2": tau * jax.random.normal(k2, (rank, out_dim)) / jnp.sqrt(rank),
         }
 
 
@@ -58,10 +71,19 @@ class MatrixCompletion(AbstractModel):
         right = inputs[:, d:] @ params["W2"].T
         return jnp.sum(left * right, axis=1, keepdims=True)
 
-    def init(self, key: Array, in_dim: int, rank: int, out_dim: int, *, scale: float = 1.0):
+    def init(
+        self,
+        key: Array,
+        in_dim: int,
+        rank: int,
+        out_dim: int,
+        *,
+        tau: float = 1.0,
+        scale: float | None = None,
+    ):
         """As [`gradflow.models.LinearNet`][]: Gaussian factors scaled by `1/sqrt(d)` and
-        `1/sqrt(r)`, times `scale`."""
-        return LinearNet().init(key, in_dim, rank, out_dim, scale=scale)
+        `1/sqrt(r)`, times the init scale `tau` (`scale` is its older name, still accepted)."""
+        return LinearNet().init(key, in_dim, rank, out_dim, tau=tau, scale=scale)
 
     @staticmethod
     def entries(rows, cols, shape: tuple[int, int]) -> np.ndarray:

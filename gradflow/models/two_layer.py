@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .._typing import Array, Params
 from ._activations import resolve_activation
 from ._base import AbstractModel
+from ._names import renamed
 
 
 class TwoLayer(AbstractModel):
@@ -62,20 +63,25 @@ class TwoLayer(AbstractModel):
         in_dim: int,
         out_dim: int = 1,
         *,
-        symmetric: bool = False,
-        scale: float = 1.0,
+        doubled: bool = False,
+        tau: float = 1.0,
         input_init: Literal["normal", "sphere"] = "normal",
+        symmetric: bool | None = None,
+        scale: float | None = None,
     ) -> Params:
         r"""Random parameters: input weights $a_j \sim N(0, I/d)$ (or uniform on the unit
-        sphere with `input_init="sphere"`), output weights $b_j \sim N(0, 1)$, all times
-        `scale` (the paper's $\tau$). With `symmetric=True` (even width) the second half of the
-        neurons copies the first with opposite output weights, so $f(w_0) = 0$
-        ([`gradflow.models.symmetric_init`][]).
+        sphere with `input_init="sphere"`), output weights $b_j \sim N(0, 1)$, all times the
+        init scale `tau` (the paper's $\tau$). With `doubled=True` (even width) the second half
+        of the neurons copies the first with opposite output weights, so $f(w_0) = 0$
+        ([`gradflow.models.symmetric_init`][]). `symmetric` and `scale` are the older names of
+        `doubled` and `tau`, still accepted.
         """
+        doubled = renamed("doubled", doubled, False, "symmetric", symmetric)
+        tau = renamed("tau", tau, 1.0, "scale", scale)
         m = self.width
-        if symmetric and m % 2:
-            raise ValueError(f"A symmetric init needs an even `width`; got width={m}.")
-        half = m // 2 if symmetric else m
+        if doubled and m % 2:
+            raise ValueError(f"A doubled init needs an even `width`; got width={m}.")
+        half = m // 2 if doubled else m
         k1, k2 = jax.random.split(key)
         a = jax.random.normal(k1, (half, in_dim))
         if input_init == "sphere":
@@ -85,9 +91,9 @@ class TwoLayer(AbstractModel):
         else:
             raise ValueError(f"`input_init` must be 'normal' or 'sphere'; got {input_init!r}.")
         params = {"a": a, "b": jax.random.normal(k2, (half, out_dim))}
-        if symmetric:
+        if doubled:
             params = symmetric_init(params)
-        return jax.tree_util.tree_map(lambda x: scale * x, params)
+        return jax.tree_util.tree_map(lambda x: tau * x, params)
 
 
 def symmetric_init(params: Params) -> Params:
