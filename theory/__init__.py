@@ -17,6 +17,7 @@ from .statements import (
     STATEMENTS as STATEMENTS,
     Statement as Statement,
     finite_horizon as finite_horizon,
+    growth_exponent as growth_exponent,
     homogeneity_time_change as homogeneity_time_change,
     off_training_set as off_training_set,
     over_parameterized as over_parameterized,
