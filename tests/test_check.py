@@ -62,6 +62,13 @@ def test_next_to_lazy_matches_a_neural_net_within_one_percent():
         assert c.rel_error < 1e-4  # measured: ~1e-6 at alpha = 1e3
     for e in report.exponents:
         assert abs(e.measured + 1.0) <= 0.05
+    # The powers of alpha and the slopes are theory.next_to_lazy_expansion's exponents.
+    assert [e.predicted for e in report.exponents] == [-1.0, -1.0, -1.0]
+    assert [c.quantity for c in report.curves] == [
+        "alpha^1 param_distance",
+        "alpha^2 param_gap",
+        "alpha^1 output_gap",
+    ]
     assert len(report.curves) == 3
     for c in report.curves:  # the whole curve, not only its sup
         assert np.max(np.abs(c.measured - c.predicted)) <= 1e-2 * np.max(c.predicted)

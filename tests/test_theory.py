@@ -155,6 +155,14 @@ def test_statement_laws():
 # Each predicted exponent, the expression it is derived from (sympy.limit in theory/), and the
 # paper's value (PAPER.md: O(1/alpha), O(1/alpha^2), O(log(alpha)/alpha^2), ...).
 EXPONENTS = {
+    "next_to_lazy": {
+        "param_distance": ("param_distance", -1.0),
+        "param_gap": ("param_gap", -2.0),
+        "output_gap": ("output_gap", -1.0),
+        "param_distance_limit_error": ("param_distance_limit_error", -1.0),
+        "param_gap_limit_error": ("param_gap_limit_error", -1.0),
+        "output_gap_limit_error": ("output_gap_limit_error", -1.0),
+    },
     "finite_horizon": {
         "param_distance": ("distance_bound", -1.0),
         "param_gap": ("param_gap_bound", -2.0),

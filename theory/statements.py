@@ -158,6 +158,48 @@ def finite_horizon() -> Statement:
 
 
 @lru_cache(maxsize=1)
+def next_to_lazy_expansion() -> Statement:
+    r"""The next-to-lazy expansion ($h(w_0) = 0$, $t \le T$):
+    $w - w_0 = u/\alpha + v/\alpha^2 + r/\alpha^3 + \dots$ with $u = \alpha(\bar w - w_0)$
+    exactly, so $w - \bar w = v/\alpha^2 + r/\alpha^3$ and
+    $\alpha h(w) - \alpha\bar h(\bar w) = c/\alpha + d/\alpha^2$
+    ([`theory.next_to_lazy_system`][] derives $u$, $v$ and $c = Jv + \tfrac12 D^2h(w_0)[u, u]$).
+    Along one direction (the coefficients are the positive symbols `u, v, r, c, d`): the
+    exponents of the distances are those of the finite-horizon theorem, the scaled distances
+    $\alpha^{-e}\,\text{distance}$ tend to $u$, $v$, $c$, and the relative error of each limit
+    has exponent $-1$: the next term of the expansion."""
+    u, v, r, c, d = sp.symbols("u v r c d", positive=True)
+    DISTANCES = ("param_distance", "param_gap", "output_gap")
+    distance = u / alpha + v / alpha**2 + r / alpha**3
+    gap = v / alpha**2 + r / alpha**3
+    output = c / alpha + d / alpha**2
+    exprs = (
+        ("param_distance", distance),
+        ("param_gap", gap),
+        ("output_gap", output),
+        ("param_distance_limit_error", sp.simplify((alpha * distance - u) / u)),
+        ("param_gap_limit_error", sp.simplify((alpha**2 * gap - v) / v)),
+        ("output_gap_limit_error", sp.simplify((alpha * output - c) / c)),
+    )
+    return Statement(
+        name="next_to_lazy",
+        title="h(w0) = 0: alpha ||w - w0|| -> ||u||, alpha^2 ||w - wbar|| -> ||v||, "
+        "alpha ||alpha h(w) - alpha hbar(wbar)|| -> ||J v + D^2h(w0)[u, u]/2||, errors O(1/alpha)",
+        hypotheses=("h(w0) = 0", "R twice differentiable"),
+        exprs=exprs,
+        exponents=_exponents(
+            exprs,
+            {
+                "param_distance": "param_distance",
+                "param_gap": "param_gap",
+                "output_gap": "output_gap",
+                **{f"{k}_limit_error": f"{k}_limit_error" for k in DISTANCES},
+            },
+        ),
+    )
+
+
+@lru_cache(maxsize=1)
 def over_parameterized() -> Statement:
     r"""Over-parameterized theorem (uniform in time): $R$ $M$-smooth and $m$-strongly convex,
     $\sigma = \sigma_{\min}(Dh(w_0)^\top) > 0$. If $\|h(w_0)\| \le C_0 =
@@ -389,6 +431,7 @@ def off_training_set() -> Statement:
 
 
 STATEMENTS = {
+    "next_to_lazy": next_to_lazy_expansion,
     "finite_horizon": finite_horizon,
     "over_parameterized": over_parameterized,
     "under_parameterized": under_parameterized,
