@@ -15,7 +15,8 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 negative control where $h(w_0) \\neq 0$); `run(theorem, size="research")` runs the
 finite-horizon, next-to-lazy and scale-criterion checks on real-size nets instead
 ([`gradflow.check.research_problems`][], with the options of
-[`gradflow.check.research_settings`][]).
+[`gradflow.check.research_settings`][]). A report's verdict is a [`gradflow.check.VERDICTS`][]
+item (`report.result`, its text `report.verdict`); [`gradflow.check.plot_check`][] draws it.
 """
 
 import functools
