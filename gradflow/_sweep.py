@@ -23,12 +23,15 @@ from ._problem import Problem
 from ._solve import _RESULT_NAMES, RESULTS, Solution, solve
 from ._stats import RateFit, fit_rate
 from ._store import ResultStore, resume, stable_repr
+from ._theory import PredictedExponents
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
-# The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0).
-PREDICTED_SLOPES = {"param_distance": -1.0, "param_gap": -2.0, "output_gap": -1.0}
+# The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0),
+# derived in theory/ (sympy, loaded at first access).
+PREDICTED_SLOPES = PredictedExponents("finite_horizon", DISTANCES)
 """The exponents of the sup distances in alpha that the finite-horizon theorem predicts when
-h(w0) = 0: O(1/alpha), O(1/alpha^2), O(1/alpha)."""
+h(w0) = 0: O(1/alpha), O(1/alpha^2), O(1/alpha). A read-only mapping; its values are
+`theory.finite_horizon().exponents`, derived with sympy on first access."""
 
 METRICS = ("param_distance", "param_gap", "output_gap", "loss", "linear_loss")
 """The time series of a [`gradflow.Solution`][] that a [`gradflow.Sweep`][] keeps per point."""

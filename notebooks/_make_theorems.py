@@ -65,7 +65,7 @@ cells = [
         "report = gf.check.check_finite_horizon(gf.check.matrix_factorization(),\n"
         "                                       alphas=(10.0, 100.0, 1000.0), bound_alphas=(10.0,))\n"
         "show(report)\n"
-        "gf.plot.plot_check(report)\nplt.show()"
+        "gf.check.plot_check(report)\nplt.show()"
     ),
     md(
         "## 3. Negative control: no centering\n\n"
@@ -76,7 +76,7 @@ cells = [
         "control = gf.check.check_finite_horizon(gf.check.matrix_factorization(center=False),\n"
         "                                        alphas=(10.0, 100.0, 1000.0))\n"
         "show(control)\n"
-        "gf.plot.plot_check(control)\nplt.show()"
+        "gf.check.plot_check(control)\nplt.show()"
     ),
     md(
         """\
@@ -104,7 +104,7 @@ for b in report.bounds:
 # 3. Not centered: h(w0) = 0 fails, the distances do not shrink (slopes > -0.1; measured: 0.001
 # and 0.003) and the output gap grows like alpha (slope within 0.1 of +1; measured: 1.002).
 assert not control.hypotheses_hold
-slopes = {e.quantity: e.measured for e in control.exponents if e.kind == "equal"}
+slopes = {e.quantity: e.measured for e in control.exponents if e.kind == gf.check.KINDS.equal}
 assert slopes["sup_t param_distance"] > -0.1 and slopes["sup_t param_gap"] > -0.1, slopes
 assert abs(slopes["sup_t output_gap"] - 1.0) < 0.1, slopes"""
     ),

@@ -9,6 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
+import theory
 from gradflow._io import write_json
 
 NET = dict(samples=4, dim=8, width=32)
@@ -61,6 +62,13 @@ def test_next_to_lazy_matches_a_neural_net_within_one_percent():
         assert c.rel_error < 1e-4  # measured: ~1e-6 at alpha = 1e3
     for e in report.exponents:
         assert abs(e.measured + 1.0) <= 0.05
+    # The powers of alpha and the slopes are theory.next_to_lazy_expansion's exponents.
+    assert [e.predicted for e in report.exponents] == [-1.0, -1.0, -1.0]
+    assert [c.quantity for c in report.curves] == [
+        "alpha^1 param_distance",
+        "alpha^2 param_gap",
+        "alpha^1 output_gap",
+    ]
     assert len(report.curves) == 3
     for c in report.curves:  # the whole curve, not only its sup
         assert np.max(np.abs(c.measured - c.predicted)) <= 1e-2 * np.max(c.predicted)
@@ -79,6 +87,11 @@ def test_finite_horizon_on_matrix_factorization(tmp_path):
     assert report.hypotheses_hold and report.verdict == "pass"
     for e in report.exponents:
         assert abs(e.measured - e.predicted) <= 0.05
+    # The predictions are the statement's exponents (sympy), the paper's -1, -2, -1.
+    predicted = {e.quantity: e.predicted for e in report.exponents}
+    stmt = dict(theory.finite_horizon().exponents)
+    assert predicted == {f"sup_t {k}": stmt[k] for k in stmt}
+    assert list(predicted.values()) == [-1.0, -2.0, -1.0]
     assert {b.quantity for b in report.bounds} == {"param_distance", "param_gap", "output_gap"}
     for b in report.bounds:
         use = b.ts > 0
@@ -95,7 +108,8 @@ def test_negative_control_distances_do_not_shrink():
     assert report.hypotheses[0].statement == "h(w0) = 0" and not report.hypotheses[0].holds
     assert report.bounds == ()
     assert report.verdict == "hypotheses fail: no decay, as predicted"
-    controls = [e for e in report.exponents if e.kind == "at_least"]
+    assert report.result == gf.check.VERDICTS.no_decay and report.as_predicted
+    controls = [e for e in report.exponents if e.kind == gf.check.KINDS.at_least]
     assert len(controls) == 3
     sup = {e.quantity: e for e in controls}
     assert sup["sup_t param_distance (h(w0) != 0)"].measured > -0.1
@@ -134,8 +148,10 @@ def test_scale_criterion_check_with_homogeneity():
 def test_run_rejects_unknown_theorem():
     with pytest.raises(ValueError, match="Unknown theorem"):
         gf.check.run("lazyness")
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="`kind` must be a gradflow.check.KINDS item"):
         gf.check._base.exponent_check("x", [1, 2], [1, 2], 1.0, kind="about")
+    with pytest.raises(ValueError, match="`kind` must be a gradflow.check.KINDS item"):
+        gf.check._base.exponent_check("x", [1, 2], [1, 2], 1.0, kind="equal")
     spec = gf.check.matrix_factorization()
     with pytest.raises(ValueError, match="`alphas` must hold"):
         gf.check.check_finite_horizon(spec, alphas=(10.0, -1.0))
@@ -143,6 +159,94 @@ def test_run_rejects_unknown_theorem():
         gf.check.check_finite_horizon(spec, bound_alphas=())
     with pytest.raises(TypeError, match="`spec` must be a gradflow.Problem"):
         gf.check.check_over_parameterized("matfac")
+
+
+def _report(holds: bool, slope: float, kind) -> "gf.check.CheckReport":
+    # y = 3 x^slope exactly: the fitted slope is `slope` up to rounding.
+    xs = np.array([10.0, 100.0, 1000.0])
+    exp = gf.check._base.exponent_check("y", xs, 3.0 * xs**slope, -1.0, kind=kind)
+    return gf.check.CheckReport(
+        theorem="finite_horizon",
+        problem="synthetic",
+        description="y = 3 x^slope",
+        hypotheses=(gf.check.Hypothesis("h(w0) = 0", holds, ""),),
+        exponents=(exp,),
+        constants=(),
+        bounds=(),
+        estimates=(),
+        seconds=0.0,
+        settings=(),
+    )
+
+
+@pytest.mark.parametrize(
+    "holds, slope, kind, result, text, ok",
+    [
+        (True, -1.0, "equal", "passed", "pass", True),
+        (True, -1.2, "equal", "failed", "FAIL", False),
+        (False, 0.0, "at_least", "no_decay", "hypotheses fail: no decay, as predicted", True),
+        (False, -2.0, "at_least", "hypotheses_fail", "hypotheses fail", False),
+        (True, -2.0, "at_most", "passed", "pass", True),
+        (True, 0.5, "at_most", "failed", "FAIL", False),
+    ],
+)
+def test_verdicts_and_kinds_are_enumerations(tmp_path, holds, slope, kind, result, text, ok):
+    report = _report(holds, slope, getattr(gf.check.KINDS, kind))
+    (e,) = report.exponents
+    # The fit against numpy's least squares on the logs (tolerance 1e-12).
+    ref = np.polyfit(np.log(e.xs), np.log(e.ys), 1)[0]
+    assert e.measured == pytest.approx(ref, abs=1e-12) and ref == pytest.approx(slope, abs=1e-12)
+    assert isinstance(e.kind, gf.check.KINDS) and e.kind == getattr(gf.check.KINDS, kind)
+    assert isinstance(report.result, gf.check.VERDICTS)
+    assert report.result == getattr(gf.check.VERDICTS, result)
+    assert report.verdict == text == gf.check.VERDICTS[report.result]
+    assert report.as_predicted is ok
+    # The JSON carries the texts, as before the enumerations.
+    data = json.loads(write_json(report, tmp_path / "r.json").read_text())
+    assert data["verdict"] == text and data["exponents"][0]["kind"] == kind
+    assert report.rows()[0][4] == ("ok" if e.passed else "FAIL")
+    with pytest.raises(ValueError, match="same type"):
+        _ = report.result == gf.check.KINDS.equal
+
+
+def test_one_theorem_table():
+    from gradflow.check import _registry
+
+    table = _registry.REGISTRY
+    assert gf.check.THEOREMS == tuple(t.name for t in table) == tuple(gf.check._CHECKS)
+    assert gf.check.RESEARCH_THEOREMS == ("next_to_lazy", "finite_horizon", "scale_criterion")
+    assert gf.check.RESEARCH_THEOREMS == tuple(t.name for t in table if t.research)
+    for t in table:
+        # Each row's function is the public check of that name, defined in its module.
+        fn = gf.check._CHECKS[t.name]
+        assert fn is getattr(gf.check, t.function) and fn.__module__ == f"gradflow.check.{t.module}"
+    # The table's module imports the standard library only (no JAX, nothing of gradflow).
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(_registry.__file__).read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imported == ["dataclasses"]
+
+
+def test_check_figures_live_next_to_the_checks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = _report(False, 0.0, gf.check.KINDS.at_least)
+    fig = gf.check.plot_check(report)
+    ax = fig.axes[0]
+    assert "verdict: hypotheses fail: no decay, as predicted" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "  theory: at least slope -1.00" in labels
+    plt.close(fig)
+    with pytest.raises(AttributeError, match="use gradflow.check.plot_check"):
+        gf.plot.plot_check
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        gf.plot.nothing
 
 
 def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,8 @@ import closes a cycle (root -> `_sweep` -> `_store` -> `_io` -> root) and reads 
 may still be half-built."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,17 @@ def test_root_import_detector(path, source, flagged):
 
 def test_environment_reports_the_package_version():
     assert environment()["gradflow"] == gf.__version__
+
+
+def test_importing_gradflow_does_not_import_sympy():
+    # sympy (and the statements' derivations) cost seconds: gradflow reads theory/'s exponents
+    # on first use. The keys of PREDICTED_SLOPES are known without it, the values are not.
+    code = (
+        "import sys, gradflow as gf\n"
+        "assert list(gf.PREDICTED_SLOPES) == ['param_distance', 'param_gap', 'output_gap']\n"
+        "assert 'sympy' not in sys.modules and 'theory' not in sys.modules, 'imported'\n"
+        "assert gf.PREDICTED_SLOPES['param_gap'] == -2.0\n"
+        "assert 'sympy' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

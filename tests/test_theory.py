@@ -138,12 +138,83 @@ def test_statement_laws():
     assert sp.simplify(a - s.lam**s.q) == 0
     assert sp.simplify(s_t - s.lam ** (2 * s.q - 2) * s.t) == 0
     sc = theory.scale_criterion()
+    # The numeric forms the homogeneity check uses: alpha = tau^q, s(t) = tau^(2q - 2) t.
+    vals = {"lambda": 2.0, "q": 3}
+    assert sc.numeric("homogeneity_alpha")(**vals) == pytest.approx(8.0, rel=1e-15)
+    ts = np.linspace(0.0, 2.0, 5)
+    np.testing.assert_allclose(sc.numeric("homogeneity_time")(**vals, t=ts), 16.0 * ts, rtol=1e-15)
+    sc = theory.scale_criterion()
     assert sc.expr("width_exponent_sqrt") == sp.Rational(-1, 2)
     assert sc.expr("width_exponent_mean_field") == 0
     up = theory.under_parameterized()
     assert sp.simplify(up.expr("example_rate_deviation") * s.alpha).free_symbols.isdisjoint(
         {s.alpha}
     )
+
+
+# Each predicted exponent, the expression it is derived from (sympy.limit in theory/), and the
+# paper's value (PAPER.md: O(1/alpha), O(1/alpha^2), O(log(alpha)/alpha^2), ...).
+EXPONENTS = {
+    "next_to_lazy": {
+        "param_distance": ("param_distance", -1.0),
+        "param_gap": ("param_gap", -2.0),
+        "output_gap": ("output_gap", -1.0),
+        "param_distance_limit_error": ("param_distance_limit_error", -1.0),
+        "param_gap_limit_error": ("param_gap_limit_error", -1.0),
+        "output_gap_limit_error": ("output_gap_limit_error", -1.0),
+    },
+    "finite_horizon": {
+        "param_distance": ("distance_bound", -1.0),
+        "param_gap": ("param_gap_bound", -2.0),
+        "output_gap": ("output_gap_bound", -1.0),
+    },
+    "over_parameterized": {
+        "param_distance": ("displacement_bound", -1.0),
+        "param_gap": ("uniform_gap_rate", -2.0),
+        "output_gap": ("uniform_output_gap_rate", -1.0),
+    },
+    "under_parameterized": {"rate_deviation": ("example_rate_deviation", -1.0)},
+    "scale_criterion": {
+        "kappa_centered": ("kappa_centered", -1.0),
+        "kappa_uncentered": ("kappa_uncentered", 0.0),
+        "width_sqrt": ("width_law_sqrt", -0.5),
+        "width_mean_field": ("width_law_mean_field", 0.0),
+    },
+    "off_training_set": {
+        "off_training_gap": ("paper_bound", -1.0),
+        "param_distance": ("distance_hypothesis", -1.0),
+        "param_gap": ("gap_hypothesis", -2.0),
+    },
+}
+
+
+@pytest.mark.parametrize("theorem", sorted(EXPONENTS))
+def test_exponents_are_derived_from_the_bounds(theorem):
+    st = theory.STATEMENTS[theorem]()
+    assert dict(st.exponents) == {k: v for k, (_, v) in EXPONENTS[theorem].items()}
+    rng = np.random.default_rng(1)
+    for quantity, (name, paper) in EXPONENTS[theorem].items():
+        e = st.expr(name)
+        var = theory.statements.width if quantity.startswith("width") else theory.statements.alpha
+        assert st.exponent(quantity) == float(theory.growth_exponent(e, var)) == paper
+        # Independently of sympy.limit: the local slope of the bound between 1e30 and 1e31, with
+        # every other symbol drawn in [0.5, 2], is the exponent up to the lower-order terms:
+        # 1/alpha, and k/log(alpha) for a factor log(alpha)^k (k <= 2: 0.03; tolerance 0.05).
+        f = st.numeric(name)
+        others = [sym.name for sym in e.free_symbols if sym != var]
+        vals = dict(zip(others, rng.uniform(0.5, 2.0, len(others))))
+        lo, hi = (float(f(**vals, **{var.name: x})) for x in (1e30, 1e31))
+        assert np.log(hi / lo) / np.log(10.0) == pytest.approx(paper, abs=0.05), quantity
+
+
+def test_predicted_slopes_are_the_finite_horizon_exponents():
+    assert dict(gf.PREDICTED_SLOPES) == dict(theory.finite_horizon().exponents)
+    assert gf.PREDICTED_SLOPES == {"param_distance": -1.0, "param_gap": -2.0, "output_gap": -1.0}
+    assert gf._sweep.PREDICTED_SLOPES.to_dict() == dict(gf.PREDICTED_SLOPES)
+    with pytest.raises(KeyError):
+        gf.PREDICTED_SLOPES["kappa_centered"]
+    with pytest.raises(ValueError, match="Unknown theorem 'lazyness'"):
+        gf._theory.statement_exponents("lazyness")
 
 
 def test_under_parameterized_example_rate_against_the_flow():

@@ -10,7 +10,9 @@ $\|w(T) - \bar w(T)\|$.
 
 Each statement is a [`theory.Statement`][]: its expressions are derived here (the comparison
 differential inequalities are solved with `sympy.dsolve`), and `numeric(name)` turns one into a
-numpy function once (`sympy.lambdify`).
+numpy function once (`sympy.lambdify`). The exponents a statement predicts are not typed in: each
+is the [`theory.growth_exponent`][] of one of its expressions (a bound or a rate), found by
+`sympy.limit`.
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +29,23 @@ C, M1, M2 = sp.symbols("C M_1 M_2", positive=True)
 dist_T, gap_T = sp.symbols("dist_T gap_T", positive=True)
 
 
+def growth_exponent(expr: sp.Expr, var: sp.Symbol = alpha) -> sp.Expr:
+    r"""The power of `var` that `expr` behaves like as `var` grows,
+    $\lim_{x \to \infty} \log e(x) / \log x$ (`sympy.limit`): $-1$ for $C/\alpha$, $-2$ for
+    the $\log\alpha/\alpha^2$ of a uniform bound (a log factor does not change it), $0$ for a
+    nonzero limit. `expr` must be positive for large `var` (a bound, a rate)."""
+    return sp.limit(sp.log(expr) / sp.log(var), var, sp.oo)
+
+
+def _exponents(
+    exprs: tuple[tuple[str, sp.Expr], ...], sources: dict[str, str], var: sp.Symbol = alpha
+) -> tuple[tuple[str, float], ...]:
+    """`(quantity, exponent)` pairs: the growth exponent in `var` of the expression named
+    `sources[quantity]` of `exprs`."""
+    named = dict(exprs)
+    return tuple((k, float(growth_exponent(named[e], var))) for k, e in sources.items())
+
+
 @dataclass(frozen=True)
 class Statement:
     """One theorem: its hypotheses (in words), its symbolic expressions, and the exponents in
@@ -35,7 +54,8 @@ class Statement:
     - `name`, `title`: identifier and one-line statement.
     - `hypotheses`: the assumptions, in words, in the order a check verifies them.
     - `exprs`: `(name, sympy expression)` pairs.
-    - `exponents`: `(quantity, exponent)` pairs: the predicted power law of each quantity.
+    - `exponents`: `(quantity, exponent)` pairs: the predicted power law of each quantity, each
+      the [`theory.growth_exponent`][] of the expression that bounds it (or states its rate).
     """
 
     name: str
@@ -100,6 +120,21 @@ def finite_horizon() -> Statement:
     d_sol = sp.dsolve(sp.Eq(D(t).diff(t), C1 / alpha + C2 * D(t)), D(t), ics={D(0): 0}).rhs
     p_rhs = (LDh * radius * G + J * L * d_sol) / alpha
     p_sol = sp.dsolve(sp.Eq(P(t).diff(t), p_rhs), P(t), ics={P(0): 0}).rhs
+    exprs = (
+        ("distance_bound", sp.sqrt(t * R0) / alpha),
+        ("radius", radius),
+        ("G", G),
+        ("C1", sp.simplify(C1)),
+        ("C2", C2),
+        ("output_gap_bound", sp.simplify(d_sol)),
+        ("param_gap_bound", sp.simplify(p_sol)),
+        (
+            "paper_param_gap_bound",
+            sp.simplify(
+                T * (LDh * sp.sqrt(T * R0) * G + J * L * C1 / C2 * (sp.exp(C2 * T) - 1)) / alpha**2
+            ),
+        ),
+    )
     return Statement(
         name="finite_horizon",
         title="h(w0) = 0, t <= T: ||w - w0|| = O(1/alpha), ||w - wbar|| = O(1/alpha^2), "
@@ -109,24 +144,58 @@ def finite_horizon() -> Statement:
             "grad R is L-Lipschitz (L = loss smoothness)",
             "Dh is Lipschitz on the ball of radius sqrt(T R0)/alpha around w0",
         ),
-        exprs=(
-            ("distance_bound", sp.sqrt(t * R0) / alpha),
-            ("radius", radius),
-            ("G", G),
-            ("C1", sp.simplify(C1)),
-            ("C2", C2),
-            ("output_gap_bound", sp.simplify(d_sol)),
-            ("param_gap_bound", sp.simplify(p_sol)),
-            (
-                "paper_param_gap_bound",
-                sp.simplify(
-                    T
-                    * (LDh * sp.sqrt(T * R0) * G + J * L * C1 / C2 * (sp.exp(C2 * T) - 1))
-                    / alpha**2
-                ),
-            ),
+        exprs=exprs,
+        # R0 = R(alpha h(w0)) = R(0) does not depend on alpha when h(w0) = 0.
+        exponents=_exponents(
+            exprs,
+            {
+                "param_distance": "distance_bound",
+                "param_gap": "param_gap_bound",
+                "output_gap": "output_gap_bound",
+            },
         ),
-        exponents=(("param_distance", -1.0), ("param_gap", -2.0), ("output_gap", -1.0)),
+    )
+
+
+@lru_cache(maxsize=1)
+def next_to_lazy_expansion() -> Statement:
+    r"""The next-to-lazy expansion ($h(w_0) = 0$, $t \le T$):
+    $w - w_0 = u/\alpha + v/\alpha^2 + r/\alpha^3 + \dots$ with $u = \alpha(\bar w - w_0)$
+    exactly, so $w - \bar w = v/\alpha^2 + r/\alpha^3$ and
+    $\alpha h(w) - \alpha\bar h(\bar w) = c/\alpha + d/\alpha^2$
+    ([`theory.next_to_lazy_system`][] derives $u$, $v$ and $c = Jv + \tfrac12 D^2h(w_0)[u, u]$).
+    Along one direction (the coefficients are the positive symbols `u, v, r, c, d`): the
+    exponents of the distances are those of the finite-horizon theorem, the scaled distances
+    $\alpha^{-e}\,\text{distance}$ tend to $u$, $v$, $c$, and the relative error of each limit
+    has exponent $-1$: the next term of the expansion."""
+    u, v, r, c, d = sp.symbols("u v r c d", positive=True)
+    DISTANCES = ("param_distance", "param_gap", "output_gap")
+    distance = u / alpha + v / alpha**2 + r / alpha**3
+    gap = v / alpha**2 + r / alpha**3
+    output = c / alpha + d / alpha**2
+    exprs = (
+        ("param_distance", distance),
+        ("param_gap", gap),
+        ("output_gap", output),
+        ("param_distance_limit_error", sp.simplify((alpha * distance - u) / u)),
+        ("param_gap_limit_error", sp.simplify((alpha**2 * gap - v) / v)),
+        ("output_gap_limit_error", sp.simplify((alpha * output - c) / c)),
+    )
+    return Statement(
+        name="next_to_lazy",
+        title="h(w0) = 0: alpha ||w - w0|| -> ||u||, alpha^2 ||w - wbar|| -> ||v||, "
+        "alpha ||alpha h(w) - alpha hbar(wbar)|| -> ||J v + D^2h(w0)[u, u]/2||, errors O(1/alpha)",
+        hypotheses=("h(w0) = 0", "R twice differentiable"),
+        exprs=exprs,
+        exponents=_exponents(
+            exprs,
+            {
+                "param_distance": "param_distance",
+                "param_gap": "param_gap",
+                "output_gap": "output_gap",
+                **{f"{k}_limit_error": f"{k}_limit_error" for k in DISTANCES},
+            },
+        ),
     )
 
 
@@ -140,6 +209,16 @@ def over_parameterized() -> Statement:
     stay in the ball of radius $\sigma/(2 L_{Dh})$ where $\Sigma(w) \succeq \sigma^2/4$.
     With $h(w_0) = 0$: $\sup_t \|w - \bar w\| = O(\log\alpha/\alpha^2)$."""
     C0 = sigma**3 / (32 * kappa ** sp.Rational(3, 2) * J * LDh)
+    exprs = (
+        ("C0", C0),
+        ("alpha_min", ystar / C0),
+        ("envelope", sp.sqrt(kappa) * res0 * sp.exp(-m * sigma**2 * t / 4)),
+        ("displacement_bound", 8 * kappa ** sp.Rational(3, 2) * J * res0 / (alpha * sigma**2)),
+        ("ball_radius", sigma / (2 * LDh)),
+        # The paper's uniform rates with h(w0) = 0 (stated there without explicit constants).
+        ("uniform_gap_rate", sp.log(alpha) / alpha**2),
+        ("uniform_output_gap_rate", 1 / alpha),
+    )
     return Statement(
         name="over_parameterized",
         title="sigma_min(Dh(w0)) > 0, ||h(w0)|| <= C0, alpha > ||y*||/C0: geometric envelope, "
@@ -150,15 +229,17 @@ def over_parameterized() -> Statement:
             "||h(w0)|| <= C0",
             "alpha > ||y*|| / C0",
         ),
-        exprs=(
-            ("C0", C0),
-            ("alpha_min", ystar / C0),
-            ("envelope", sp.sqrt(kappa) * res0 * sp.exp(-m * sigma**2 * t / 4)),
-            ("displacement_bound", 8 * kappa ** sp.Rational(3, 2) * J * res0 / (alpha * sigma**2)),
-            ("ball_radius", sigma / (2 * LDh)),
-            ("uniform_gap_rate", sp.log(alpha) / alpha**2),
+        exprs=exprs,
+        # With h(w0) = 0 the residual r_0 = ||alpha h(w0) - y*|| = ||y*|| does not depend on
+        # alpha: the displacement bound decays as 1/alpha.
+        exponents=_exponents(
+            exprs,
+            {
+                "param_distance": "displacement_bound",
+                "param_gap": "uniform_gap_rate",
+                "output_gap": "uniform_output_gap_rate",
+            },
         ),
-        exponents=(("param_distance", -1.0), ("param_gap", -2.0), ("output_gap", -1.0)),
         notes="The uniform gap bound O(log alpha/alpha^2) has local slope -2 + 1/log(alpha); "
         "a measured slope of -2 is within it.",
     )
@@ -184,6 +265,12 @@ def under_parameterized() -> Statement:
     w_inf_sq = w_inf_sq[0] if w_inf_sq else sp.solve(sp.Eq(sp.diff(F, W), 0), W)[0] ** 2
     rate = sp.simplify(sp.diff(F, W, 2).subs(W, sp.sqrt(w_inf_sq)))
     rate_inf = sp.limit(rate, alpha, sp.oo)
+    exprs = (
+        ("example_w_inf_sq", sp.simplify(w_inf_sq)),
+        ("example_rate", rate),
+        ("example_rate_limit", rate_inf),
+        ("example_rate_deviation", sp.simplify(rate - rate_inf)),
+    )
     return Statement(
         name="under_parameterized",
         title="rank Dh constant, h(w0) = 0: geometric convergence at a rate -> "
@@ -193,13 +280,8 @@ def under_parameterized() -> Statement:
             "R strongly convex",
             "rank Dh(w) constant near w0 (checked at w0 and at the limit w_inf)",
         ),
-        exprs=(
-            ("example_w_inf_sq", sp.simplify(w_inf_sq)),
-            ("example_rate", rate),
-            ("example_rate_limit", rate_inf),
-            ("example_rate_deviation", sp.simplify(rate - rate_inf)),
-        ),
-        exponents=(("rate_deviation", -1.0),),
+        exprs=exprs,
+        exponents=_exponents(exprs, {"rate_deviation": "example_rate_deviation"}),
         notes="In the example a2 = ||a||^2, ay = <a, y>, n = number of samples.",
     )
 
@@ -225,7 +307,10 @@ def scale_criterion() -> Statement:
     \frac{H}{J^2}$ ($H = \|D^2h(w_0)\|$): $\|y^*\| H/(J^2\alpha)$ when $h(w_0) = 0$ (exponent
     $-1$) and the limit $\|h(w_0)\| H/J^2 > 0$ otherwise. Two-layer nets
     $h_m = \alpha(m)\sum_i \phi(\theta_i)$: $E\kappa \lesssim m^{-1/2} + (m\alpha(m))^{-1}$,
-    exponent $-1/2$ for $\alpha(m) = m^{-1/2}$ and $0$ for $\alpha(m) = 1/m$."""
+    exponent $-1/2$ for $\alpha(m) = m^{-1/2}$ and $0$ for $\alpha(m) = 1/m$. The time change of
+    $q$-homogeneous models ([`theory.homogeneity_time_change`][]) is carried as the expressions
+    `homogeneity_alpha` ($\alpha = \lambda^q$) and `homogeneity_time` ($s(t)$), in the symbols
+    `lambda` ($\tau$), `q`, `t`."""
     hvec = sp.Symbol("h_0", positive=True)
     kap = res0 * H / (alpha * J**2)
     centered = kap.subs(res0, ystar)
@@ -234,25 +319,35 @@ def scale_criterion() -> Statement:
     mm = width
     width_law_sqrt = mm ** sp.Rational(-1, 2) + 1 / (mm * mm ** sp.Rational(-1, 2))
     width_law_mf = mm ** sp.Rational(-1, 2) + 1 / (mm / mm)
+    time_alpha, time_change = homogeneity_time_change()
+    exprs = (
+        ("kappa", kap),
+        ("kappa_centered", centered),
+        # ||alpha h0 - y*|| <= alpha ||h0|| + ||y*||, with equality up to O(1) for large alpha.
+        ("kappa_uncentered", (alpha * hvec + ystar) * H / (alpha * J**2)),
+        ("kappa_uncentered_limit", uncentered_limit),
+        ("width_law_sqrt", width_law_sqrt),
+        ("width_law_mean_field", width_law_mf),
+        ("width_exponent_sqrt", growth_exponent(width_law_sqrt, mm)),
+        ("width_exponent_mean_field", growth_exponent(width_law_mf, mm)),
+        ("homogeneity_alpha", time_alpha),
+        ("homogeneity_time", time_change),
+    )
     return Statement(
         name="scale_criterion",
         title="kappa_{alpha h} = O(1/alpha) iff h(w0) = 0; q-homogeneous: tau ~ alpha = tau^q; "
         "two-layer E kappa <~ m^-1/2 + (m alpha(m))^-1",
         hypotheses=("h(w0) = 0 for the O(1/alpha) law",),
-        exprs=(
-            ("kappa", kap),
-            ("kappa_centered", centered),
-            ("kappa_uncentered_limit", uncentered_limit),
-            ("width_law_sqrt", width_law_sqrt),
-            ("width_law_mean_field", width_law_mf),
-            ("width_exponent_sqrt", sp.limit(sp.log(width_law_sqrt) / sp.log(mm), mm, sp.oo)),
-            ("width_exponent_mean_field", sp.limit(sp.log(width_law_mf) / sp.log(mm), mm, sp.oo)),
-        ),
+        exprs=exprs,
         exponents=(
-            ("kappa_centered", -1.0),
-            ("kappa_uncentered", 0.0),
-            ("width_sqrt", -0.5),
-            ("width_mean_field", 0.0),
+            *_exponents(
+                exprs, {"kappa_centered": "kappa_centered", "kappa_uncentered": "kappa_uncentered"}
+            ),
+            *_exponents(
+                exprs,
+                {"width_sqrt": "width_law_sqrt", "width_mean_field": "width_law_mean_field"},
+                mm,
+            ),
         ),
     )
 
@@ -296,10 +391,19 @@ def off_training_set() -> Statement:
     gap_hyp = C * sp.log(alpha) / alpha**2
     paper = sp.factor(sharp.subs({dist_T: distance_hyp, gap_T: gap_hyp}))
 
-    def exponent(e):
-        return sp.limit(sp.log(e) / sp.log(alpha), alpha, sp.oo)
-
-    rate = exponent(paper)
+    rate = growth_exponent(paper)
+    exprs = (
+        ("difference", difference),
+        ("decomposition", decomposition),
+        ("taylor_remainder_bound", remainder),
+        ("sharp_bound", sharp),
+        ("distance_hypothesis", distance_hyp),
+        ("gap_hypothesis", gap_hyp),
+        ("C_from_distance", sp.solve(sp.Eq(dist_T, distance_hyp), C)[0]),
+        ("C_from_gap", sp.solve(sp.Eq(gap_T, gap_hyp), C)[0]),
+        ("paper_bound", paper),
+        ("exponent", rate),
+    )
     return Statement(
         name="off_training_set",
         title="||w(T) - w0|| <= C log(a)/a, ||w(T) - wbar(T)|| <= C log(a)/a^2, M1, M2 finite "
@@ -311,22 +415,14 @@ def off_training_set() -> Statement:
             "||w(T) - wbar(T)|| <= C log(alpha)/alpha^2, C independent of alpha",
             "M1 = sup_x ||D_w f(w0, x)|| and M2 = sup_x Lip(D_w f(., x)) finite on X",
         ),
-        exprs=(
-            ("difference", difference),
-            ("decomposition", decomposition),
-            ("taylor_remainder_bound", remainder),
-            ("sharp_bound", sharp),
-            ("distance_hypothesis", distance_hyp),
-            ("gap_hypothesis", gap_hyp),
-            ("C_from_distance", sp.solve(sp.Eq(dist_T, distance_hyp), C)[0]),
-            ("C_from_gap", sp.solve(sp.Eq(gap_T, gap_hyp), C)[0]),
-            ("paper_bound", paper),
-            ("exponent", rate),
-        ),
-        exponents=(
-            ("off_training_gap", float(rate)),
-            ("param_distance", float(exponent(distance_hyp))),
-            ("param_gap", float(exponent(gap_hyp))),
+        exprs=exprs,
+        exponents=_exponents(
+            exprs,
+            {
+                "off_training_gap": "paper_bound",
+                "param_distance": "distance_hypothesis",
+                "param_gap": "gap_hypothesis",
+            },
         ),
         notes="The exponent of C log(alpha)/alpha is -1 (local slope -1 + 1/log(alpha)); on a "
         "finite horizon the distances decay as 1/alpha and 1/alpha^2 without the log, and the "
@@ -335,6 +431,7 @@ def off_training_set() -> Statement:
 
 
 STATEMENTS = {
+    "next_to_lazy": next_to_lazy_expansion,
     "finite_horizon": finite_horizon,
     "over_parameterized": over_parameterized,
     "under_parameterized": under_parameterized,

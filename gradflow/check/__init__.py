@@ -15,15 +15,19 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 negative control where $h(w_0) \\neq 0$); `run(theorem, size="research")` runs the
 finite-horizon, next-to-lazy and scale-criterion checks on real-size nets instead
 ([`gradflow.check.research_problems`][], with the options of
-[`gradflow.check.research_settings`][]).
+[`gradflow.check.research_settings`][]). A report's verdict is a [`gradflow.check.VERDICTS`][]
+item (`report.result`, its text `report.verdict`); [`gradflow.check.plot_check`][] draws it.
 """
 
 import functools
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
 
 from ._base import (
+    KINDS as KINDS,
+    VERDICTS as VERDICTS,
     BoundCheck as BoundCheck,
     CheckReport as CheckReport,
     ConstantCheck as ConstantCheck,
@@ -39,6 +43,12 @@ from ._next_to_lazy import (
 )
 from ._off_training_set import check_off_training_set as check_off_training_set
 from ._over_parameterized import check_over_parameterized as check_over_parameterized
+from ._plot import (
+    plot_check as plot_check,
+    plot_check_bounds as plot_check_bounds,
+    plot_check_curves as plot_check_curves,
+    plot_check_exponents as plot_check_exponents,
+)
 from ._problems import (
     NamedProblem as NamedProblem,
     ScaledModel as ScaledModel,
@@ -48,42 +58,25 @@ from ._problems import (
     two_layer as two_layer,
     vgg_digits as vgg_digits,
 )
+from ._registry import (
+    REGISTRY as _REGISTRY,
+    RESEARCH_THEOREMS as RESEARCH_THEOREMS,
+    THEOREMS as THEOREMS,
+)
 from ._scale import (
     check_scale_criterion as check_scale_criterion,
     check_width_law as check_width_law,
 )
 from ._under_parameterized import check_under_parameterized as check_under_parameterized
 
-THEOREMS = (
-    "next_to_lazy",
-    "finite_horizon",
-    "over_parameterized",
-    "under_parameterized",
-    "scale_criterion",
-    "off_training_set",
-)
-"""The theorems [`gradflow.check.run`][] (and `gradflow check NAME`) accept."""
-
-_CHECKS = {
-    "next_to_lazy": check_next_to_lazy,
-    "finite_horizon": check_finite_horizon,
-    "over_parameterized": check_over_parameterized,
-    "under_parameterized": check_under_parameterized,
-    "scale_criterion": check_scale_criterion,
-    "off_training_set": check_off_training_set,
+# One check function per theorem, resolved from the table of `_registry`.
+_CHECKS: dict[str, Callable[..., CheckReport]] = {
+    t.name: getattr(importlib.import_module(f".{t.module}", __name__), t.function)
+    for t in _REGISTRY
 }
-
 
 SIZES = ("default", "research")
 """The problem sizes of [`gradflow.check.run`][] (and `gradflow check --size`)."""
-
-# The theorems with research-size problems. The over-parameterized theorem needs
-# alpha > ||y*|| / C0 with C0 ~ sigma_min^3 (sigma_min^2 = 7e-3 on the research two-layer net:
-# alpha of order 1e6 and beyond), and the under-parameterized one a constant-rank model with
-# fewer parameters than outputs: neither fits a real-size net. They, and the off-training-set
-# check, run at the default size.
-RESEARCH_THEOREMS = ("next_to_lazy", "finite_horizon", "scale_criterion")
-"""The theorems with research-size problems ([`gradflow.check.research_problems`][])."""
 
 # Check options at research size. Tolerances: the finite-horizon flows at rtol 1e-6, so that
 # the references 1000x tighter (1e-9) stay affordable; the next-to-lazy flows and limit at 1e-9

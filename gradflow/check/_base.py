@@ -12,6 +12,48 @@ from .._problem import Problem
 from .._stats import fit_rate
 
 
+class VERDICTS(eqx.Enumeration):
+    """The verdict of a [`gradflow.check.CheckReport`][] (`report.result`); each item's text,
+    `VERDICTS[item]`, is what the table and the JSON show (`report.verdict`).
+
+    - `passed` (`"pass"`): the hypotheses hold and every applicable comparison passes.
+    - `failed` (`"FAIL"`): the hypotheses hold but a comparison fails.
+    - `no_decay` (`"hypotheses fail: no decay, as predicted"`): a negative control that behaves
+      as the theory says (the distances do not shrink).
+    - `hypotheses_fail` (`"hypotheses fail"`): the hypotheses fail and the comparisons that
+      still apply do not all pass (e.g. the distances shrink after all).
+
+    `passed` and `no_decay` are the outcomes the theory predicts
+    (`report.as_predicted`).
+    """
+
+    passed = "pass"
+    failed = "FAIL"
+    no_decay = "hypotheses fail: no decay, as predicted"
+    hypotheses_fail = "hypotheses fail"
+
+
+class KINDS(eqx.Enumeration):
+    r"""How a fitted exponent $s$ is compared with the predicted one
+    ([`gradflow.check.ExponentCheck`][] `kind`); each item's text is its name, as the JSON
+    shows it.
+
+    - `equal`: $|s - \text{predicted}| \le$ `tolerance`.
+    - `at_least` (negative controls: "does not shrink"): $s \ge$ `predicted`.
+    - `at_most` (upper-bound laws): $s \le$ `predicted`.
+    """
+
+    equal = "equal"
+    at_least = "at_least"
+    at_most = "at_most"
+
+
+def _is(item, *options) -> bool:
+    """Whether the enumeration item `item` is one of `options` (items are not hashable, and
+    their `==` returns an array)."""
+    return any(bool(item == o) for o in options)
+
+
 class _Record(eqx.Module):
     """A small result whose JSON form is its fields."""
 
@@ -30,10 +72,11 @@ class Hypothesis(_Record):
 class ExponentCheck(_Record):
     r"""A power law $y \approx C x^s$ fitted to measurements and compared with the theorem.
 
-    `kind="equal"`: passes when $|s - \text{predicted}| \le$ `tolerance`. `kind="at_least"`
-    (negative controls: "does not shrink"): passes when $s \ge$ `predicted`; `kind="at_most"`
-    (upper-bound laws): when $s \le$ `predicted`. `xs`, `ys` are the
-    points (e.g. alphas and sup-distances), `ci` the 95% interval of the slope.
+    `kind` is a [`gradflow.check.KINDS`][] item: `KINDS.equal` passes when
+    $|s - \text{predicted}| \le$ `tolerance`, `KINDS.at_least` (negative controls: "does not
+    shrink") when $s \ge$ `predicted`, `KINDS.at_most` (upper-bound laws) when
+    $s \le$ `predicted`. `xs`, `ys` are the points (e.g. alphas and sup-distances), `ci` the 95%
+    interval of the slope.
     """
 
     quantity: str
@@ -45,10 +88,13 @@ class ExponentCheck(_Record):
     tolerance: float
     xs: np.ndarray
     ys: np.ndarray
-    kind: str
+    kind: KINDS
     applicable: bool
     passed: bool
     note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "kind": KINDS[self.kind]}
 
 
 class ConstantCheck(_Record):
@@ -111,8 +157,11 @@ class CheckReport(eqx.Module):
       estimated (several are lower-bound estimates, see [`gradflow.lipschitz_dh`][]).
     - `curves`: predicted against measured curves over time ([`gradflow.check.Curve`][]),
       where the theorem predicts a whole curve.
-    - `verdict`: `"pass"`, `"FAIL"`, `"hypotheses fail: no decay, as predicted"` (a negative
-      control that behaves as the theory says), or `"hypotheses fail"`.
+    - `result`: the verdict, a [`gradflow.check.VERDICTS`][] item; `verdict` is its text
+      (`"pass"`, `"FAIL"`, `"hypotheses fail: no decay, as predicted"` for a negative control
+      that behaves as the theory says, or `"hypotheses fail"`), as the table and the JSON show
+      it; `as_predicted` says whether the theory predicted this outcome (`VERDICTS.passed` or
+      `VERDICTS.no_decay`).
     """
 
     theorem: str
@@ -140,28 +189,37 @@ class CheckReport(eqx.Module):
         return bool(relevant) and all(c.passed for c in relevant)
 
     @property
-    def verdict(self) -> str:
+    def result(self) -> VERDICTS:
+        """The verdict, a [`gradflow.check.VERDICTS`][] item."""
         if self.hypotheses_hold:
-            return "pass" if self.passed else "FAIL"
-        if self.passed:
-            return "hypotheses fail: no decay, as predicted"
-        return "hypotheses fail"
+            return VERDICTS.passed if self.passed else VERDICTS.failed
+        return VERDICTS.no_decay if self.passed else VERDICTS.hypotheses_fail
+
+    @property
+    def verdict(self) -> str:
+        """The verdict's text, `VERDICTS[report.result]`."""
+        return VERDICTS[self.result]
+
+    @property
+    def as_predicted(self) -> bool:
+        """The outcome is the one the theory predicts: a pass, or a negative control whose
+        distances do not decay."""
+        return _is(self.result, VERDICTS.passed, VERDICTS.no_decay)
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         """Table rows `(quantity, prediction, measurement, margin, ok)`."""
         out = []
         for e in self.exponents:
-            pred = {
-                "equal": f"slope {e.predicted:+.3f} +- {e.tolerance:g}",
-                "at_least": f"slope >= {e.predicted:+.2f}",
-                "at_most": f"slope <= {e.predicted:+.2f}",
-            }[e.kind]
+            if _is(e.kind, KINDS.equal):
+                pred = f"slope {e.predicted:+.3f} +- {e.tolerance:g}"
+                margin = f"|diff| {abs(e.measured - e.predicted):.4f}"
+            elif _is(e.kind, KINDS.at_least):
+                pred = f"slope >= {e.predicted:+.2f}"
+                margin = f"{e.measured - e.predicted:+.3f}"
+            else:
+                pred = f"slope <= {e.predicted:+.2f}"
+                margin = f"{e.predicted - e.measured:+.3f}"
             meas = f"{e.measured:+.4f} [{e.ci[0]:+.3f}, {e.ci[1]:+.3f}]"
-            margin = {
-                "equal": f"|diff| {abs(e.measured - e.predicted):.4f}",
-                "at_least": f"{e.measured - e.predicted:+.3f}",
-                "at_most": f"{e.predicted - e.measured:+.3f}",
-            }[e.kind]
             out.append((f"{e.quantity} vs {e.variable}", pred, meas, margin, _ok(e)))
         for c in self.constants:
             out.append(
@@ -218,10 +276,15 @@ def exponent_check(
     *,
     tolerance: float = 0.05,
     variable: str = "alpha",
-    kind: str = "equal",
+    kind: KINDS = KINDS.equal,
     applicable: bool = True,
     note: str = "",
 ) -> ExponentCheck:
+    if not isinstance(kind, KINDS):
+        raise ValueError(
+            "`kind` must be a gradflow.check.KINDS item (KINDS.equal, KINDS.at_least or "
+            f"KINDS.at_most); got {kind!r}."
+        )
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     ok = np.isfinite(ys) & (ys > 0)
     if ok.sum() >= 2:
@@ -229,14 +292,12 @@ def exponent_check(
         slope, ci, intercept = fit.slope, fit.ci, fit.intercept
     else:
         slope, ci, intercept = math.nan, (math.nan, math.nan), math.nan
-    if kind == "equal":
+    if _is(kind, KINDS.equal):
         passed = bool(abs(slope - predicted) <= tolerance)
-    elif kind == "at_least":
+    elif _is(kind, KINDS.at_least):
         passed = bool(slope >= predicted)
-    elif kind == "at_most":
-        passed = bool(slope <= predicted)
     else:
-        raise ValueError(f"`kind` must be 'equal', 'at_least' or 'at_most'; got {kind!r}.")
+        passed = bool(slope <= predicted)
     return ExponentCheck(
         quantity,
         variable,

@@ -6,7 +6,7 @@ from .._losses import empirical_norm
 from .._problem import Problem
 from .._solve import Solution, solve
 from .._sweep import sweep
-from ._base import ExponentCheck, exponent_check
+from ._base import KINDS, ExponentCheck, exponent_check
 from ._problems import NamedProblem
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
@@ -78,7 +78,7 @@ def sup_exponents(
                     alphas,
                     sup,
                     -0.1,
-                    kind="at_least",
+                    kind=KINDS.at_least,
                     note="hypothesis h(w0) = 0 fails: the distances are predicted not to shrink",
                 )
             )

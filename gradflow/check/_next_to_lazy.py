@@ -23,7 +23,7 @@ from .._problem import Problem, _flatten
 from .._solve import solve
 from .._typing import Array, ArrayLike
 from ._base import CheckReport, Curve, Hypothesis, constant_check, exponent_check, h0_hypothesis
-from ._common import as_alphas, as_named
+from ._common import DISTANCES, as_alphas, as_named
 from ._problems import NamedProblem
 
 
@@ -142,7 +142,8 @@ def check_next_to_lazy(
     $\alpha\|w - w_0\|(t)$ and $\alpha\|\alpha h(w) - \alpha\bar h(\bar w)\|(t)$ against the
     limits from [`gradflow.check.next_to_lazy`][] (relative error `tolerance`, measured as
     $\max_t |\text{measured} - \text{limit}| / \max_t \text{limit}$), and the $O(1/\alpha)$ decay
-    of that error over `alphas` (slope $-1$ within `exponent_tolerance`). The solves use `rtol`
+    of that error over `alphas` (slope $-1$ within `exponent_tolerance`; the powers of alpha and
+    the slopes are the exponents of [`theory.next_to_lazy_expansion`][]). The solves use `rtol`
     (1e-10: the $1/\alpha$ error at $\alpha = 100$ is ~1e-6 of the limit for smooth nets, so the
     solver must resolve well below it), relaxed to `max(rtol, 100 alpha^2 eps)` where the scaled
     state limits accuracy. `limit_rtol`, `limit_atol`: the tolerances of the next-to-lazy
@@ -150,7 +151,10 @@ def check_next_to_lazy(
 
     **Returns:** a [`gradflow.check.CheckReport`][].
     """
+    from theory import next_to_lazy_expansion
+
     start = time.perf_counter()
+    stmt = next_to_lazy_expansion()
     spec = as_named(spec)
     problem = spec.problem
     hyp, _ = h0_hypothesis(problem)
@@ -161,7 +165,8 @@ def check_next_to_lazy(
     constants, exponents, curves = [], [], []
     if hyp.holds:
         ntl = next_to_lazy(problem, ts, rtol=limit_rtol, atol=limit_atol)
-        scale = {"param_distance": 1, "param_gap": 2, "output_gap": 1}
+        # alpha^s distance has a limit where the distance decays as alpha^-s.
+        scale = {k: int(-stmt.exponent(k)) for k in DISTANCES}
         errs = {k: [] for k in scale}
         eps = float(np.finfo(np.dtype(problem.dtype)).eps)
         for i, a in enumerate([*alphas, alpha_large]):
@@ -188,7 +193,7 @@ def check_next_to_lazy(
                     f"relative error of the {k} limit",
                     alphas,
                     errs[k][: len(alphas)],
-                    -1.0,
+                    stmt.exponent(f"{k}_limit_error"),
                     tolerance=exponent_tolerance,
                     note="the next term of the expansion is O(1/alpha)",
                 )

@@ -14,7 +14,7 @@ from .._estimators import _lanczos
 from .._losses import _check_finite
 from .._problem import Problem
 from .._typing import Array, Inputs, Params
-from ._base import CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis
+from ._base import KINDS, CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis
 from ._common import as_alphas, as_named, reference, solve_many
 from ._problems import NamedProblem
 
@@ -303,7 +303,7 @@ def check_off_training_set(
         alphas,
         c_dist,
         tolerance,
-        kind="at_most",
+        kind=KINDS.at_most,
         applicable=applies,
         note="hypothesis with a bounded C: the smallest C, alpha d/log(alpha), does not grow",
     )
@@ -312,7 +312,7 @@ def check_off_training_set(
         alphas,
         c_gap,
         tolerance,
-        kind="at_most",
+        kind=KINDS.at_most,
         applicable=applies,
         note="hypothesis with a bounded C: the smallest C, alpha^2 g/log(alpha), does not grow",
     )
@@ -337,7 +337,7 @@ def check_off_training_set(
                 alphas,
                 observed,
                 -0.1,
-                kind="at_least",
+                kind=KINDS.at_least,
                 note="hypothesis h(w0) = 0 fails: the gap is predicted not to shrink",
             )
         )

@@ -14,7 +14,14 @@ from .._losses import SquareLoss, empirical_norm
 from .._problem import Problem
 from .._solve import solve
 from ..models import TwoLayer
-from ._base import CheckReport, Hypothesis, constant_check, exponent_check, h0_hypothesis
+from ._base import (
+    KINDS,
+    CheckReport,
+    Hypothesis,
+    constant_check,
+    exponent_check,
+    h0_hypothesis,
+)
 from ._common import as_alphas, as_named, residual_norm
 from ._problems import NamedProblem, _sphere
 
@@ -22,21 +29,20 @@ from ._problems import NamedProblem, _sphere
 def _homogeneity_error(problem: Problem, q: int, tau: float, ts: np.ndarray, rtol: float) -> float:
     r"""$\max_t \|x(t) - \tau v(s(t))\| / \max_t \|x(t)\|$: $x$ the flow of $R(h)$ from
     $\tau w_0$, $v$ the flow of $F_\alpha$ from $w_0$, with $\alpha$ and $s$ from
-    `theory.homogeneity_time_change()`."""
-    import sympy as sp
+    `theory.homogeneity_time_change()` (the statement's `homogeneity_alpha`, `homogeneity_time`)."""
+    from theory import scale_criterion as stmt_fn
 
-    from theory.statements import homogeneity_time_change, lam, q as q_sym, t as t_sym
-
-    a_expr, s_expr = homogeneity_time_change()
-    vals = {lam: sp.Float(tau), q_sym: q}
-    alpha = float(a_expr.subs(vals))
-    s_fn = sp.lambdify(t_sym, s_expr.subs(vals), "numpy")
+    stmt = stmt_fn()
+    # `lambda` (the symbol of tau) is a Python keyword: the values go in as a dict.
+    vals = {"lambda": tau, "q": q}
+    alpha = float(stmt.numeric("homogeneity_alpha")(**vals))
+    time_change = stmt.numeric("homogeneity_time")
     scaled = jax.tree_util.tree_map(lambda x: tau * x, problem.params0)
     x_problem = eqx.tree_at(lambda p: p.params0, problem, scaled).with_alpha(1.0)
     x = solve(x_problem, ts=ts, rtol=rtol, atol=rtol * 1e-3, linearized=False, save_params=True)
     v = solve(
         problem.with_alpha(alpha),
-        ts=np.asarray(s_fn(ts) + 0 * ts),
+        ts=np.asarray(time_change(**vals, t=ts) + 0 * ts),
         rtol=rtol,
         atol=rtol * 1e-3,
         linearized=False,
@@ -227,7 +233,7 @@ def check_width_law(
             widths,
             mean["sqrt"],
             float(stmt.expr("width_exponent_sqrt")) + tolerance,
-            kind="at_most",
+            kind=KINDS.at_most,
             variable="width m",
             note="upper-bound law: slope <= -1/2 + tolerance",
         ),
@@ -236,7 +242,7 @@ def check_width_law(
             widths,
             mean["mean_field"],
             float(stmt.expr("width_exponent_mean_field")) - tolerance,
-            kind="at_least",
+            kind=KINDS.at_least,
             variable="width m",
             note="no decay: slope >= -tolerance (Gaussian b: ||D^2h|| carries "
             "max_i |b_i| ~ sqrt(2 log m), a slowly growing factor)",
