@@ -24,8 +24,11 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
+
+from ._operators import power_iteration
 
 Y = PyTree[Float[Array, "..."]]
 VectorField = Callable[[Any, Y], Y]
@@ -132,21 +135,11 @@ class PowerIteration(AbstractSpectralRadius):
             raise ValueError(f"`rtol` must lie in (0, 1); got {self.rtol}.")
 
     def _iterate(self, jvp, v, rho, num):
-        def cond(c):
-            i, _, rho, prev = c
-            return (i < num) & ((i < 2) | (jnp.abs(rho - prev) > self.rtol * rho))
-
-        def body(c):
-            i, v, rho, _ = c
-            jv = jvp(v)
-            norm = _tree_norm(jv)
-            # A zero product (a locally constant field) keeps the vector and gives rho = 0.
-            safe = jnp.where(norm > 0, norm, 1.0)
-            v = jax.tree_util.tree_map(lambda x, y: jnp.where(norm > 0, x / safe, y), jv, v)
-            return i + 1, v, norm, rho
-
-        i, v, rho, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), v, rho, rho))
-        return (v, rho), i
+        op = lx.FunctionLinearOperator(jvp, jax.eval_shape(lambda: v))
+        run = power_iteration(
+            op, v, num_iters=num, rtol=self.rtol, estimate="norm", min_iters=2, value0=rho
+        )
+        return (run.vector, run.value), run.steps
 
     def init(self, jvp, y0):
         leaves, treedef = jax.tree_util.tree_flatten(y0)
