@@ -97,7 +97,7 @@ def _jacobian_norm(flat: _Flat, key: Array, num_iters: int, tol: float) -> tuple
 
 
 # The starts of the two iterations: one key for ||Dh||, one for the starts on ||D^2 h||, so
-# that each norm alone is the number `scale_criterion` reports.
+# that each norm computed alone is the number `scale_criterion` reports.
 def _jacobian_key(key: Array) -> Array:
     return jax.random.split(key)[0]
 
@@ -106,34 +106,26 @@ def _hessian_key(key: Array) -> Array:
     return jax.random.split(key)[1]
 
 
-def _hessian_norm(flat: _Flat, key: Array, num_iters: int, tol: float, num_starts: int):
+@eqx.filter_jit
+def _first_norm(problem: Problem, key: Array, num_iters: int, tol: float):
+    """||Dh(w0)||, its iteration count, and the residual ||alpha h(w0) - y*||_F."""
+    flat = _flatten(problem)
+    jac_norm, steps = _jacobian_norm(flat, _jacobian_key(key), num_iters, tol)
+    residual = empirical_norm(flat.alpha * flat.h0 - problem.loss.minimizer)
+    return jac_norm, steps, residual
+
+
+@eqx.filter_jit
+def _second_norm(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
+    """||D^2 h(w0)|| and the best start's iteration count. D^2 h needs no J at w0, so the
+    problem is flattened without its linearization."""
     return second_derivative_norm(
-        second_derivative(flat),
+        second_derivative(_flatten(problem, linearize=False)),
         _hessian_key(key),
         num_iters=num_iters,
         rtol=tol,
         num_starts=num_starts,
     )
-
-
-@eqx.filter_jit
-def _norms(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
-    flat = _flatten(problem)
-    jac_norm, i1 = _jacobian_norm(flat, _jacobian_key(key), num_iters, tol)
-    hess_norm, i2 = _hessian_norm(flat, key, num_iters, tol, num_starts)
-    residual = empirical_norm(flat.alpha * flat.h0 - problem.loss.minimizer)
-    return jac_norm, hess_norm, residual, i1, i2
-
-
-@eqx.filter_jit
-def _second_norm(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
-    # Only the linearization-free part of the problem: D^2 h needs no J at w0.
-    return _hessian_norm(_flatten(problem, linearize=False), key, num_iters, tol, num_starts)[0]
-
-
-@eqx.filter_jit
-def _first_norm(problem: Problem, key: Array, num_iters: int, tol: float):
-    return _jacobian_norm(_flatten(problem), _jacobian_key(key), num_iters, tol)[0]
 
 
 class ScaleCriterion(eqx.Module):
@@ -190,8 +182,8 @@ def operator_norms(
         key = jax.random.PRNGKey(0)
     _check_iterations(num_iters, num_starts)
     args = (key, int(num_iters), float(tol))
-    jac = _first_norm(problem, *args)
-    hess = _second_norm(problem, *args, int(num_starts))
+    jac = _first_norm(problem, *args)[0]
+    hess = _second_norm(problem, *args, int(num_starts))[0]
     jac, hess = _require_finite((jac, hess), "The operator norms (||Dh(w0)||, ||D^2h(w0)||)")
     return float(jac), float(hess)
 
@@ -222,7 +214,10 @@ def scale_criterion(
     if key is None:
         key = jax.random.PRNGKey(0)
     _check_iterations(num_iters, num_starts)
-    jac, hess, res, i1, i2 = _norms(problem, key, int(num_iters), float(tol), int(num_starts))
+    # The two norms as `operator_norms` and `lipschitz_dh` compute them (the same programs).
+    args = (key, int(num_iters), float(tol))
+    jac, i1, res = _first_norm(problem, *args)
+    hess, i2 = _second_norm(problem, *args, int(num_starts))
     _require_finite((jac, hess, res), "The scale criterion (||Dh(w0)||, ||D^2h(w0)||, residual)")
     alpha = float(problem.alpha)
     jac, hess, res = float(jac), float(hess), float(res)

@@ -206,6 +206,6 @@ def lipschitz_dh(
     # rule), without its ||Dh|| and residual.
     _check_iterations(_LIP_ITERS, num_starts)
     args = (jax.random.PRNGKey(0), _LIP_ITERS, _LIP_TOL, int(num_starts))
-    norms = [_second_norm(_at(problem, p), *args) for p in points]
+    norms = [_second_norm(_at(problem, p), *args)[0] for p in points]
     values = np.asarray(_require_finite(jnp.stack(norms), "||D^2 h|| on the ball"), float)
     return LipschitzEstimate(float(values.max()), float(radius), values, len(points))
