@@ -11,11 +11,10 @@ Every diagnostic that needs a norm or a spectrum speaks of one of these operator
   contractions $H_c = D^2 \langle c, h \rangle_F(w)$, symmetric operators on parameters.
 
 The linear ones are `lineax` operators (`mv`, `transpose`, `@`, `/`), built inside a trace.
-On top of them: `power_iteration` (optionally shifted,
-warm-startable, with a traced iteration cap) and `lanczos`
-(full reorthogonalization). The scale criterion, the spectra, the Lipschitz estimate, the
-stiffness estimate of `solver="auto"`, the stabilized solvers' spectral radius and the CNN
-experiment's kernel eigenvalue all run on these.
+On top of them: `power_iteration` (optionally shifted, warm-startable, with a traced iteration
+cap) and `lanczos` (full reorthogonalization). The scale criterion, the spectra, the Lipschitz
+estimate, the stiffness estimate of `solver="auto"`, the stabilized solvers' spectral radius and
+the CNN experiment's kernel eigenvalue all run on these.
 """
 
 from collections.abc import Callable
@@ -40,7 +39,7 @@ def _structure(x: PyTree) -> PyTree:
 
 
 def jacobian(fn: Callable[[FlatParams], Outputs], w: FlatParams) -> lx.FunctionLinearOperator:
-    """$J = D\\,\\mathrm{fn}(w)$ as a linear operator, by `jax.linearize` (the forward pass at
+    r"""$J = D\,\mathrm{fn}(w)$ as a linear operator, by `jax.linearize` (the forward pass at
     `w` is done once; each product is one JVP, each transposed product one VJP)."""
     _, jvp = jax.linearize(fn, w)
     return lx.FunctionLinearOperator(jvp, _structure(w))

@@ -28,7 +28,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
-from ._operators import power_iteration
+from ._operators import _tree_norm, power_iteration
 
 Y = PyTree[Float[Array, "..."]]
 VectorField = Callable[[Any, Y], Y]
@@ -41,10 +41,6 @@ def _axpy(a, x, y):
 
 def _combine(coefs, trees):
     return jax.tree_util.tree_map(lambda *xs: sum(c * x for c, x in zip(coefs, xs)), *trees)
-
-
-def _tree_norm(tree) -> Array:
-    return jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def _concrete(x) -> bool:
@@ -135,6 +131,8 @@ class PowerIteration(AbstractSpectralRadius):
             raise ValueError(f"`rtol` must lie in (0, 1); got {self.rtol}.")
 
     def _iterate(self, jvp, v, rho, num):
+        # The estimate is ||J v|| (J need not be symmetric); a warm start makes two products
+        # before the tolerance may stop it, and a zero product keeps the vector (rho = 0).
         op = lx.FunctionLinearOperator(jvp, jax.eval_shape(lambda: v))
         run = power_iteration(
             op, v, num_iters=num, rtol=self.rtol, estimate="norm", min_iters=2, value0=rho
