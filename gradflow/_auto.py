@@ -18,6 +18,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
+from ._operators import hessian, power_iteration, unit_normal
 from ._problem import Problem, _flatten, _is_traced
 from ._stabilized import RKC
 
@@ -146,24 +147,11 @@ _POWER_ITERATIONS = 20
 
 @eqx.filter_jit
 def _lambda_max(problem: Problem) -> jax.Array:
+    # The Jacobian of the scaled flow's field in z = alpha (w - w0) is minus this Hessian.
     flat = _flatten(problem, linearize=False)
-    alpha, loss = flat.alpha, flat.loss
-
-    def grad(w):
-        # The scaled flow's field -Dh(w)^T grad R(alpha h(w)); its Jacobian in z = alpha (w - w0)
-        # is minus the Hessian of F_alpha at w.
-        out, vjp = jax.vjp(flat.h, w)
-        return vjp(loss.grad(alpha * out))[0]
-
-    def body(_, c):
-        v, _ = c
-        hv = jax.jvp(grad, (flat.w0,), (v / alpha,))[1]
-        norm = jnp.linalg.norm(hv)
-        return hv / jnp.where(norm > 0, norm, 1.0), norm
-
-    v = jax.random.normal(jax.random.PRNGKey(0), flat.w0.shape, flat.w0.dtype)
-    v = v / jnp.linalg.norm(v)
-    return jax.lax.fori_loop(0, _POWER_ITERATIONS, body, (v, jnp.zeros((), v.dtype)))[1]
+    op = hessian(lambda w: problem.objective(flat.unravel(w)), flat.w0)
+    v0 = unit_normal(jax.random.PRNGKey(0), flat.w0)
+    return power_iteration(op, v0, num_iters=_POWER_ITERATIONS, rtol=None, estimate="norm").value
 
 
 def stiffness(problem: Problem) -> float:

@@ -9,6 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._losses import empirical_norm
+from ._operators import (
+    gram,
+    kernel,
+    power_iteration,
+    problem_jacobian,
+    second_derivative,
+    second_derivative_norm,
+    unit_normal,
+)
 from ._problem import Problem, _Flat, _flatten
 from ._typing import Array, Params
 
@@ -34,9 +43,10 @@ def _kernel_flat(flat: _Flat, batch_size: int) -> Array:
     shape = flat.h0.shape
     num = int(np.prod(shape))
     eye = jnp.eye(num, dtype=flat.w0.dtype)
+    op = kernel(problem_jacobian(flat))
 
     def column(c):
-        return flat.jvp0(flat.vjp0(c.reshape(shape))).reshape(-1)
+        return op.mv(c.reshape(shape)).reshape(-1)
 
     cols = jax.lax.map(column, eye, batch_size=min(batch_size, num))
     k = cols.T
@@ -72,79 +82,50 @@ def tangent_kernel(
     return _require_finite(_tangent_kernel(problem, int(batch_size)), "The tangent kernel")
 
 
-def _normalize(v):
-    return v / jnp.linalg.norm(v)
+def _check_iterations(num_iters: int, num_starts: int) -> None:
+    if int(num_starts) < 1 or int(num_iters) < 1:
+        raise ValueError(
+            f"`num_starts` and `num_iters` must be >= 1; got {num_starts=}, {num_iters=}."
+        )
+
+
+def _jacobian_norm(flat: _Flat, key: Array, num_iters: int, tol: float) -> tuple[Array, Array]:
+    """||Dh(w0)||: R^p (Euclidean) -> F (empirical norm), by power iteration on J^T J / n."""
+    op = gram(problem_jacobian(flat), flat.h0.shape[0])
+    run = power_iteration(op, unit_normal(key, flat.w0), num_iters=num_iters, rtol=tol)
+    return jnp.sqrt(jnp.maximum(run.value, 0.0)), run.steps
+
+
+# The starts of the two iterations: one key for ||Dh||, one for the starts on ||D^2 h||, so
+# that each norm computed alone is the number `scale_criterion` reports.
+def _jacobian_key(key: Array) -> Array:
+    return jax.random.split(key)[0]
+
+
+def _hessian_key(key: Array) -> Array:
+    return jax.random.split(key)[1]
 
 
 @eqx.filter_jit
-def _norms(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
+def _first_norm(problem: Problem, key: Array, num_iters: int, tol: float):
+    """||Dh(w0)||, its iteration count, and the residual ||alpha h(w0) - y*||_F."""
     flat = _flatten(problem)
-    n = flat.h0.shape[0]
-    w0, h = flat.w0, flat.h
-    k1, k2 = jax.random.split(key)
-
-    # ||Dh(w0)||: R^p (Euclidean) -> F (empirical norm); power iteration on J^T J / n.
-    def jtj(v):
-        return flat.vjp0(flat.jvp0(v)) / n
-
-    def power_body(carry):
-        i, v, lam, lam_old = carry
-        wv = jtj(v)
-        return i + 1, _normalize(wv), jnp.vdot(v, wv), lam
-
-    def power_cond(carry):
-        i, _, lam, lam_old = carry
-        return (i < num_iters) & (jnp.abs(lam - lam_old) > tol * jnp.abs(lam))
-
-    v0 = _normalize(jax.random.normal(k1, w0.shape, w0.dtype))
-    init = (0, v0, jnp.asarray(0.0, w0.dtype), jnp.asarray(-1.0, w0.dtype))
-    i1, _, lam, _ = jax.lax.while_loop(power_cond, power_body, init)
-    jac_norm = jnp.sqrt(jnp.maximum(lam, 0.0))
-
-    # ||D^2 h(w0)|| = sup_{|v|=1} ||D^2 h(w0)[v, v]||_F (for symmetric bilinear maps between
-    # Hilbert spaces the norm is attained on the diagonal). Alternating power iteration on the
-    # third-order form (c, v, v) -> <c, D^2 h[v, v]>_F: c <- D^2h[v,v] / ||.||_F, v <- H_c v.
-    def second(v):
-        def dh(w):
-            return jax.jvp(h, (w,), (v,))[1]
-
-        return jax.jvp(dh, (w0,), (v,))[1]
-
-    def hvp(c, v):
-        def g(w):
-            return jax.grad(lambda w_: jnp.sum(c * h(w_)) / n)(w)
-
-        return jax.jvp(g, (w0,), (v,))[1]
-
-    def hess_body(carry):
-        i, v, val, val_old = carry
-        b = second(v)
-        bn = empirical_norm(b)
-        c = b / jnp.where(bn > 0, bn, 1.0)
-        # Shifted (SS-HOPM): v <- (H_c + ||B(v, v)|| I) v. Without the shift, a Hessian H_c with
-        # eigenvalues in +/- pairs (factorized models: U V^T) makes v flip between the two and
-        # stall below the top eigenvalue; the shift favours the algebraically largest one.
-        hv = hvp(c, v) + bn * v
-        hn = jnp.linalg.norm(hv)
-        v_new = jnp.where(hn > 0, hv / jnp.where(hn > 0, hn, 1.0), v)
-        return i + 1, v_new, bn, val
-
-    def hess_cond(carry):
-        i, _, val, val_old = carry
-        return (i < num_iters) & (jnp.abs(val - val_old) > tol * jnp.abs(val))
-
-    # The cubic form has local maxima: run several starts and keep the best, which is a lower
-    # bound on the norm (and the norm itself when one start reaches the global maximum).
-    def one_start(k):
-        v0 = _normalize(jax.random.normal(k, w0.shape, w0.dtype))
-        init = (0, v0, jnp.asarray(0.0, w0.dtype), jnp.asarray(-1.0, w0.dtype))
-        i, v, _, _ = jax.lax.while_loop(hess_cond, hess_body, init)
-        return i, empirical_norm(second(v))
-
-    i2s, values = jax.vmap(one_start)(jax.random.split(k2, num_starts))
-    best = jnp.argmax(values)
+    jac_norm, steps = _jacobian_norm(flat, _jacobian_key(key), num_iters, tol)
     residual = empirical_norm(flat.alpha * flat.h0 - problem.loss.minimizer)
-    return jac_norm, values[best], residual, i1, i2s[best]
+    return jac_norm, steps, residual
+
+
+@eqx.filter_jit
+def _second_norm(problem: Problem, key: Array, num_iters: int, tol: float, num_starts: int):
+    """||D^2 h(w0)|| and the best start's iteration count. D^2 h needs no J at w0, so the
+    problem is flattened without its linearization."""
+    return second_derivative_norm(
+        second_derivative(_flatten(problem, linearize=False)),
+        _hessian_key(key),
+        num_iters=num_iters,
+        rtol=tol,
+        num_starts=num_starts,
+    )
 
 
 class ScaleCriterion(eqx.Module):
@@ -197,8 +178,14 @@ def operator_norms(
     r"""Estimates (lower bounds) of $\|Dh(w_0)\|$ (from $\mathbb{R}^p$ to $F$) and
     $\|D^2 h(w_0)\|$ by matrix-free power iteration (JVPs, VJPs and second-order JVPs); see
     [`gradflow.ScaleCriterion`][]."""
-    crit = scale_criterion(problem, key=key, num_iters=num_iters, tol=tol, num_starts=num_starts)
-    return crit.jacobian_norm, crit.hessian_norm
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    _check_iterations(num_iters, num_starts)
+    args = (key, int(num_iters), float(tol))
+    jac = _first_norm(problem, *args)[0]
+    hess = _second_norm(problem, *args, int(num_starts))[0]
+    jac, hess = _require_finite((jac, hess), "The operator norms (||Dh(w0)||, ||D^2h(w0)||)")
+    return float(jac), float(hess)
 
 
 def scale_criterion(
@@ -226,11 +213,11 @@ def scale_criterion(
     """
     if key is None:
         key = jax.random.PRNGKey(0)
-    if int(num_starts) < 1 or int(num_iters) < 1:
-        raise ValueError(
-            f"`num_starts` and `num_iters` must be >= 1; got {num_starts=}, {num_iters=}."
-        )
-    jac, hess, res, i1, i2 = _norms(problem, key, int(num_iters), float(tol), int(num_starts))
+    _check_iterations(num_iters, num_starts)
+    # The two norms as `operator_norms` and `lipschitz_dh` compute them (the same programs).
+    args = (key, int(num_iters), float(tol))
+    jac, i1, res = _first_norm(problem, *args)
+    hess, i2 = _second_norm(problem, *args, int(num_starts))
     _require_finite((jac, hess, res), "The scale criterion (||Dh(w0)||, ||D^2h(w0)||, residual)")
     alpha = float(problem.alpha)
     jac, hess, res = float(jac), float(hess), float(res)

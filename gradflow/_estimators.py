@@ -7,80 +7,48 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._diagnostics import _require_finite, scale_criterion
+from ._diagnostics import _check_iterations, _require_finite, _second_norm
+from ._operators import gram, hessian, jacobian, kernel, lanczos, problem_jacobian
 from ._problem import Problem, _flatten
 from ._typing import Array, Params
-
-
-def _lanczos(matvec: Callable[[Array], Array], v0: Array, num_iters: int) -> Array:
-    """Ritz values of a symmetric operator after `num_iters` Lanczos steps with full
-    reorthogonalization (twice, "twice is enough"); with `num_iters` equal to the dimension they
-    are its eigenvalues up to rounding."""
-    dim = v0.shape[0]
-    q_mat = jnp.zeros((num_iters + 1, dim), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-    idx = jnp.arange(num_iters + 1)
-
-    def body(i, carry):
-        q_mat, diag, off = carry
-        q = q_mat[i]
-        w = matvec(q)
-        a = jnp.vdot(q, w)
-        mask = (idx <= i).astype(w.dtype)
-        for _ in range(2):
-            w = w - q_mat.T @ ((q_mat @ w) * mask)
-        b = jnp.linalg.norm(w)
-        # After a breakdown (an invariant subspace is exhausted) continue from a fresh direction
-        # orthogonal to the basis: the tridiagonal matrix then splits into blocks.
-        fresh = jnp.sin(jnp.arange(dim, dtype=w.dtype) * (i + 1.7) + 0.3)
-        for _ in range(2):
-            fresh = fresh - q_mat.T @ ((q_mat @ fresh) * mask)
-        scale = jnp.maximum(jnp.abs(a), jnp.max(jnp.abs(diag)))
-        broke = b <= 1e-12 * jnp.maximum(scale, 1e-300)
-        nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, b))
-        return q_mat.at[i + 1].set(nxt), diag.at[i].set(a), off.at[i].set(jnp.where(broke, 0.0, b))
-
-    zeros = jnp.zeros((num_iters,), v0.dtype)
-    _, diag, off = jax.lax.fori_loop(0, num_iters, body, (q_mat, zeros, zeros))
-    tri = jnp.diag(diag) + jnp.diag(off[:-1], 1) + jnp.diag(off[:-1], -1)
-    return jnp.linalg.eigvalsh(tri)
 
 
 @eqx.filter_jit
 def _output_side_spectrum(problem: Problem, num_iters: int, key: Array) -> Array:
     flat = _flatten(problem)
-    shape, n = flat.h0.shape, flat.h0.shape[0]
+    # Sigma_0 = Dh(w0) Dh(w0)^* on F: with the empirical inner product, Dh^* c = J^T c / 1
+    # and the F-norm carries 1/n, so Sigma_0 = J J^T / n on flat output vectors.
+    sigma0 = kernel(problem_jacobian(flat), flat.h0.shape[0])
+    v0 = jax.random.normal(key, (flat.h0.size,), flat.w0.dtype)
+    return lanczos(sigma0, v0, num_iters)
 
-    def sigma0(c):
-        # Sigma_0 = Dh(w0) Dh(w0)^* on F: with the empirical inner product, Dh^* c = J^T c / 1
-        # and the F-norm carries 1/n, so Sigma_0 = J J^T / n on flat output vectors.
-        return flat.jvp0(flat.vjp0(c.reshape(shape))).reshape(-1) / n
 
-    v0 = jax.random.normal(key, (int(np.prod(shape)),), flat.w0.dtype)
-    return _lanczos(sigma0, v0, num_iters)
+def _gram_at(problem: Problem, w_at: Array) -> lx.AbstractLinearOperator:
+    """Dh(w)^* Dh(w) = J^T J / n at w = w_at (the centering of h does not change Dh)."""
+    flat = _flatten(problem, linearize=False)
+    return gram(jacobian(flat.h, w_at), flat.h0.shape[0])
+
+
+def _hessian_at(problem: Problem, w_at: Array) -> lx.AbstractLinearOperator:
+    """The Hessian at w_at of the problem's own objective (its centering h(w0) unchanged)."""
+    unravel = ravel_pytree(problem.params0)[1]
+    return hessian(lambda w: problem.objective(unravel(w)), w_at)
 
 
 @eqx.filter_jit
 def _param_side_spectrum(
-    problem: Problem, num_iters: int, key: Array, hessian: bool, w_at: Array
+    operator_at: Callable[[Problem, Array], lx.AbstractLinearOperator],
+    problem: Problem,
+    num_iters: int,
+    key: Array,
+    w_at: Array,
 ) -> Array:
-    flat = _flatten(problem)
-    n = flat.h0.shape[0]
-    if hessian:
-        # The Hessian at w_at of the problem's own objective (its centering h(w0) unchanged).
-        objective = lambda w: problem.objective(flat.unravel(w))  # noqa: E731
-
-        def op(v):
-            return jax.jvp(jax.grad(objective), (w_at,), (v,))[1]
-    else:
-
-        def op(v):
-            return flat.vjp0(flat.jvp0(v)) / n
-
-    v0 = jax.random.normal(key, flat.w0.shape, flat.w0.dtype)
-    return _lanczos(op, v0, num_iters)
+    v0 = jax.random.normal(key, w_at.shape, w_at.dtype)
+    return lanczos(operator_at(problem, w_at), v0, num_iters)
 
 
 class Spectrum(eqx.Module):
@@ -176,13 +144,16 @@ def parameter_spectrum(
     **Returns:** a [`gradflow.Spectrum`][].
     """
     w_at = ravel_pytree(problem.params0 if params is None else params)[0]
-    if not hessian:
-        problem = _at(problem, params)
     dim = problem.num_params
     k = _iters(dim, num_iters)
     key = jax.random.PRNGKey(1) if key is None else key
-    ev = _param_side_spectrum(problem, k, key, bool(hessian), w_at)
+    operator_at = _hessian_at if hessian else _gram_at
+    ev = _param_side_spectrum(operator_at, problem, k, key, w_at)
     return _spectrum(ev, k == dim, rank_tol)
+
+
+# The defaults of `scale_criterion`, whose ||D^2 h|| `lipschitz_dh` samples.
+_LIP_ITERS, _LIP_TOL = 500, 1e-10
 
 
 class LipschitzEstimate(eqx.Module):
@@ -217,7 +188,7 @@ def lipschitz_dh(
     num_starts: int = 4,
 ) -> LipschitzEstimate:
     r"""Estimate $\mathrm{Lip}(Dh) = \sup_{\|w - w_0\| \le r} \|D^2h(w)\|$ by evaluating
-    $\|D^2 h\|$ (matrix-free power iteration, [`gradflow.operator_norms`][]) at $w_0$, at
+    $\|D^2 h\|$ (matrix-free power iteration, as [`gradflow.operator_norms`][]) at $w_0$, at
     `num_points` random points on the sphere of radius `radius`, and at `extra_points` (e.g.
     points of a trajectory), keeping the largest. Honest about what it is: a lower bound.
 
@@ -231,7 +202,10 @@ def lipschitz_dh(
     for k in jax.random.split(key, int(num_points)):
         d = jax.random.normal(k, w0.shape, w0.dtype)
         points.append(unravel(w0 + radius * d / jnp.linalg.norm(d)))
-    values = np.array(
-        [scale_criterion(_at(problem, p), num_starts=num_starts).hessian_norm for p in points]
-    )
+    # The ||D^2 h|| that `scale_criterion` reports at each point (same start and stopping
+    # rule), without its ||Dh|| and residual.
+    _check_iterations(_LIP_ITERS, num_starts)
+    args = (jax.random.PRNGKey(0), _LIP_ITERS, _LIP_TOL, int(num_starts))
+    norms = [_second_norm(_at(problem, p), *args)[0] for p in points]
+    values = np.asarray(_require_finite(jnp.stack(norms), "||D^2 h|| on the ball"), float)
     return LipschitzEstimate(float(values.max()), float(radius), values, len(points))

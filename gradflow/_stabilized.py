@@ -24,8 +24,11 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
+
+from ._operators import _tree_norm, power_iteration
 
 Y = PyTree[Float[Array, "..."]]
 VectorField = Callable[[Any, Y], Y]
@@ -38,10 +41,6 @@ def _axpy(a, x, y):
 
 def _combine(coefs, trees):
     return jax.tree_util.tree_map(lambda *xs: sum(c * x for c, x in zip(coefs, xs)), *trees)
-
-
-def _tree_norm(tree) -> Array:
-    return jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def _concrete(x) -> bool:
@@ -132,21 +131,13 @@ class PowerIteration(AbstractSpectralRadius):
             raise ValueError(f"`rtol` must lie in (0, 1); got {self.rtol}.")
 
     def _iterate(self, jvp, v, rho, num):
-        def cond(c):
-            i, _, rho, prev = c
-            return (i < num) & ((i < 2) | (jnp.abs(rho - prev) > self.rtol * rho))
-
-        def body(c):
-            i, v, rho, _ = c
-            jv = jvp(v)
-            norm = _tree_norm(jv)
-            # A zero product (a locally constant field) keeps the vector and gives rho = 0.
-            safe = jnp.where(norm > 0, norm, 1.0)
-            v = jax.tree_util.tree_map(lambda x, y: jnp.where(norm > 0, x / safe, y), jv, v)
-            return i + 1, v, norm, rho
-
-        i, v, rho, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), v, rho, rho))
-        return (v, rho), i
+        # The estimate is ||J v|| (J need not be symmetric); a warm start makes two products
+        # before the tolerance may stop it, and a zero product keeps the vector (rho = 0).
+        op = lx.FunctionLinearOperator(jvp, jax.eval_shape(lambda: v))
+        run = power_iteration(
+            op, v, num_iters=num, rtol=self.rtol, estimate="norm", min_iters=2, value0=rho
+        )
+        return (run.vector, run.value), run.steps
 
     def init(self, jvp, y0):
         leaves, treedef = jax.tree_util.tree_flatten(y0)

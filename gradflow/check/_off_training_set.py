@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._estimators import _lanczos
 from .._losses import _check_finite
+from .._operators import lanczos as _lanczos
 from .._problem import Problem
 from .._typing import Array, Inputs, Params
 from ._base import KINDS, CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis

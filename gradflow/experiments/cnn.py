@@ -9,10 +9,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from .. import data as gdata, models
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._operators import gram, jacobian, power_iteration, unit_normal
 from .._problem import Problem
 from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 
@@ -348,22 +350,11 @@ def tangent_kernel_top_eigenvalue(
 
 @eqx.filter_jit
 def _top_eigenvalue(model, params, x, num_iters):
-    from jax.flatten_util import ravel_pytree
-
+    # lambda_max of J^T J / n on parameters: the same nonzero spectrum as J J^T / n.
     flat, unravel = ravel_pytree(params)
-    n = x.shape[0]
-    _, jvp = jax.linearize(lambda v: model(unravel(v), x), flat)
-    vjp = jax.linear_transpose(jvp, flat)
-
-    def body(_, carry):
-        v, _ = carry
-        u = vjp(jvp(v))[0] / n
-        lam = jnp.linalg.norm(u)
-        return u / lam, lam
-
-    v0 = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype)
-    v0 = v0 / jnp.linalg.norm(v0)
-    return jax.lax.fori_loop(0, num_iters, body, (v0, jnp.zeros((), flat.dtype)))[1]
+    op = gram(jacobian(lambda v: model(unravel(v), x), flat), x.shape[0])
+    v0 = unit_normal(jax.random.PRNGKey(0), flat)
+    return power_iteration(op, v0, num_iters=num_iters, rtol=None, estimate="norm").value
 
 
 def _norm(tree) -> float:
