@@ -9,6 +9,7 @@ $F_\\alpha(w) = L(\\alpha h(w)) / \\alpha^2 = L(f) / (s^2 m)$, so the paper's up
 descent on $F_\\alpha$ with learning rate $\\eta m$.
 """
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import equinox as eqx
@@ -185,3 +186,87 @@ def linear_baseline(
         "test_loss_inf": test[-1],
         "train_loss_end": train[-2],
     }
+
+
+def train_trials(
+    build: Callable[[Array], tuple[Problem, Any]],
+    keys: Array,
+    *,
+    step: float,
+    num_steps: int,
+    num_saves: int,
+    method: Literal["gd", "flow", "linear"],
+    rtol: float,
+    baseline_at_saves: bool = False,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Train every trial of one point of the paper's two-layer experiments (Fig. 1c, Fig. 2),
+    batched with `jax.vmap` over `keys`: by the paper's gradient descent (`method="gd"`), as
+    the gradient flow over the same horizon (`"flow"`, `solver="auto"` chosen for the
+    stiffest trial, at `rtol`), or not at all (`"linear"`: the linearized model only); and
+    the linearized model of each trial trained exactly ([`gradflow.experiments.linear_baseline`][])
+    at the horizon (and at every save time with `baseline_at_saves`).
+
+    **Arguments:** `build(key) -> (problem, data)` makes one trial's problem and its
+    `teacher_student` data from its key; `step`, `num_steps`, `num_saves` as in
+    [`gradflow.experiments.paper_train`][].
+
+    **Returns:** the record fields every such point stores (`test_loss_end`,
+    `test_loss_best`, `train_loss_end` per trial, NaN for a diverged trial; `diverged_trials`,
+    `method`, `flow` (the solver choice), `evaluations`, `linear_test_loss_end`,
+    `linear_test_loss_inf`), and the paths (`iterations`, `test_loss`, `train_loss`: trials x
+    saves).
+    """
+    from ._base import log_spaced_steps
+
+    width = build(keys[0])[0].params0["a"].shape[-2]
+    eta = paper_learning_rate(width, step)
+    t1 = int(num_steps) * eta
+    iters = log_spaced_steps(int(num_steps), num_saves)
+    baseline_ts = iters * eta if baseline_at_saves else jnp.array([t1])
+
+    def one_baseline(key):
+        problem, data = build(key)
+        return linear_baseline(problem, baseline_ts, data.x_test, data.y_test)
+
+    linear = eqx.filter_vmap(one_baseline)(keys)
+    solver, flow = None, {}
+    trials = len(keys)
+    if method == "linear":
+        zeros = np.zeros(trials, dtype=int)
+        out = {**linear, "iterations": np.tile(iters, (trials, 1))}
+        out.update(result=zeros, evaluations=zeros)
+    else:
+        if method == "flow":
+            problems = eqx.filter_vmap(lambda k: build(k)[0])(keys)
+            solver, flow = flow_solver(problems, rtol, t1)
+
+        def one_trial(key):
+            problem, data = build(key)
+            return paper_train(
+                problem,
+                step=step,
+                num_steps=num_steps,
+                x_test=data.x_test,
+                y_test=data.y_test,
+                num_saves=num_saves,
+                solver=solver,
+                rtol=rtol,
+            )
+
+        out = eqx.filter_vmap(one_trial)(keys)
+    test = np.asarray(out["test_loss"])
+    train = np.asarray(out["train_loss"])
+    ok = np.asarray(out["result"]) == 0
+    record = {
+        "test_loss_end": np.where(ok, test[:, -1], np.nan),
+        "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
+        "train_loss_end": np.where(ok, train[:, -1], np.nan),
+        "diverged_trials": int(np.sum(~ok)),
+        "method": method,
+        "flow": flow,
+        "evaluations": np.asarray(out["evaluations"]),
+        "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
+        "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
+    }
+    paths = {"iterations": np.asarray(out["iterations"])[0], "test_loss": test, "train_loss": train}
+    return record, paths

@@ -4,7 +4,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
-import equinox as eqx
 import jax
 import numpy as np
 
@@ -12,19 +11,15 @@ from .. import data as gdata
 from .._keys import point_key
 from ._base import (
     AbstractExperiment,
-    log_spaced_steps,
     mean_std,
     option,
     pyplot,
     savefig,
 )
 from ._two_layer import (
-    flow_solver,
-    linear_baseline,
     paper_init,
-    paper_learning_rate,
     paper_problem,
-    paper_train,
+    train_trials,
 )
 
 
@@ -202,56 +197,22 @@ class TauSweep(AbstractExperiment):
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )
-        eta = paper_learning_rate(self.width, self.step(tau))
-        t1 = self.num_steps * eta
-        iters = log_spaced_steps(self.num_steps, self.num_saves)
-
-        def one_baseline(key):
-            problem, data = self._trial(key, tau)
-            return linear_baseline(problem, iters * eta, data.x_test, data.y_test)
-
-        linear = eqx.filter_vmap(one_baseline)(keys)
-        solver, flow = None, {}
-        if self.method == "linear":
-            zeros = np.zeros(self.trials, dtype=int)
-            out = {**linear, "iterations": np.tile(iters, (self.trials, 1))}
-            out.update(result=zeros, evaluations=zeros)
-        else:
-            if self.method == "flow":
-                problems = eqx.filter_vmap(lambda k: self._trial(k, tau)[0])(keys)
-                solver, flow = flow_solver(problems, self.rtol(tau), t1)
-
-            def one_trial(key):
-                problem, data = self._trial(key, tau)
-                return paper_train(
-                    problem,
-                    step=self.step(tau),
-                    num_steps=self.num_steps,
-                    x_test=data.x_test,
-                    y_test=data.y_test,
-                    num_saves=self.num_saves,
-                    solver=solver,
-                    rtol=self.rtol(tau),
-                )
-
-            out = eqx.filter_vmap(one_trial)(keys)
-        test = np.asarray(out["test_loss"])
-        train = np.asarray(out["train_loss"])
-        ok = np.asarray(out["result"]) == 0
+        record, paths = train_trials(
+            lambda key: self._trial(key, tau),
+            keys,
+            step=self.step(tau),
+            num_steps=self.num_steps,
+            num_saves=self.num_saves,
+            method=self.method,
+            rtol=self.rtol(tau),
+            baseline_at_saves=True,
+        )
         return {
             "step": self.step(tau),
-            "iterations": np.asarray(out["iterations"])[0],
-            "test_loss_end": np.where(ok, test[:, -1], np.nan),
-            "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
-            "train_loss_end": np.where(ok, train[:, -1], np.nan),
-            "test_loss_path_mean": np.nanmean(test, axis=0),
-            "train_loss_path_mean": np.nanmean(train, axis=0),
-            "diverged_trials": int(np.sum(~ok)),
-            "method": self.method,
-            "flow": flow,
-            "evaluations": np.asarray(out["evaluations"]),
-            "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
-            "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
+            "iterations": paths["iterations"],
+            **record,
+            "test_loss_path_mean": np.nanmean(paths["test_loss"], axis=0),
+            "train_loss_path_mean": np.nanmean(paths["train_loss"], axis=0),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -5,9 +5,7 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
@@ -15,12 +13,10 @@ from .._kernel_flow import infinite_width_flow
 from .._keys import point_key
 from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
 from ._two_layer import (
-    flow_solver,
-    linear_baseline,
     paper_init,
     paper_learning_rate,
     paper_problem,
-    paper_train,
+    train_trials,
 )
 
 # The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
@@ -214,49 +210,17 @@ class WidthSweep(AbstractExperiment):
             params = paper_init(kp, width, self.dim, doubled=False)
             return paper_problem(params, data.x_train, data.y_train, s), data
 
-        t1 = self.num_steps * paper_learning_rate(width, step)
-        solver, flow = None, {}
         method = self.methods()[scaling] if width >= self.flow_min_width else "gd"
-        if method == "flow":
-            problems = eqx.filter_vmap(lambda k: build(k)[0])(keys)
-            solver, flow = flow_solver(problems, self.flow_rtol, t1)
-
-        def one_baseline(key):
-            problem, data = build(key)
-            return linear_baseline(problem, jnp.array([t1]), data.x_test, data.y_test)
-
-        linear = eqx.filter_vmap(one_baseline)(keys)
-
-        def one_trial(key):
-            problem, data = build(key)
-            return paper_train(
-                problem,
-                step=step,
-                num_steps=self.num_steps,
-                x_test=data.x_test,
-                y_test=data.y_test,
-                num_saves=self.num_saves,
-                solver=solver,
-                rtol=self.flow_rtol,
-            )
-
-        out = eqx.filter_vmap(one_trial)(keys)
-        test = np.asarray(out["test_loss"])
-        train = np.asarray(out["train_loss"])
-        ok = np.asarray(out["result"]) == 0
-        return {
-            "output_scale": s,
-            "step": step,
-            "test_loss_end": np.where(ok, test[:, -1], np.nan),
-            "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
-            "train_loss_end": np.where(ok, train[:, -1], np.nan),
-            "diverged_trials": int(np.sum(~ok)),
-            "method": method,
-            "flow": flow,
-            "evaluations": np.asarray(out["evaluations"]),
-            "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
-            "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
-        }
+        record, _ = train_trials(
+            build,
+            keys,
+            step=step,
+            num_steps=self.num_steps,
+            num_saves=self.num_saves,
+            method=method,
+            rtol=self.flow_rtol,
+        )
+        return {"output_scale": s, "step": step, **record}
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         rows = []
