@@ -66,7 +66,7 @@ def main() -> None:
 
     def batched():
         sw = gf.sweep(build, points, t1=10.0, ts=ts, devices=devices)
-        return sw.column("loss", "final").tolist()
+        return sw.final("loss").tolist()
 
     print(f"{len(points)} points, {len(devices)} device(s): {devices}")
     for name, fn in (("loop of gf.solve", loop), ("gf.sweep (one batch)", batched)):
