@@ -550,7 +550,8 @@ class _Run:
                 self.status[i], self.errors[i] = "raised", f"{type(exc).__name__}: {exc}"
                 self.seconds[i] = time.perf_counter() - t0
                 continue
-            identities[i] = {"problem": problem_fingerprint(problem), "solve": self.solve_id}
+            if self.store is not None:  # the identity is what a stored point is checked by
+                identities[i] = {"problem": problem_fingerprint(problem), "solve": self.solve_id}
             if self.solves(i):
                 problems[i] = problem
         built = [i for i in range(n) if self.status[i] != "raised"]
