@@ -98,7 +98,7 @@ class Homogeneity(AbstractExperiment):
         summary: dict[str, Any] = {"rows": rows, "rtol": self.rtol}
         if rows:
             summary["worst_relative_difference"] = max(r["max_relative_difference"] for r in rows)
-        summary["_curves"] = {
+        summary["curves"] = {
             f"{r['tau']:g}": {
                 "ts": r["ts"],
                 "direct": r["loss_direct"],
@@ -112,7 +112,7 @@ class Homogeneity(AbstractExperiment):
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
         for i, (tau, c) in enumerate(
-            sorted(summary["_curves"].items(), key=lambda kv: float(kv[0]))
+            sorted(summary["curves"].items(), key=lambda kv: float(kv[0]))
         ):
             color = f"C{i}"
             ts = np.asarray(c["ts"], dtype=float)

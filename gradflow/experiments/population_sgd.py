@@ -138,7 +138,7 @@ class PopulationSGD(AbstractExperiment):
             summary["ratio_of_medians_largest_over_smallest_tau"] = (
                 rows[-1]["population_loss_median"] / rows[0]["population_loss_median"]
             )
-        summary["_curves"] = {
+        summary["curves"] = {
             f"{r['tau']:.3g}": [r["batch_loss_steps"], r["batch_loss_mean"]]
             for r in records.values()
         }
@@ -165,14 +165,14 @@ class PopulationSGD(AbstractExperiment):
         ax1.grid(True, which="both", alpha=0.3)
         ax1.legend()
         for i, (tau, (st, lo)) in enumerate(
-            sorted(summary["_curves"].items(), key=lambda kv: float(kv[0]))
+            sorted(summary["curves"].items(), key=lambda kv: float(kv[0]))
         ):
             lo = np.asarray(lo, float)
             lo = np.where(np.isfinite(lo) & (lo < 1e6), lo, np.nan)  # a diverged run is cut off
             ax2.loglog(
                 np.asarray(st, float),
                 lo,
-                color=plt.cm.viridis(i / max(1, len(summary["_curves"]) - 1)),
+                color=plt.cm.viridis(i / max(1, len(summary["curves"]) - 1)),
                 label=rf"$\tau$={tau}",
             )
         ax2.set_xlabel("SGD step")
