@@ -151,6 +151,20 @@ def main() -> None:
         loop_times.append(time.perf_counter() - t0)
     per_eval_fori = min(loop_times) / args.fori_steps
 
+    # The same alphas through gf.sweep_alpha (the one runner, gf.sweep, with batch_size=1),
+    # warm, against the warm loop of gf.solve above: what the runner adds per point.
+    before = counter.total
+    runner_times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        swept = gf.sweep_alpha(problem, alphas, **solve_kwargs)
+        runner_times.append(time.perf_counter() - t0)
+    runner = min(runner_times)
+    loop_warm = sum(r["wall_s"] for r in second)
+    same = max(
+        abs(swept.sup["output_gap"][i] - r["max_output_gap"]) / r["max_output_gap"]
+        for i, r in enumerate(first)
+    )
     print(f"\nsweep of {len(alphas)} solves (pass 1): {sweep_total:.2f} s")
     print(
         f"cold solve (alpha={alphas[0]:.3g}): {cold:.2f} s; "
@@ -161,6 +175,12 @@ def main() -> None:
     print(
         f"compilations: {first[0]['compilations']} in the first solve, {later_compiles} in the "
         f"{len(warm_runs)} later ones"
+    )
+    print(
+        f"gf.sweep_alpha, warm (best of 3): {runner:.3f} s for {len(alphas)} alphas, against "
+        f"{loop_warm:.3f} s for the warm loop of gf.solve: ratio {runner / loop_warm:.2f}; "
+        f"{counter.total - before} compilations; its sup output gaps equal the loop's to "
+        f"{same:.1e} (relative)"
     )
     print(f"  first solve compiled: {first[0]['compiled']}")
     for r in warm_runs:
@@ -189,6 +209,8 @@ def main() -> None:
             }
             | {"python": platform.python_version()},
             "sweep_total_s": sweep_total,
+            "sweep_alpha_warm_s": runner,
+            "solve_loop_warm_s": loop_warm,
             "cold_s": cold,
             "compile_estimate_s": cold - second[0]["wall_s"],
             "warm_median_s": warm_median,
