@@ -60,6 +60,8 @@ class Sweep(eqx.Module):
       one shape (e.g. an alpha sweep solved in this call; a point read back from a store has
       none), else `None`. `stats` are float arrays (NaN where a point's solver does not report
       a statistic). `None` if no point has a solution.
+    - `measures`: what the sweep's `measure` computed at each point (read back with the point
+      from the store), stacked along the point axis; NaN where a point has none.
     - `status`: a [`gradflow.SweepStatus`][] per point; `errors[i]`: `None` or why point `i`
       failed.
     - `infos[i]`: the solver, tolerances and horizon that point `i` used (the `info` of its
@@ -73,6 +75,7 @@ class Sweep(eqx.Module):
     keys: tuple[str, ...] = eqx.field(static=True)
     points: tuple[dict[str, Any], ...] = eqx.field(static=True)
     solution: Solution | None
+    measures: dict[str, np.ndarray]
     status: SweepStatus
     errors: tuple[str | None, ...] = eqx.field(static=True)
     infos: tuple[dict[str, Any], ...] = eqx.field(static=True)
@@ -145,6 +148,7 @@ class Sweep(eqx.Module):
                     "sup": {m: _num(sups[m][i]) for m in METRICS},
                     "final": {m: _num(finals[m][i]) for m in METRICS},
                     "solution": None if sol is None else sol.to_dict(),
+                    "measures": {k: v[i] for k, v in self.measures.items()},
                 }
             )
         return out
@@ -331,6 +335,31 @@ def _stack(solutions: list[Solution | None]) -> Solution | None:
         ) from None
 
 
+def _nan_for_none(v: Any) -> Any:
+    if v is None:
+        return np.nan
+    if isinstance(v, list):
+        return [_nan_for_none(x) for x in v]
+    return v
+
+
+def _stack_measures(measures: list[dict[str, Any] | None]) -> dict[str, np.ndarray]:
+    names = sorted({k for m in measures if m is not None for k in m})
+    out = {}
+    for name in names:
+        shapes = {np.shape(m[name]) for m in measures if m is not None and name in m}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"`measure` returned {name!r} with different shapes across the points "
+                f"({sorted(shapes)}); return one shape at every point."
+            )
+        blank = np.full(shapes.pop(), np.nan)
+        out[name] = np.stack(
+            [np.asarray(m[name], float) if m is not None and name in m else blank for m in measures]
+        )
+    return out
+
+
 def _statuses(names: list[str]) -> SweepStatus:
     items = [getattr(SweepStatus, n) for n in names]
     return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
@@ -383,6 +412,9 @@ def sweep(
     process_index: int | None = None,
     process_count: int | None = None,
     only: Sequence[str] | None = None,
+    keys: Sequence[str] | None = None,
+    options: Callable[..., dict[str, Any]] | None = None,
+    measure: Callable[..., dict[str, Any]] | None = None,
     **solve_kwargs: Any,
 ) -> Sweep:
     r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...): the single way to
@@ -431,6 +463,17 @@ def sweep(
       process assembles everything. See `docs/distributed.md`.
     - `only`: solve only the points with these keys; the others are read back from `store`
       where they are finished, else have status `elsewhere`.
+    - `keys`: the points' keys in the store, one per point (default
+      [`gradflow.experiments.point_key`][] of each point's values).
+    - `options`: `options(**point) -> dict`, solve options of one point (e.g. a gradient-descent
+      step that depends on the point, or its own `t1` and `ts`), on top of the shared ones.
+      Points with other options form other batches. Each point's options enter its
+      fingerprint.
+    - `measure`: `measure(problem, solution, **point) -> dict`, numbers or arrays computed from
+      a successful point's solve (e.g. a test loss from `solution.params` with
+      `save_params=True`); they are stored with the point, so a point read back from the store
+      has them too, and stacked in `Sweep.measures` (NaN where a point has none). A point
+      whose `measure` raises is recorded as raised and not stored.
 
     **Returns:** a [`gradflow.Sweep`][]: the solutions stacked along a point axis, with a status
     and an error message per point. A point that raises (in `build` or in its batch's solve) or
@@ -446,7 +489,14 @@ def sweep(
     points = [dict(p) for p in points]
     if not points or not all(isinstance(p, dict) for p in points):
         raise ValueError("`points` must be a non-empty list of dictionaries.")
-    keys = [_point_key(p) for p in points]
+    if keys is None:
+        keys = [_point_key(p) for p in points]
+    else:
+        keys = [str(k) for k in keys]
+        if len(keys) != len(points):
+            raise ValueError(
+                f"`keys` must hold one key per point; got {len(keys)} for {len(points)}."
+            )
     if len(set(keys)) != len(keys):
         raise ValueError("`points` holds duplicates; every point must be distinct.")
     if batch_size is not None and int(batch_size) < 1:
@@ -455,10 +505,8 @@ def sweep(
         raise ValueError(
             f"`only` names unknown points {sorted(set(only) - set(keys))}; valid keys: {keys}."
         )
-    if t1 is None:
-        if ts is None:
-            raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
-        t1 = float(np.asarray(ts).ravel()[-1])
+    if t1 is None and ts is None and options is None:
+        raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
     index, count = share(process_index, process_count)
     if count > 1 and store is None:
         raise ValueError(
@@ -472,22 +520,18 @@ def sweep(
             f"`devices` holds devices of other processes ({foreign[:3]}); each process solves "
             "its own points on its own devices: pass `devices=jax.local_devices()`."
         )
-    ts_tuple = None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel())
-    t1 = float(t1)
-    solve_id = tree_fingerprint((t1, ts_tuple, sorted(solve_kwargs.items())))
+    plans = [_plan(t1, ts, {**solve_kwargs, **(options(**p) if options else {})}) for p in points]
     opened_here = isinstance(store, (str, Path))
     if opened_here:
         config = {
-            "t1": t1,
-            "ts": ts_tuple,
+            "t1": None if t1 is None else float(t1),
+            "ts": None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel()),
             "solve": {k: stable_repr(v) for k, v in sorted(solve_kwargs.items())},
         }
         store = ResultStore(
             store, config, overwrite=overwrite, process_index=index, process_count=count
         )
-    run = _Run(
-        build, points, keys, t1, ts_tuple, solve_kwargs, solve_id, store, devices, index, count
-    )
+    run = _Run(build, points, keys, plans, measure, store, devices, index, count)
     run.wanted = set(keys) if only is None else set(only)
     try:
         run.solve(overwrite=overwrite, batch_size=batch_size, callback=callback)
@@ -497,21 +541,46 @@ def sweep(
     return run.result(time.perf_counter() - start)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How one point is solved: its horizon, save times and solve options."""
+
+    t1: float
+    ts: tuple[float, ...] | None
+    kwargs: dict[str, Any]
+    id: str  # the fingerprint of the options, part of the point's identity in a store
+    signature: str  # points of one signature (and one shape) share a batch
+
+
+def _plan(t1: Any, ts: Any, kwargs: dict[str, Any]) -> _Plan:
+    kwargs = dict(kwargs)
+    t1, ts = kwargs.pop("t1", t1), kwargs.pop("ts", ts)
+    if "throw" in kwargs:
+        raise ValueError("`throw` is not supported by `sweep`: failed points are recorded.")
+    if t1 is None:
+        if ts is None:
+            raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
+        t1 = float(np.asarray(ts).ravel()[-1])
+    ts = None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel())
+    t1 = float(t1)
+    ident = tree_fingerprint((t1, ts, sorted(kwargs.items())))
+    return _Plan(t1, ts, kwargs, ident, stable_repr((t1, ts, sorted(kwargs.items()))))
+
+
 class _Run:
     """The state of one call of `sweep`: what is solved, what is read back, what failed."""
 
-    def __init__(
-        self, build, points, keys, t1, ts, solve_kwargs, solve_id, store, devices, index, count
-    ):
+    def __init__(self, build, points, keys, plans, measure, store, devices, index, count):
         self.build, self.points, self.keys = build, points, keys
-        self.t1, self.ts, self.solve_kwargs = t1, ts, solve_kwargs
-        self.solve_id, self.store, self.devices = solve_id, store, devices
+        self.plans, self.measure = plans, measure
+        self.store, self.devices = store, devices
         self.index, self.count = index, count
         n = len(points)
         self.status = ["elsewhere"] * n
         self.errors: list[str | None] = [None] * n
         self.solutions: list[Solution | None] = [None] * n
         self.infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        self.measures: list[dict[str, Any] | None] = [None] * n
         self.seconds = np.zeros(n)
         self.groups = 0
         self.wanted = set(keys)
@@ -528,6 +597,10 @@ class _Run:
             self.solutions[i], self.infos[i] = sol, dict(sol.info)
             self.status[i] = "resumed"
             self.seconds[i] = float(rec.get("seconds", 0.0))
+            if "measures" in rec:
+                self.measures[i] = {
+                    k: np.asarray(_nan_for_none(v), float) for k, v in rec["measures"].items()
+                }
 
     def solve(self, *, overwrite, batch_size, callback) -> None:
         # Every point is built (cheap next to a solve), so that each stored result, ours or
@@ -551,7 +624,10 @@ class _Run:
                 self.seconds[i] = time.perf_counter() - t0
                 continue
             if self.store is not None:  # the identity is what a stored point is checked by
-                identities[i] = {"problem": problem_fingerprint(problem), "solve": self.solve_id}
+                identities[i] = {
+                    "problem": problem_fingerprint(problem),
+                    "solve": self.plans[i].id,
+                }
             if self.solves(i):
                 problems[i] = problem
         built = [i for i in range(n) if self.status[i] != "raised"]
@@ -593,7 +669,11 @@ class _Run:
         for i, problem in problems.items():
             dynamic, static = eqx.partition(problem, eqx.is_array)
             shapes = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), dynamic)
-            sig = (jax.tree_util.tree_structure(dynamic), jax.tree_util.tree_leaves(shapes))
+            sig = (
+                jax.tree_util.tree_structure(dynamic),
+                jax.tree_util.tree_leaves(shapes),
+                self.plans[i].signature,
+            )
             for g in groups:
                 if g[0] == sig and eqx.tree_equal(g[1], static):
                     g[2].append(i)
@@ -611,15 +691,16 @@ class _Run:
             size = -(-size // ndev) * ndev
             for b in range(0, len(idx), size):
                 chunk = list(range(b, min(b + size, len(idx))))
+                plan = self.plans[idx[chunk[0]]]
                 t_batch = time.perf_counter()
                 try:
                     if size == 1:
                         # One point, one plain solve: its own steps and its own auto choice.
                         one = solve(
                             eqx.combine(dyns[chunk[0]], static),
-                            t1=self.t1,
-                            ts=None if self.ts is None else np.asarray(self.ts),
-                            **self.solve_kwargs,
+                            t1=plan.t1,
+                            ts=None if plan.ts is None else np.asarray(plan.ts),
+                            **plan.kwargs,
                         )
                         sols = [one]
                         auto: dict[str, Any] = {}
@@ -629,8 +710,8 @@ class _Run:
                             lambda *xs: jnp.stack(xs), *[dyns[j] for j in padded]
                         )
                         stacked = jax.device_put(stacked, sharding)
-                        options, auto = _resolve_auto(stacked, static, self.t1, self.solve_kwargs)
-                        batch = _solve_batch(stacked, static, self.t1, self.ts, options)
+                        options, auto = _resolve_auto(stacked, static, plan.t1, plan.kwargs)
+                        batch = _solve_batch(stacked, static, plan.t1, plan.ts, options)
                         batch = jax.tree_util.tree_map(np.asarray, batch)
                         sols = [
                             jax.tree_util.tree_map(lambda x, p=p: jnp.asarray(x[p]), batch)
@@ -656,6 +737,15 @@ class _Run:
                     self.status[i], self.errors[i] = (
                         ("computed", None) if rec["error"] is None else ("failed", rec["error"])
                     )
+                    if self.measure is not None and rec["error"] is None:
+                        try:
+                            problem = eqx.combine(dyns[j], static)
+                            got = self.measure(problem, sol, **self.points[i])
+                            rec["measures"] = {k: np.asarray(v) for k, v in dict(got).items()}
+                            self.measures[i] = rec["measures"]
+                        except Exception as exc:  # noqa: BLE001 - reported, the rest kept
+                            rec["error"] = f"measure: {type(exc).__name__}: {exc}"
+                            self.status[i], self.errors[i] = "raised", rec["error"]
                     if self.store is not None and rec["error"] is None:
                         rec["fingerprint"] = identities[i]
                         rec["process"] = {"index": self.index, "count": self.count}
@@ -681,6 +771,7 @@ class _Run:
             keys=tuple(self.keys),
             points=tuple(self.points),
             solution=_stack(self.solutions),
+            measures=_stack_measures(self.measures),
             status=_statuses(self.status),
             errors=tuple(self.errors),
             infos=tuple(self.infos),

@@ -296,6 +296,15 @@ class AbstractFlowExperiment(AbstractExperiment):
     def solve_options(self) -> dict[str, Any]:
         """The options of [`gradflow.solve`][] shared by every point (`t1`, `ts`, `rtol`, ...)."""
 
+    def point_options(self, **point: Any) -> dict[str, Any]:
+        """Solve options of one point on top of `solve_options` (e.g. a gradient-descent step
+        and horizon that depend on the point); none by default."""
+        return {}
+
+    # `measure(problem, solution, **point) -> dict`: numbers computed from a point's solve
+    # (test losses, ...), stored with the point; see `gradflow.sweep`. None: only the solve's.
+    measure: ClassVar[Callable[..., dict[str, Any]] | None] = None
+
     @abc.abstractmethod
     def summarize(self, sweep: "Sweep") -> dict[str, Any]:  # type: ignore[override]
         """Aggregate the solved points, given as one [`gradflow.Sweep`][]."""
@@ -306,13 +315,23 @@ class AbstractFlowExperiment(AbstractExperiment):
         return [(_point_key(p), p) for p in self.flow_points()]
 
     def run_point(self, **point: Any) -> dict[str, Any]:
-        """One point alone, solved as by `run` (its JSON record)."""
+        """One point alone, solved as by `run`: its JSON record (`sup`, `final`, `solution`,
+        ...), with what `measure` computed at the top level."""
         from .._sweep import sweep
 
-        result = sweep(self.build, [point], batch_size=1, **self.solve_options())
+        result = sweep(
+            self.build,
+            [point],
+            batch_size=1,
+            options=self.point_options,
+            measure=self.measure,
+            **self.solve_options(),
+        )
         if result.errors[0] is not None:
             raise RuntimeError(result.errors[0])
-        return result.records()[0]
+        record = result.records()[0]
+        measured = {k: np.asarray(v).tolist() for k, v in record.pop("measures").items()}
+        return {**measured, **record}
 
 
 def _fmt(v: Any) -> str:
@@ -575,6 +594,9 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
         result = sweep(
             experiment.build,
             experiment.flow_points(),
+            keys=keys,
+            options=experiment.point_options,
+            measure=experiment.measure,
             store=store,
             batch_size=experiment.batch_size,
             callback=advance,

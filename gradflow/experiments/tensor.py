@@ -12,12 +12,13 @@ from .. import data as gdata, models
 from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
-from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
+from .._solve import GradientDescent
+from .._sweep import Sweep
+from ._base import AbstractFlowExperiment, mean_std, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
-class TensorCompletion(AbstractExperiment):
+class TensorCompletion(AbstractFlowExperiment):
     r"""Over-parameterized symmetric tensor decomposition, trained on a random half of the
     distinct entries of a rank-`rank` target $T^* = \sum_{r} v_r^{\otimes 3}$ ($v_r$ unit)
     and tested on the other half, against the init scale $\tau$
@@ -28,7 +29,9 @@ class TensorCompletion(AbstractExperiment):
     curvature grows like $\tau^4$) for `num_steps` steps. Both regimes fit the observed
     entries; the lazy one (large $\tau$) barely moves its components and fills the missing
     entries like a kernel method, the non-lazy one (small $\tau$) grows a few components along
-    the $v_r$ and completes the tensor. One point = one ($\tau$, trial).
+    the $v_r$ and completes the tensor. One point = one ($\tau$, trial): one
+    gradient-descent solve through [`gradflow.sweep`][], its held-out metrics measured from
+    the final parameters and stored with it.
     """
 
     name: ClassVar[str] = "tensor"
@@ -64,18 +67,20 @@ class TensorCompletion(AbstractExperiment):
     def quick(cls) -> "TensorCompletion":
         return cls(log10_taus=(-1.0, 1.0), trials=1)
 
+    def flow_points(self) -> list[dict[str, Any]]:
+        return [
+            {"tau": float(10.0**t), "trial": k} for t in self.log10_taus for k in range(self.trials)
+        ]
+
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         # Four digits: the keys of the stored results (tau=0.3162_trial=0, ...).
-        return [
-            (point_key(tau=10.0**t, trial=k, digits=4), {"tau": float(10.0**t), "trial": k})
-            for t in self.log10_taus
-            for k in range(self.trials)
-        ]
+        return [(point_key(**p, digits=4), p) for p in self.flow_points()]
 
     def step(self, tau: float) -> float:
         return float(min(self.max_step, self.lazy_step / tau**4))
 
-    def run_point(self, *, tau: float, trial: int) -> dict[str, Any]:
+    def _trial(self, tau: float, trial: int) -> dict[str, Any]:
+        """The target, the split of the entries and the init of one trial."""
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
         kv, ks, ku = jax.random.split(key, 3)
         model = models.TensorDecomposition()
@@ -84,43 +89,52 @@ class TensorCompletion(AbstractExperiment):
         n_obs = max(1, int(round(self.observed_fraction * len(entries))))
         train_idx, test_idx = entries[perm[:n_obs]], entries[perm[n_obs:]]
         target = {"u": gdata.uniform_sphere(kv, self.rank, self.dim)}
-        y, y_test = model(target, train_idx), model(target, test_idx)
         w0 = model.init(ku, self.width, self.dim, tau=tau)
-        problem = Problem(model, w0, train_idx, SquareLoss(y))
+        return {"model": model, "train": train_idx, "test": test_idx, "target": target, "w0": w0}
+
+    def build(self, *, tau: float, trial: int) -> Problem:
+        t = self._trial(tau, trial)
+        y = t["model"](t["target"], t["train"])
+        return Problem(t["model"], t["w0"], t["train"], SquareLoss(y))
+
+    def solve_options(self) -> dict[str, Any]:
+        return {"linearized": False, "save_params": True}
+
+    def point_options(self, *, tau: float, trial: int) -> dict[str, Any]:
         eta = self.step(tau)
         t1 = self.num_steps * eta
-        sol = solve(
-            problem,
-            t1=t1,
-            ts=[t1],
-            solver=GradientDescent(eta),
-            linearized=False,
-            save_params=True,
-        )
-        if not sol.succeeded:
-            raise FloatingPointError(f"gradient descent failed at tau={tau:g}: {sol.message}")
-        u = np.asarray(sol.params["u"][-1])
+        return {"t1": t1, "ts": [t1], "solver": GradientDescent(eta)}
+
+    def measure(self, problem: Problem, solution: Any, *, tau: float, trial: int) -> dict[str, Any]:
+        t = self._trial(tau, trial)
+        model, target, test_idx = t["model"], t["target"], t["test"]
+        y_test = model(target, test_idx)
+        u = np.asarray(solution.params["u"][-1])
         test = SquareLoss(y_test)
         norms = np.linalg.norm(u, axis=1)
         cos = np.abs(u @ np.asarray(target["u"]).T) / np.maximum(norms[:, None], 1e-300)
         weights = norms**3 / np.sum(norms**3)
+        w0 = np.asarray(t["w0"]["u"])
         return {
-            "step": eta,
-            "train_loss": float(sol.loss[-1]),
+            "step": self.step(tau),
+            "train_loss": float(solution.loss[-1]),
             "test_loss": float(test(model({"u": jnp.asarray(u)}, test_idx))),
             "zero_predictor_test_loss": float(test(jnp.zeros_like(y_test))),
             # Share of the fitted tensor's mass on components aligned with the target's.
             "alignment": float(np.sum(weights * cos.max(axis=1))),
-            "relative_displacement": float(
-                np.linalg.norm(u - np.asarray(w0["u"])) / np.linalg.norm(np.asarray(w0["u"]))
-            ),
+            "relative_displacement": float(np.linalg.norm(u - w0) / np.linalg.norm(w0)),
         }
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        ok = np.flatnonzero(sweep.succeeded)
+        records = [
+            {"tau": sweep.points[i]["tau"], **{k: float(v[i]) for k, v in sweep.measures.items()}}
+            for i in ok
+        ]
         rows = []
         for t in self.log10_taus:
             tau = float(10.0**t)
-            group = [r for r in records.values() if np.isclose(r["tau"], tau)]
+            group = [r for r in records if np.isclose(r["tau"], tau)]
             if not group:
                 continue
             test = mean_std([r["test_loss"] / r["zero_predictor_test_loss"] for r in group])
