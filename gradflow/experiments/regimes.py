@@ -13,8 +13,9 @@ from .._closed_form import linear_flow_closed_form
 from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
-from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
+from .._solve import GradientDescent
+from .._sweep import Sweep
+from ._base import AbstractFlowExperiment, mean_std, option, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")
 
@@ -30,7 +31,7 @@ class _OutputLayerOnly(models.AbstractModel):
 
 
 @dataclasses.dataclass(frozen=True)
-class Regimes(AbstractExperiment):
+class Regimes(AbstractFlowExperiment):
     r"""Three ways to train a two-layer net with quadratic activation,
     $f(x) = m^{-1/2} \sum_j b_j (a_j \cdot x)^2$, on a quadratic teacher of rank 3
     ($y = \sum_{k \le 3} \pm (v_k \cdot x)^2$, $x$ uniform on $S^{d-1}$), against the number of
@@ -81,23 +82,48 @@ class Regimes(AbstractExperiment):
             dim=8, width=20, n_trains=(15, 60), n_test=200, tau=0.2, num_steps=5000, trials=1
         )
 
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (point_key(n=int(n), trial=t), {"n_train": int(n), "trial": t})
-            for n in self.n_trains
-            for t in range(self.trials)
-        ]
+    def flow_points(self) -> list[dict[str, Any]]:
+        return [{"n_train": int(n), "trial": t} for n in self.n_trains for t in range(self.trials)]
 
-    def run_point(self, *, n_train: int, trial: int) -> dict[str, Any]:
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(point_key(n=p["n_train"], trial=p["trial"]), p) for p in self.flow_points()]
+
+    def _trial(self, n_train: int, trial: int) -> dict[str, Any]:
+        """The teacher's data, the student and its init of one trial."""
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
         kt, kx, kxt, kp = jax.random.split(key, 4)
         x = gdata.uniform_sphere(jax.random.fold_in(kx, n_train), n_train, self.dim)
         x_test = gdata.uniform_sphere(kxt, self.n_test, self.dim)
         y = gdata.teacher_targets(kt, x, activation="quadratic")
         y_test = gdata.teacher_targets(kt, x_test, activation="quadratic")
-        test = SquareLoss(y_test)
         model = models.TwoLayer(self.width, "quadratic", scaling="sqrt")
         w0 = model.init(kp, self.dim, doubled=True)
+        return {"x": x, "y": y, "x_test": x_test, "y_test": y_test, "model": model, "w0": w0}
+
+    def build(self, *, n_train: int, trial: int) -> Problem:
+        """Full training from a small init (non-lazy), by gradient descent through the sweep."""
+        t = self._trial(n_train, trial)
+        small = jax.tree_util.tree_map(lambda v: self.tau * v, t["w0"])
+        return Problem(t["model"], small, t["x"], SquareLoss(t["y"]))
+
+    def solve_options(self) -> dict[str, Any]:
+        t1 = self.num_steps * self.step
+        return {
+            "t1": t1,
+            "ts": [t1],
+            "solver": GradientDescent(self.step),
+            "linearized": False,
+            "save_params": True,
+        }
+
+    def measure(
+        self, problem: Problem, solution: Any, *, n_train: int, trial: int
+    ) -> dict[str, Any]:
+        """The test loss of full training, and both lazy models of the same trial in closed
+        form (their flows' limits as t -> infinity)."""
+        t = self._trial(n_train, trial)
+        model, w0, x, y, x_test = t["model"], t["w0"], t["x"], t["y"], t["x_test"]
+        test = SquareLoss(t["y_test"])
         out: dict[str, Any] = {}
 
         # Random features: linear in b, so the flow's limit is the min-norm interpolant.
@@ -118,32 +144,22 @@ class Regimes(AbstractExperiment):
         lin_test = jax.jvp(lambda w: model(w, x_test), (w0,), (delta,))[1]
         out["tangent"] = (float(ntk.loss(ntk.hbar(w_inf))), float(test(lin_test)))
 
-        # Full training from a small init (non-lazy), by gradient descent through gf.solve.
-        small = jax.tree_util.tree_map(lambda v: self.tau * v, w0)
-        full = Problem(model, small, x, SquareLoss(y))
-        sol = solve(
-            full,
-            t1=self.num_steps * self.step,
-            ts=[self.num_steps * self.step],
-            solver=GradientDescent(self.step),
-            linearized=False,
-            save_params=True,
-        )
-        w_end = jax.tree_util.tree_map(lambda v: v[-1], sol.params)
-        if not sol.succeeded:
-            out["full"] = (float("nan"), float("nan"))
-        else:
-            out["full"] = (float(sol.loss[-1]), float(test(model(w_end, x_test))))
+        w_end = jax.tree_util.tree_map(lambda v: v[-1], solution.params)
+        out["full"] = (float(solution.loss[-1]), float(test(model(w_end, x_test))))
         return {
             **{f"{k}_train_loss": v[0] for k, v in out.items()},
             **{f"{k}_test_loss": v[1] for k, v in out.items()},
-            "test_target_variance": float(np.var(np.asarray(y_test))),
+            "test_target_variance": float(np.var(np.asarray(t["y_test"]))),
         }
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        records = [
+            {**sweep.points[i], **{k: float(v[i]) for k, v in sweep.measures.items()}}
+            for i in np.flatnonzero(sweep.succeeded)
+        ]
         rows = []
         for n in self.n_trains:
-            group = [r for r in records.values() if r["n_train"] == n]
+            group = [r for r in records if r["n_train"] == n]
             if not group:
                 continue
             row: dict[str, Any] = {"n_train": n}
