@@ -10,13 +10,15 @@ import numpy as np
 from .. import data as gdata
 from .._keys import point_key
 from .._losses import SquareLoss
-from .._solve import GradientDescent, solve
-from ._base import AbstractExperiment, log_spaced_steps, option, pyplot, savefig
+from .._problem import Problem
+from .._solve import GradientDescent
+from .._sweep import Sweep
+from ._base import AbstractFlowExperiment, log_spaced_steps, option, pyplot, savefig
 from ._two_layer import paper_init, paper_learning_rate, paper_problem
 
 
 @dataclasses.dataclass(frozen=True)
-class Trajectories(AbstractExperiment):
+class Trajectories(AbstractFlowExperiment):
     r"""Trajectories of the neurons of a two-layer ReLU net in $d = 2$ (Chizat et al., Fig. 1a/b).
 
     Teacher-student data (`n_train` = 15, `n_test` = 20 points on the circle, a teacher of 3
@@ -71,55 +73,57 @@ class Trajectories(AbstractExperiment):
     def quick(cls) -> "Trajectories":
         return cls(num_steps=20_000, num_saves=60)
 
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (point_key(tau=float(t), suffix=m), {"tau": float(t), "method": m})
-            for t in self.taus
-            for m in self.methods
-        ]
+    def flow_points(self) -> list[dict[str, Any]]:
+        return [{"tau": float(t), "method": m} for t in self.taus for m in self.methods]
 
-    def run_point(self, *, tau: float, method: Literal["gd", "flow"]) -> dict[str, Any]:
-        kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))
-        data = gdata.teacher_student(kd, self.n_train, self.n_test, 2)
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(point_key(tau=p["tau"], suffix=p["method"]), p) for p in self.flow_points()]
+
+    def _data(self) -> Any:
+        return gdata.teacher_student(
+            jax.random.split(jax.random.PRNGKey(self.seed))[0], self.n_train, self.n_test, 2
+        )
+
+    def build(self, *, tau: float, method: Literal["gd", "flow"]) -> Problem:
+        kp = jax.random.split(jax.random.PRNGKey(self.seed))[1]
+        data = self._data()
         w0 = paper_init(kp, self.width, 2, tau=tau, input_init="sphere", output_init="uniform")
-        problem = paper_problem(w0, data.x_train, data.y_train, 1.0)
+        return paper_problem(w0, data.x_train, data.y_train, 1.0)
+
+    def _iterations(self) -> np.ndarray:
+        return log_spaced_steps(self.num_steps, self.num_saves)
+
+    def solve_options(self) -> dict[str, Any]:
         eta = paper_learning_rate(self.width, self.step)
-        iters = log_spaced_steps(self.num_steps, self.num_saves)
-        t1 = self.num_steps * eta
+        return {
+            "t1": self.num_steps * eta,
+            "ts": self._iterations() * eta,
+            "linearized": False,
+            "save_params": True,
+        }
+
+    def point_options(self, *, tau: float, method: Literal["gd", "flow"]) -> dict[str, Any]:
         if method == "gd":
-            sol = solve(
-                problem,
-                t1=t1,
-                ts=iters * eta,
-                solver=GradientDescent(eta),
-                linearized=False,
-                save_params=True,
-            )
-        else:
-            sol = solve(
-                problem,
-                t1=t1,
-                ts=iters * eta,
-                rtol=self.rtol,
-                atol=self.atol,
-                linearized=False,
-                save_params=True,
-                max_steps=4_000_000,
-            )
-        if not sol.succeeded:
-            raise RuntimeError(f"solve failed: {sol.message}")
-        a = np.asarray(sol.params["a"])  # (saves, m, 2)
-        b = np.asarray(sol.params["b"])[..., 0]  # (saves, m)
+            return {"solver": GradientDescent(paper_learning_rate(self.width, self.step))}
+        return {"rtol": self.rtol, "atol": self.atol, "max_steps": 4_000_000}
+
+    def measure(
+        self, problem: Problem, solution: Any, *, tau: float, method: str
+    ) -> dict[str, Any]:
+        """The neurons' paths |b_j| a_j and the test loss at every save."""
+        data = self._data()
+        a = np.asarray(solution.params["a"])  # (saves, m, 2)
+        b = np.asarray(solution.params["b"])[..., 0]  # (saves, m)
         test = SquareLoss(data.y_test)
         test_loss = [
             float(test(problem.alpha * problem.apply({"a": a[i], "b": b[i, :, None]}, data.x_test)))
-            for i in range(len(iters))
+            for i in range(len(a))
         ]
         return {
-            "iterations": iters,
+            "iterations": self._iterations(),
             "paths": np.abs(b)[..., None] * a,  # |b_j| a_j
             "sign": np.sign(b[-1]),
-            "train_loss": np.asarray(sol.loss),
+            "train_loss": np.asarray(solution.loss),
             "test_loss": test_loss,
             "teacher_a": np.asarray(data.teacher_a),
             "teacher_b": np.asarray(data.teacher_b)[:, 0],
@@ -127,26 +131,31 @@ class Trajectories(AbstractExperiment):
                 np.sqrt(np.sum((a[-1] - a[0]) ** 2) + np.sum((b[-1] - b[0]) ** 2))
                 / np.sqrt(np.sum(a[0] ** 2) + np.sum(b[0] ** 2))
             ),
-            "steps": int(sol.stats["num_steps"]),
+            "steps": int(solution.stats["num_steps"]),
         }
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        # One dictionary per solved point: its values and what `measure` computed.
+        solved = [
+            {**sweep.points[i], **{k: v[i] for k, v in sweep.measures.items()}}
+            for i in np.flatnonzero(sweep.succeeded)
+        ]
         rows = [
             {
                 "tau": r["tau"],
                 "method": r["method"],
-                "train_loss_end": r["train_loss"][-1],
-                "test_loss_end": r["test_loss"][-1],
-                "relative_displacement": r["relative_displacement"],
-                "solver_steps": r["steps"],
+                "train_loss_end": float(r["train_loss"][-1]),
+                "test_loss_end": float(r["test_loss"][-1]),
+                "relative_displacement": float(r["relative_displacement"]),
+                "solver_steps": int(r["steps"]),
             }
-            for r in sorted(records.values(), key=lambda r: (r["tau"], r["method"]))
+            for r in sorted(solved, key=lambda r: (r["tau"], r["method"]))
         ]
-        return {"rows": rows, "_records": list(records.values())}
+        return {"rows": rows, "points": solved}
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
         plt = pyplot()
-        recs = summary["_records"]
+        recs = summary["points"]
         taus = sorted({r["tau"] for r in recs})
         fig, axes = plt.subplots(
             2,
