@@ -2,7 +2,9 @@
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,24 +21,33 @@ def floats(text: str) -> list[float]:
     return values
 
 
-def positive_int(text: str) -> int:
+def number(
+    text: str,
+    convert: Callable[[str], Any],
+    allowed: Callable[[Any], bool],
+    what: str,
+    allowed_what: str | None = None,
+) -> Any:
+    """`convert(text)` (`int` or `float`), checked by `allowed`; an argparse error
+    "expected WHAT; got ..." when either fails (`allowed_what`, default `what`, words the
+    second)."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}") from None
+    if not allowed(value):
+        raise argparse.ArgumentTypeError(f"expected {allowed_what or what}; got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {value}")
-    return value
+    return number(
+        text, float, lambda v: np.isfinite(v) and v > 0, "a number > 0", "a finite number > 0"
+    )
 
 
 def enable_compilation_cache(disabled: bool) -> str | None:
@@ -116,13 +127,7 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     def index(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {value}")
-        return value
+        return number(text, int, lambda v: v >= 0, "an integer >= 0")
 
     g = p.add_argument_group(
         "distributed run",

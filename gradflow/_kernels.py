@@ -243,6 +243,11 @@ def infinite_width_kernels(
     [`gradflow.infinite_width_ntk`][] and [`gradflow.infinite_width_nngp`][] (which see for the
     arguments), sharing the quadrature.
     """
+    return _kernel_pair(x1, x2, activation, input_var, output_var, num_nodes)
+
+
+def _kernel_pair(x1, x2, activation, input_var, output_var, num_nodes) -> tuple[Array, Array]:
+    """`(ntk, nngp)`, the arguments of [`gradflow.infinite_width_kernels`][] in order."""
     x1, x2, symmetric, nodes = _prepare(x1, x2, activation, input_var, output_var, num_nodes)
     # The variances as arrays: a sweep over them does not recompile.
     variances = (jnp.asarray(float(input_var)), jnp.asarray(float(output_var)))
@@ -305,14 +310,7 @@ def infinite_width_ntk(
 
     **Returns:** the `(n1, n2)` float64 matrix $K(x1_i, x2_j)$.
     """
-    return infinite_width_kernels(
-        x1,
-        x2,
-        activation=activation,
-        input_var=input_var,
-        output_var=output_var,
-        num_nodes=num_nodes,
-    )[0]
+    return _kernel_pair(x1, x2, activation, input_var, output_var, num_nodes)[0]
 
 
 def infinite_width_nngp(
@@ -332,11 +330,4 @@ def infinite_width_nngp(
 
     **Returns:** the `(n1, n2)` float64 matrix $Q(x1_i, x2_j)$.
     """
-    return infinite_width_kernels(
-        x1,
-        x2,
-        activation=activation,
-        input_var=input_var,
-        output_var=output_var,
-        num_nodes=num_nodes,
-    )[1]
+    return _kernel_pair(x1, x2, activation, input_var, output_var, num_nodes)[1]

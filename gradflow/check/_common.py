@@ -1,4 +1,7 @@
-"""Pieces shared by the theorem checks: solving over alphas, and the solver's error level."""
+"""Pieces shared by the theorem checks: solving over alphas, the solver's error level, and the
+report of a check on a named problem."""
+
+import time
 
 import numpy as np
 
@@ -6,7 +9,7 @@ from .._losses import empirical_norm
 from .._problem import Problem
 from .._solve import Solution, solve
 from .._sweep import sweep
-from ._base import KINDS, ExponentCheck, exponent_check
+from ._base import KINDS, CheckReport, ExponentCheck, exponent_check
 from ._problems import NamedProblem
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
@@ -116,4 +119,35 @@ def as_named(spec) -> NamedProblem:
     raise TypeError(
         "`spec` must be a gradflow.Problem or a gradflow.check.NamedProblem (e.g. "
         f"`gf.check.matrix_factorization()`); got {type(spec).__name__}."
+    )
+
+
+def problem_report(
+    theorem: str,
+    spec: NamedProblem,
+    start: float,
+    *,
+    hypotheses=(),
+    exponents=(),
+    constants=(),
+    bounds=(),
+    estimates=(),
+    settings=(),
+    curves=(),
+) -> CheckReport:
+    """The [`gradflow.check.CheckReport`][] of `theorem` on the problem `spec` (its name and
+    description), timed from `start` (a `time.perf_counter()` reading taken when the check
+    began); each list of comparisons is stored as a tuple."""
+    return CheckReport(
+        theorem=theorem,
+        problem=spec.name,
+        description=spec.description,
+        hypotheses=tuple(hypotheses),
+        exponents=tuple(exponents),
+        constants=tuple(constants),
+        bounds=tuple(bounds),
+        estimates=tuple(estimates),
+        seconds=time.perf_counter() - start,
+        settings=tuple(settings),
+        curves=tuple(curves),
     )

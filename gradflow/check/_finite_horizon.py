@@ -7,7 +7,15 @@ import numpy as np
 from .._estimators import lipschitz_dh, tangent_spectrum
 from .._problem import Problem
 from ._base import CheckReport, Hypothesis, bound_check, h0_hypothesis
-from ._common import DISTANCES, as_alphas, as_named, reference, solve_many, sup_exponents
+from ._common import (
+    DISTANCES,
+    as_alphas,
+    as_named,
+    problem_report,
+    reference,
+    solve_many,
+    sup_exponents,
+)
 from ._problems import NamedProblem
 
 
@@ -124,16 +132,14 @@ def check_finite_horizon(
                         note=f"theory.finite_horizon().{name}",
                     )
                 )
-    return CheckReport(
-        theorem="finite_horizon",
-        problem=spec.name,
-        description=spec.description,
-        hypotheses=tuple(hyps),
-        exponents=tuple(exponents),
-        constants=(),
-        bounds=tuple(bounds),
-        estimates=tuple(estimates),
-        seconds=time.perf_counter() - start,
+    return problem_report(
+        "finite_horizon",
+        spec,
+        start,
+        hypotheses=hyps,
+        exponents=exponents,
+        bounds=bounds,
+        estimates=estimates,
         settings=(
             ("alphas", alphas.tolist()),
             ("bound_alphas", list(bound_alphas)),

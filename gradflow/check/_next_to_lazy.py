@@ -23,7 +23,7 @@ from .._problem import Problem, _flatten
 from .._solve import solve
 from .._typing import Array, ArrayLike
 from ._base import CheckReport, Curve, Hypothesis, constant_check, exponent_check, h0_hypothesis
-from ._common import DISTANCES, as_alphas, as_named
+from ._common import DISTANCES, as_alphas, as_named, problem_report
 from ._problems import NamedProblem
 
 
@@ -198,16 +198,13 @@ def check_next_to_lazy(
                     note="the next term of the expansion is O(1/alpha)",
                 )
             )
-    return CheckReport(
-        theorem="next_to_lazy",
-        problem=spec.name,
-        description=spec.description,
+    return problem_report(
+        "next_to_lazy",
+        spec,
+        start,
         hypotheses=hyps,
-        exponents=tuple(exponents),
-        constants=tuple(constants),
-        bounds=(),
-        estimates=(),
-        seconds=time.perf_counter() - start,
+        exponents=exponents,
+        constants=constants,
         settings=(
             ("alphas", alphas.tolist()),
             ("alpha_large", alpha_large),
@@ -216,5 +213,5 @@ def check_next_to_lazy(
             ("atol", atol),
             ("limit_rtol", limit_rtol),
         ),
-        curves=tuple(curves),
+        curves=curves,
     )

@@ -15,7 +15,7 @@ from .._operators import lanczos as _lanczos
 from .._problem import Problem
 from .._typing import Array, Inputs, Params
 from ._base import KINDS, CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis
-from ._common import as_alphas, as_named, reference, solve_many
+from ._common import as_alphas, as_named, problem_report, reference, solve_many
 from ._problems import NamedProblem
 
 GAP = "sup_X off-training gap at T"
@@ -364,38 +364,39 @@ def check_off_training_set(
     c_fit = float(max(c_dist.max(), c_gap.max()))
     sharp = stmt.numeric("sharp_bound")
     paper = stmt.numeric("paper_bound")
-    bounds = []
-    for i, a in enumerate(alphas):
-        # The sharp bound is Taylor's theorem at the measured distances: it needs no hypothesis
-        # on the rates, so it is checked on the negative control too.
-        b = sharp(alpha=a, M_1=m1, M_2=m2, dist_T=dist[i], gap_T=gap[i])
-        bounds.append(
-            bound_check(
-                "off-training gap [sharp]",
-                a,
-                ts[1:],
-                observed[i : i + 1],
-                np.array([b]),
-                observed_ref[i : i + 1],
-                applicable=finite,
-                note="theory.off_training_set().sharp_bound: alpha (M2 d^2/2 + M1 g) at T",
-            )
+    # The sharp bound is Taylor's theorem at the measured distances: it needs no hypothesis on
+    # the rates, so it is checked on the negative control too.
+    sharp_bounds = [
+        sharp(alpha=a, M_1=m1, M_2=m2, dist_T=dist[i], gap_T=gap[i]) for i, a in enumerate(alphas)
+    ]
+    paper_bounds = [paper(alpha=a, C=c_fit, M_1=m1, M_2=m2) for a in alphas]
+    bounds = [
+        bound_check(
+            f"off-training gap [{label}]",
+            a,
+            ts[1:],
+            observed[i : i + 1],
+            np.array([b]),
+            observed_ref[i : i + 1],
+            applicable=applicable,
+            note=note,
         )
-    for i, a in enumerate(alphas):
-        b = paper(alpha=a, C=c_fit, M_1=m1, M_2=m2)
-        bounds.append(
-            bound_check(
-                "off-training gap [paper]",
-                a,
-                ts[1:],
-                observed[i : i + 1],
-                np.array([b]),
-                observed_ref[i : i + 1],
-                applicable=holds,
-                note="theory.off_training_set().paper_bound: C (log a/a)(M1 + C M2 log(a)/2), "
-                "C fitted",
-            )
+        for label, values, applicable, note in (
+            (
+                "sharp",
+                sharp_bounds,
+                finite,
+                "theory.off_training_set().sharp_bound: alpha (M2 d^2/2 + M1 g) at T",
+            ),
+            (
+                "paper",
+                paper_bounds,
+                holds,
+                "theory.off_training_set().paper_bound: C (log a/a)(M1 + C M2 log(a)/2), C fitted",
+            ),
         )
+        for i, (a, b) in enumerate(zip(alphas, values))
+    ]
     estimates = (
         ("M1 = sup_X ||D_w f(w0, x)||", m1, f"exact: a VJP per point, max over {n} points"),
         (
@@ -418,16 +419,14 @@ def check_off_training_set(
             "Euclidean, over all pairs (0: X meets the training set; NaN: not comparable)",
         ),
     )
-    return CheckReport(
-        theorem="off_training_set",
-        problem=spec.name,
-        description=spec.description,
-        hypotheses=tuple(hyps),
-        exponents=tuple(exponents),
-        constants=(),
-        bounds=tuple(bounds),
+    return problem_report(
+        "off_training_set",
+        spec,
+        start,
+        hypotheses=hyps,
+        exponents=exponents,
+        bounds=bounds,
         estimates=estimates,
-        seconds=time.perf_counter() - start,
         settings=(
             ("alphas", alphas.tolist()),
             ("horizon", float(horizon)),

@@ -13,6 +13,7 @@ from ._common import (
     DISTANCES,
     as_alphas,
     as_named,
+    problem_report,
     reference,
     residual_norm,
     solve_many,
@@ -174,15 +175,13 @@ def check_over_parameterized(
                     note="8 kappa^1.5 J r0/(alpha s^2)",
                 )
             )
-    return CheckReport(
-        theorem="over_parameterized",
-        problem=spec.name,
-        description=spec.description,
-        hypotheses=tuple(hyps),
-        exponents=tuple(exponents),
-        constants=(),
-        bounds=tuple(bounds),
-        estimates=tuple(estimates),
-        seconds=time.perf_counter() - start,
+    return problem_report(
+        "over_parameterized",
+        spec,
+        start,
+        hypotheses=hyps,
+        exponents=exponents,
+        bounds=bounds,
+        estimates=estimates,
         settings=(("alphas", alphas.tolist()), ("t1", t1), ("rtol", rtol), ("atol", atol)),
     )

@@ -10,6 +10,30 @@ from ._base import KINDS, CheckReport, _is
 _CYCLE = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
+def _axes(ax: Any) -> Any:
+    """`ax`, or the axes of a new 7 x 5 inch figure when it is None."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 5.0), constrained_layout=True)
+    return ax
+
+
+def _finish(ax: Any, xlabel: str, ylabel: str, title: str, *, time_axis: bool = False) -> Any:
+    """Label a panel (title in small type), draw its grid and legend; **Returns:** `ax`."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    if time_axis:
+        # Minor-tick labels of a short log axis overlap; keep the decades only.
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
 def plot_check_exponents(report: CheckReport, ax: Any = None) -> Any:
     """Log-log plot of the measured quantities of a [`gradflow.check.CheckReport`][] against
     alpha (or the width), each with its fitted power law and the theorem's slope drawn through
@@ -17,10 +41,7 @@ def plot_check_exponents(report: CheckReport, ax: Any = None) -> Any:
 
     **Returns:** the matplotlib `Axes`.
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 5.0), constrained_layout=True)
+    ax = _axes(ax)
     shown = [e for e in report.exponents if not e.quantity.endswith("(h(w0) != 0)")]
     for i, e in enumerate(shown):
         c = _CYCLE[i % len(_CYCLE)]
@@ -54,12 +75,12 @@ def plot_check_exponents(report: CheckReport, ax: Any = None) -> Any:
         else:
             ax.plot([], [], " ", label="  (theorem's slope not applicable: hypotheses fail)")
     variable = shown[0].variable if shown else "alpha"
-    ax.set_xlabel("scale alpha" if variable == "alpha" else variable)
-    ax.set_ylabel("measured quantity (see legend)")
-    ax.set_title(f"{report.theorem}: {report.problem}\nverdict: {report.verdict}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return ax
+    return _finish(
+        ax,
+        "scale alpha" if variable == "alpha" else variable,
+        "measured quantity (see legend)",
+        f"{report.theorem}: {report.problem}\nverdict: {report.verdict}",
+    )
 
 
 def plot_check_bounds(report: CheckReport, ax: Any = None) -> Any:
@@ -70,10 +91,7 @@ def plot_check_bounds(report: CheckReport, ax: Any = None) -> Any:
 
     **Returns:** the matplotlib `Axes`.
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 5.0), constrained_layout=True)
+    ax = _axes(ax)
     if report.bounds and all(b.ts.size == 1 for b in report.bounds):
         return _plot_bounds_against_alpha(report, ax)
     for i, b in enumerate(report.bounds):
@@ -89,14 +107,13 @@ def plot_check_bounds(report: CheckReport, ax: Any = None) -> Any:
         ax.loglog(
             b.ts[use], b.bound[use], "--", color=c, label=f"  bound (min bound/obs {b.ratio:.3g})"
         )
-    ax.set_xlabel("time t")
-    # Minor-tick labels of a short log axis overlap; keep the decades only.
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_ylabel("distance")
-    ax.set_title(f"{report.theorem}: {report.problem}: observed vs bound", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return ax
+    return _finish(
+        ax,
+        "time t",
+        "distance",
+        f"{report.theorem}: {report.problem}: observed vs bound",
+        time_axis=True,
+    )
 
 
 def _plot_bounds_against_alpha(report: CheckReport, ax: Any) -> Any:
@@ -118,12 +135,12 @@ def _plot_bounds_against_alpha(report: CheckReport, ax: Any) -> Any:
             ax.loglog(a, obs, "o-", color="k", lw=1.5, label=f"observed: sup over X of the {name}")
             drawn.append(obs)
     t = report.bounds[0].ts[0]
-    ax.set_xlabel(r"scale $\alpha$")
-    ax.set_ylabel(f"value at t = {t:g}")
-    ax.set_title(f"{report.theorem}: {report.problem}: observed vs bound", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return ax
+    return _finish(
+        ax,
+        r"scale $\alpha$",
+        f"value at t = {t:g}",
+        f"{report.theorem}: {report.problem}: observed vs bound",
+    )
 
 
 def plot_check_curves(report: CheckReport, ax: Any = None) -> Any:
@@ -132,10 +149,7 @@ def plot_check_curves(report: CheckReport, ax: Any = None) -> Any:
 
     **Returns:** the matplotlib `Axes`.
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.0, 5.0), constrained_layout=True)
+    ax = _axes(ax)
     for i, c in enumerate(report.curves):
         col = _CYCLE[i % len(_CYCLE)]
         use = (c.ts > 0) & (c.measured > 0) & (c.predicted > 0)
@@ -149,14 +163,13 @@ def plot_check_curves(report: CheckReport, ax: Any = None) -> Any:
             label=f"{c.quantity}, measured at alpha={c.alpha:g}",
         )
         ax.loglog(c.ts[use], c.predicted[use], "--", color=col, label="  predicted limit")
-    ax.set_xlabel("time t")
-    # Minor-tick labels of a short log axis overlap; keep the decades only.
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_ylabel("scaled distance")
-    ax.set_title(f"{report.theorem}: {report.problem}: prediction vs measurement", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return ax
+    return _finish(
+        ax,
+        "time t",
+        "scaled distance",
+        f"{report.theorem}: {report.problem}: prediction vs measurement",
+        time_axis=True,
+    )
 
 
 def plot_check(report: CheckReport) -> Any:

@@ -22,7 +22,7 @@ from ._base import (
     exponent_check,
     h0_hypothesis,
 )
-from ._common import as_alphas, as_named, residual_norm
+from ._common import as_alphas, as_named, problem_report, residual_norm
 from ._problems import NamedProblem, _sphere
 
 
@@ -156,14 +156,13 @@ def check_scale_criterion(
                     note="max_t ||x - tau v|| / max_t ||x||; alpha = tau^q",
                 )
             )
-    return CheckReport(
-        theorem="scale_criterion",
-        problem=spec.name,
-        description=spec.description,
-        hypotheses=tuple(hyps),
-        exponents=tuple(exponents),
-        constants=tuple(constants),
-        bounds=(),
+    return problem_report(
+        "scale_criterion",
+        spec,
+        start,
+        hypotheses=hyps,
+        exponents=exponents,
+        constants=constants,
         estimates=(
             ("J = ||Dh(w0)||", J, "power iteration (lower bound)"),
             (
@@ -177,7 +176,6 @@ def check_scale_criterion(
                 for a, k in zip(alphas, kappas)
             ),
         ),
-        seconds=time.perf_counter() - start,
         settings=(
             ("alphas", alphas.tolist()),
             ("taus", list(taus)),

@@ -13,7 +13,7 @@ from .._estimators import parameter_spectrum
 from .._problem import Problem
 from .._solve import solve
 from ._base import CheckReport, Hypothesis, constant_check, exponent_check, h0_hypothesis
-from ._common import as_alphas, as_named
+from ._common import as_alphas, as_named, problem_report
 from ._problems import NamedProblem
 
 
@@ -147,14 +147,13 @@ def check_under_parameterized(
             note="predicted rates (Hessian at w_inf)",
         )
     ]
-    return CheckReport(
-        theorem="under_parameterized",
-        problem=spec.name,
-        description=spec.description,
-        hypotheses=tuple(hyps),
-        exponents=tuple(exponents),
-        constants=tuple(constants),
-        bounds=(),
+    return problem_report(
+        "under_parameterized",
+        spec,
+        start,
+        hypotheses=hyps,
+        exponents=exponents,
+        constants=constants,
         estimates=(
             (
                 "lambda_inf = lambda_min^+(Dh(w0)^* Dh(w0))",
@@ -166,7 +165,6 @@ def check_under_parameterized(
                 for a, r in zip(alphas, measured)
             ),
         ),
-        seconds=time.perf_counter() - start,
         settings=(
             ("alphas", alphas.tolist()),
             ("t1", t1),

@@ -71,19 +71,8 @@ class MatrixCompletion(AbstractModel):
         right = inputs[:, d:] @ params["W2"].T
         return jnp.sum(left * right, axis=1, keepdims=True)
 
-    def init(
-        self,
-        key: Array,
-        in_dim: int,
-        rank: int,
-        out_dim: int,
-        *,
-        tau: float = 1.0,
-        scale: float | None = None,
-    ):
-        """As [`gradflow.models.LinearNet`][]: Gaussian factors scaled by `1/sqrt(d)` and
-        `1/sqrt(r)`, times the init scale `tau` (`scale` is its older name, still accepted)."""
-        return LinearNet().init(key, in_dim, rank, out_dim, tau=tau, scale=scale)
+    # The same factors as a linear net's: one init serves both models.
+    init = LinearNet.init
 
     @staticmethod
     def entries(rows, cols, shape: tuple[int, int]) -> np.ndarray:
