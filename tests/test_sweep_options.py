@@ -47,7 +47,8 @@ def test_options_keys_and_measures_are_per_point_and_stored(tmp_path):
     sw = gf.sweep(build, POINTS, keys=keys, options=options, measure=measure,
                   store=tmp_path, batch_size=1, **OPTS)  # fmt: skip
     assert sw.keys == tuple(keys) and all(sw.succeeded)
-    assert sw.measures["test_out"].shape == (4, 5, 1) and sw.measures["steps"].tolist() == [20.0] * 4
+    assert sw.measures["test_out"].shape == (4, 5, 1)
+    assert sw.measures["steps"].tolist() == [20.0] * 4
     for i, p in enumerate(POINTS):
         out, loss = _by_hand(**p)
         np.testing.assert_allclose(sw.measures["test_out"][i], out, rtol=1e-12)
