@@ -1,7 +1,11 @@
-"""Small problems shared by the tests."""
+"""Small problems and independent references shared by the tests."""
+
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
 
@@ -34,4 +38,35 @@ def two_layer_problem(
     x, y = teacher_data(kd, n, d, k)
     model = gf.models.TwoLayer(m, activation, scaling)
     params = model.init(kp, d, k, symmetric=symmetric)
+    return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=alpha, center=center)
+
+
+def numpy_rng(key):
+    """A numpy generator seeded by a JAX key (cheap for any shape, unlike jax.random)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)))
+
+
+def materialized_jacobian(problem, params=None):
+    """Dh(w) as an (N, p) numpy matrix, N = outputs.size (row-major), by forward mode."""
+    w0, unravel = ravel_pytree(problem.params0)
+    w = w0 if params is None else ravel_pytree(params)[0]
+    jac = jax.jit(jax.jacfwd(lambda v: problem.h(unravel(v))))(w)
+    return np.asarray(jac).reshape(-1, w0.size)
+
+
+def empirical_fnorm(f):
+    """The empirical norm of F in numpy, independent of `gf.empirical_norm`."""
+    f = np.asarray(f)
+    return math.sqrt(np.sum(f**2) / f.shape[0])
+
+
+def small_problem(key, *, n=6, d=3, m=8, k=1, alpha=1.0, center=True):
+    """A tanh two-layer net (1/sqrt(m)) on a tanh teacher, like `helpers.two_layer_problem`
+    but drawn with numpy: jax.random compiles once per shape, which dominates small tests."""
+    rng = numpy_rng(key)
+    x = rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.tanh(x @ rng.standard_normal((3, d)).T) @ rng.standard_normal((3, k))
+    params = {"a": rng.standard_normal((m, d)) / np.sqrt(d), "b": rng.standard_normal((m, k))}
+    model = gf.models.TwoLayer(m, "tanh")
     return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=alpha, center=center)

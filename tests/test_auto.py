@@ -117,17 +117,24 @@ def _materialized_lambda_max(problem):
     return float(np.linalg.eigvalsh(np.asarray(hess))[-1])
 
 
-def test_stiffness_estimate_against_the_dense_hessian(getkey):
-    problem = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
-    exact = _materialized_lambda_max(problem)
+@pytest.fixture(scope="module")
+def stiff():
+    """The tanh net of the three stiffness tests (the problem each built from its first
+    `getkey()` before) and the top eigenvalue of its dense Hessian, computed once."""
+    key = jax.random.split(jax.random.PRNGKey(5678), 1000)[0]  # `getkey`'s first key
+    problem = two_layer_problem(key, n=12, d=3, m=8, activation="tanh", alpha=3.0)
+    return problem, _materialized_lambda_max(problem)
+
+
+def test_stiffness_estimate_against_the_dense_hessian(stiff):
+    problem, exact = stiff
     est = gf.stiffness(problem)
     # Power iteration from below, 20 products: within 2% of the top eigenvalue here.
     assert 0.98 * exact <= est <= exact * (1 + 1e-9)
 
 
-def test_auto_switches_to_rkc_on_long_horizons(getkey):
-    problem = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
-    lam = _materialized_lambda_max(problem)
+def test_auto_switches_to_rkc_on_long_horizons(stiff):
+    problem, lam = stiff
     short, long = 10.0 / lam, 1e4 / lam  # lambda_max * t1 = 10 and 1e4 (threshold 100)
     assert isinstance(gf.choose_solver(problem, 1e-6, short), dfx.Tsit5)
     picked = gf.choose_solver(problem, 1e-6, long, explain=True)
@@ -139,9 +146,9 @@ def test_auto_switches_to_rkc_on_long_horizons(getkey):
     assert info["solver_reason"].startswith("stiff")
 
 
-def test_sweep_chooses_auto_per_batch_outside_vmap(getkey):
-    base = two_layer_problem(getkey(), n=12, d=3, m=8, activation="tanh", alpha=3.0)
-    long = 1e4 / _materialized_lambda_max(base)
+def test_sweep_chooses_auto_per_batch_outside_vmap(stiff):
+    base, lam = stiff
+    long = 1e4 / lam
     sw = gf.sweep(lambda a: base.with_alpha(a), [{"a": 3.0}, {"a": 4.0}], t1=long, rtol=1e-6)
     assert all(sw.succeeded)
     sol = sw.infos[0]

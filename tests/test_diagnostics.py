@@ -1,9 +1,9 @@
-"""Problem (the scaled objective and its linearization) and the diagnostics: tangent kernel,
-operator norms, scale criterion, power-law fits and Student-t quantiles.
+"""The diagnostics: tangent kernel, kernel drift, operator norms and the scale criterion, also
+in float32 and on non-finite models.
 
 Ground truths: Jacobians and Hessians materialized with `jax.jacfwd` / `jax.hessian` (a code
 path independent of the library's matrix-free JVP/VJP power iterations), numpy linear algebra,
-a brute-force maximization refined with scipy.optimize, and scipy.stats.
+and a brute-force maximization refined with scipy.optimize.
 """
 
 import math
@@ -14,41 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-import scipy.stats
+from helpers import empirical_fnorm, materialized_jacobian, numpy_rng, small_problem
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
-
-
-def _rng(key):
-    """A numpy generator seeded by a JAX key (cheap for any shape, unlike jax.random)."""
-    return np.random.default_rng(np.asarray(jax.random.key_data(key)))
-
-
-def _jacobian(problem, params=None):
-    """Dh(w) as an (N, p) numpy matrix, N = outputs.size (row-major), by forward mode."""
-    w0, unravel = ravel_pytree(problem.params0)
-    w = w0 if params is None else ravel_pytree(params)[0]
-    jac = jax.jit(jax.jacfwd(lambda v: problem.h(unravel(v))))(w)
-    return np.asarray(jac).reshape(-1, w0.size)
-
-
-def _fnorm(f):
-    """The empirical norm of F in numpy, independent of `gf.empirical_norm`."""
-    f = np.asarray(f)
-    return math.sqrt(np.sum(f**2) / f.shape[0])
-
-
-def _small_problem(key, *, n=6, d=3, m=8, k=1, alpha=1.0, center=True):
-    """A tanh two-layer net (1/sqrt(m)) on a tanh teacher, like `helpers.two_layer_problem`
-    but drawn with numpy: jax.random compiles once per shape, which dominates small tests."""
-    rng = _rng(key)
-    x = rng.standard_normal((n, d))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    y = np.tanh(x @ rng.standard_normal((3, d)).T) @ rng.standard_normal((3, k))
-    params = {"a": rng.standard_normal((m, d)) / np.sqrt(d), "b": rng.standard_normal((m, k))}
-    model = gf.models.TwoLayer(m, "tanh")
-    return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=alpha, center=center)
 
 
 def _quadratic_plus_sine(params, inputs):
@@ -72,120 +41,6 @@ def _quadratic_problem(rng, mats, amps):
     return problem, np.asarray(_hessians(problem.params0["w"], problem.inputs))
 
 
-# ----------------------------------------------------------------------------- Problem
-
-
-def test_problem_alpha_errors(getkey):
-    problem = _small_problem(getkey())
-    args = (problem.apply, problem.params0, problem.inputs, problem.loss)
-    for bad in (0.0, -1.0, -np.inf, np.inf):
-        with pytest.raises(ValueError, match=r"`alpha` must be a finite number > 0; got alpha="):
-            gf.Problem(*args, alpha=bad)
-    with pytest.raises(ValueError, match=r"`alpha` must be a finite number > 0; got alpha=nan"):
-        gf.Problem(*args, alpha=np.nan)
-    with pytest.raises(ValueError, match=r"`alpha` must be a scalar; got shape \(2,\)"):
-        gf.Problem(*args, alpha=[1.0, 2.0])
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_problem_non_finite_inputs(getkey, bad):
-    problem = _small_problem(getkey())
-    x = np.array(problem.inputs)
-    x[2, 1] = bad
-    with pytest.raises(ValueError, match="`inputs` contains NaN or inf values"):
-        gf.Problem(problem.apply, problem.params0, x, problem.loss)
-
-
-def test_problem_shape_mismatch(getkey):
-    problem = _small_problem(getkey())  # outputs (6, 1)
-    y = np.asarray(problem.loss.targets)
-    with pytest.raises(
-        ValueError, match=r"model output has shape \(6, 1\) but the loss targets have shape \(6,\)"
-    ):
-        gf.Problem(problem.apply, problem.params0, problem.inputs, gf.SquareLoss(y[:, 0]))
-    with pytest.raises(
-        ValueError, match=r"shape \(6, 1\) but the loss targets have shape \(5, 1\)"
-    ):
-        gf.Problem(problem.apply, problem.params0, problem.inputs, gf.SquareLoss(y[:5]))
-
-
-def test_problem_integer_params():
-    model = gf.models.LinearNet()
-    params = {"W1": np.ones((2, 2), dtype=np.int32), "W2": np.ones((2, 1))}
-    with pytest.raises(ValueError, match="`params0` must hold floating-point arrays.*int32"):
-        gf.Problem(model, params, np.eye(2), gf.SquareLoss(np.zeros((2, 1))))
-
-
-def test_problem_bad_apply_and_loss(getkey):
-    problem = _small_problem(getkey())
-    with pytest.raises(TypeError, match="`apply` must be a callable"):
-        gf.Problem(None, problem.params0, problem.inputs, problem.loss)
-    with pytest.raises(TypeError, match="`loss` must be a gradflow loss"):
-        gf.Problem(problem.apply, problem.params0, problem.inputs, np.zeros((6, 1)))
-    with pytest.raises(ValueError, match="`params0` has no array leaves"):
-        gf.Problem(problem.apply, {}, problem.inputs, problem.loss)
-
-
-def test_center_gives_exact_zero(getkey):
-    problem = _small_problem(getkey(), center=True)
-    h0 = np.asarray(problem.h(problem.params0))
-    np.testing.assert_array_equal(h0, np.zeros((6, 1)))  # exactly, not to a tolerance
-    uncentered = _small_problem(getkey(), center=False)
-    assert np.abs(np.asarray(uncentered.h(uncentered.params0))).max() > 1e-3
-    # Centering does not change Dh(w0): the same Jacobian up to rounding (1e-14 absolute).
-    same = gf.Problem(problem.apply, problem.params0, problem.inputs, problem.loss, center=False)
-    np.testing.assert_allclose(_jacobian(problem), _jacobian(same), rtol=0, atol=1e-14)
-
-
-@pytest.mark.parametrize("center", [False, True])
-def test_hbar_is_first_order_taylor(getkey, center):
-    problem = _small_problem(getkey(), k=2, center=center)
-    w0, unravel = ravel_pytree(problem.params0)
-    jac = _jacobian(problem)
-    h0 = np.asarray(problem.h(problem.params0)).reshape(-1)
-    for scale in (1e-3, 1.0):
-        w = w0 + scale * _rng(getkey()).standard_normal(w0.size)
-        expected = h0 + jac @ np.asarray(w - w0)
-        got = np.asarray(problem.hbar(unravel(w))).reshape(-1)
-        # Same linear map through jvp vs a materialized jacfwd matrix: 1e-12 absolute.
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("center", [False, True])
-def test_objective_by_hand(getkey, center):
-    problem = _small_problem(getkey(), k=2, center=center)
-    w0, unravel = ravel_pytree(problem.params0)
-    w = w0 + 0.3 * _rng(getkey()).standard_normal(w0.size)
-    params = unravel(w)
-    y = np.asarray(problem.loss.targets)
-    out = np.asarray(problem.apply(params, problem.inputs))
-    if center:
-        out = out - np.asarray(problem.apply(problem.params0, problem.inputs))
-    jac = _jacobian(problem)
-    h0 = np.asarray(problem.h(problem.params0))
-    lin = h0 + (jac @ np.asarray(w - w0)).reshape(h0.shape)
-    for alpha in (0.5, 1.0, 30.0):
-        p = problem.with_alpha(alpha)
-        # R(alpha h)/alpha^2 = |alpha h - y|^2 / (2 n alpha^2), n = 6, in numpy: 1e-12 rel.
-        expected = np.sum((alpha * out - y) ** 2) / (2 * 6 * alpha**2)
-        np.testing.assert_allclose(float(p.objective(params)), expected, rtol=1e-12)
-        expected_lin = np.sum((alpha * lin - y) ** 2) / (2 * 6 * alpha**2)
-        np.testing.assert_allclose(float(p.linear_objective(params)), expected_lin, rtol=1e-12)
-
-
-def test_with_alpha_changes_only_alpha(getkey):
-    problem = _small_problem(getkey(), alpha=2.0)
-    other = problem.with_alpha(7.0)
-    assert float(other.alpha) == 7.0 and float(problem.alpha) == 2.0  # original untouched
-    assert other.alpha.dtype == problem.alpha.dtype
-    assert other.apply == problem.apply and other.center == problem.center
-    for a, b in zip(
-        jax.tree_util.tree_leaves((problem.params0, problem.inputs, problem.loss)),
-        jax.tree_util.tree_leaves((other.params0, other.inputs, other.loss)),
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
 # ------------------------------------------------------------------------ tangent kernel
 
 
@@ -195,13 +50,13 @@ def _first_output(model):
 
 @pytest.mark.parametrize("k", [None, 2])
 def test_tangent_kernel_matches_jacobian(getkey, k):
-    problem = _small_problem(getkey(), k=1 if k is None else k, center=False)
+    problem = small_problem(getkey(), k=1 if k is None else k, center=False)
     if k is None:  # outputs of shape (n,)
         y = problem.loss.targets[:, 0]
         apply = _first_output(problem.apply)
         problem = gf.Problem(apply, problem.params0, problem.inputs, gf.SquareLoss(y))
     kernel = np.asarray(gf.tangent_kernel(problem, batch_size=4))  # N = 6 or 12: a remainder
-    jac = _jacobian(problem)
+    jac = materialized_jacobian(problem)
     expected = jac @ jac.T
     assert kernel.shape == expected.shape == (jac.shape[0],) * 2
     # Gram matrix of the same derivatives by another route: 1e-10 relative to its norm.
@@ -212,15 +67,15 @@ def test_tangent_kernel_matches_jacobian(getkey, k):
 
 
 def test_tangent_kernel_at_other_params(getkey):
-    problem = _small_problem(getkey(), k=2)
+    problem = small_problem(getkey(), k=2)
     w0, unravel = ravel_pytree(problem.params0)
-    params = unravel(w0 + 0.5 * _rng(getkey()).standard_normal(w0.size))
+    params = unravel(w0 + 0.5 * numpy_rng(getkey()).standard_normal(w0.size))
     kernel = np.asarray(gf.tangent_kernel(problem, params))
-    jac = _jacobian(problem, params)
+    jac = materialized_jacobian(problem, params)
     # K(w) = Dh(w) Dh(w)^T at w != w0: 1e-10 relative.
     np.testing.assert_allclose(kernel, jac @ jac.T, rtol=0, atol=1e-10 * np.abs(kernel).max())
     # kernel_drift is the relative spectral-norm change, here recomputed from jacfwd.
-    k0 = _jacobian(problem)
+    k0 = materialized_jacobian(problem)
     k0 = k0 @ k0.T
     expected = np.linalg.norm(jac @ jac.T - k0, 2) / np.linalg.norm(k0, 2)
     assert expected > 1e-2  # the kernel moved: the comparison is not 0 == 0
@@ -231,8 +86,8 @@ def test_tangent_kernel_at_other_params(getkey):
 
 
 def test_jacobian_norm_matches_spectral_norm(getkey):
-    problem = _small_problem(getkey(), k=2, center=False)
-    jac = _jacobian(problem)
+    problem = small_problem(getkey(), k=2, center=False)
+    jac = materialized_jacobian(problem)
     n = 6
     expected = np.linalg.norm(jac / np.sqrt(n), 2)
     jac_norm, _ = gf.operator_norms(problem, key=getkey())
@@ -260,7 +115,7 @@ def test_scalar_square_norms():
 
 def test_hessian_norm_single_output(getkey):
     """One output: ||D^2 h|| is the largest |eigenvalue| of the Hessian, here a negative one."""
-    rng = _rng(getkey())
+    rng = numpy_rng(getkey())
     p = 5
     q, _ = np.linalg.qr(rng.standard_normal((p, p)))
     mat = q @ np.diag([-3.0, 2.0, 1.0, 0.5, -0.2]) @ q.T
@@ -277,7 +132,7 @@ def _brute_force_second_norm(hessians, key, num_samples=20000, num_refine=20):
     """max over unit v of sqrt((1/n) sum_i (v^T H_i v)^2): random search, then BFGS from the
     best samples on the scale-invariant objective g(v) = sum_i (v^T H_i v)^2 / (n |v|^4)."""
     n, p, _ = hessians.shape
-    rng = _rng(key)
+    rng = numpy_rng(key)
     v = rng.standard_normal((num_samples, p))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     vals = np.einsum("sj,ijk,sk->si", v, hessians, v)
@@ -302,7 +157,7 @@ def _brute_force_second_norm(hessians, key, num_samples=20000, num_refine=20):
 def test_hessian_norm_multi_output_brute_force(getkey, instance):
     """Three outputs, p = 5: ||D^2 h|| = sup_{|v|=1} ||D^2h[v, v]||_F has no closed form; the
     ground truth is a dense random search refined by BFGS on the materialized Hessians."""
-    rng = _rng(jax.random.fold_in(getkey(), instance))
+    rng = numpy_rng(jax.random.fold_in(getkey(), instance))
     n, p = 3, 5
     mats = rng.standard_normal((n, p, p))
     mats = mats + mats.transpose(0, 2, 1)
@@ -316,11 +171,11 @@ def test_hessian_norm_multi_output_brute_force(getkey, instance):
 
 
 def test_kappa_is_its_formula(getkey):
-    problem = _small_problem(getkey(), k=2, center=False, alpha=3.0)
+    problem = small_problem(getkey(), k=2, center=False, alpha=3.0)
     crit = gf.scale_criterion(problem, key=getkey())
     y = np.asarray(problem.loss.targets)
     h0 = np.asarray(problem.h(problem.params0))
-    residual = _fnorm(3.0 * h0 - y)
+    residual = empirical_fnorm(3.0 * h0 - y)
     # ||alpha h(w0) - y*||_F in numpy: 1e-12 relative.
     np.testing.assert_allclose(crit.residual_norm, residual, rtol=1e-12)
     expected = residual * crit.hessian_norm / (3.0 * crit.jacobian_norm**2)
@@ -329,8 +184,8 @@ def test_kappa_is_its_formula(getkey):
 
 
 def test_kappa_centered_decays_like_one_over_alpha(getkey):
-    problem = _small_problem(getkey(), k=2, center=True)
-    y_norm = _fnorm(problem.loss.targets)
+    problem = small_problem(getkey(), k=2, center=True)
+    y_norm = empirical_fnorm(problem.loss.targets)
     key = getkey()
     scaled = []
     for alpha in (1.0, 10.0, 100.0):
@@ -344,9 +199,9 @@ def test_kappa_centered_decays_like_one_over_alpha(getkey):
 
 
 def test_kappa_uncentered_has_nonzero_limit(getkey):
-    problem = _small_problem(getkey(), k=2, center=False)
-    h0_norm = _fnorm(problem.h(problem.params0))
-    y_norm = _fnorm(problem.loss.targets)
+    problem = small_problem(getkey(), k=2, center=False)
+    h0_norm = empirical_fnorm(problem.h(problem.params0))
+    y_norm = empirical_fnorm(problem.loss.targets)
     key = getkey()
     for alpha in (1.0, 100.0, 1e4, 1e6):
         crit = gf.scale_criterion(problem.with_alpha(alpha), key=key)
@@ -359,84 +214,8 @@ def test_kappa_uncentered_has_nonzero_limit(getkey):
     np.testing.assert_allclose(crit.kappa, limit, rtol=1e-5)
 
 
-# ------------------------------------------------------------------------------ fit_rate
-
-
-def test_fit_rate_exact_power_law():
-    xs = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
-    for slope, prefactor in ((-1.5, 3.0), (0.5, 0.01), (2.0, 7.0)):
-        fit = gf.fit_rate(xs, prefactor * xs**slope)
-        # Exact data: only rounding of the logs, 1e-12 absolute.
-        assert abs(fit.slope - slope) <= 1e-12
-        assert abs(fit.intercept - math.log(prefactor)) <= 1e-12
-        assert abs(fit.ci[1] - fit.ci[0]) <= 1e-12  # zero width (to rounding)
-        assert fit.ci[0] <= fit.slope <= fit.ci[1]
-        assert abs(fit.r2 - 1.0) <= 1e-12
-        np.testing.assert_allclose(fit.prefactor, prefactor, rtol=1e-12)
-        np.testing.assert_allclose(
-            fit.predict([3.0, 5.0]), prefactor * np.array([3.0, 5.0]) ** slope, rtol=1e-12
-        )
-        assert fit.num_points == 6 and fit.to_dict()["slope"] == fit.slope
-
-
-def test_fit_rate_two_points_infinite_ci():
-    fit = gf.fit_rate([1.0, 10.0], [2.0, 0.2])
-    assert abs(fit.slope + 1.0) <= 1e-12  # exact: 1e-12
-    assert fit.ci == (-math.inf, math.inf) and fit.stderr == math.inf
-
-
-@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
-def test_fit_rate_noisy_matches_scipy(getkey, confidence):
-    rng = _rng(getkey())
-    xs = np.logspace(0, 3, 9)
-    ys = 2.0 * xs**-0.7 * np.exp(0.2 * rng.standard_normal(9))
-    fit = gf.fit_rate(xs, ys, confidence=confidence)
-    ref = scipy.stats.linregress(np.log(xs), np.log(ys))
-    # Same least-squares problem solved by scipy: 1e-10 relative.
-    np.testing.assert_allclose(fit.slope, ref.slope, rtol=1e-10)
-    np.testing.assert_allclose(fit.intercept, ref.intercept, rtol=1e-10)
-    np.testing.assert_allclose(fit.stderr, ref.stderr, rtol=1e-10)
-    np.testing.assert_allclose(fit.r2, ref.rvalue**2, rtol=1e-10)
-    half = scipy.stats.t.ppf(0.5 + confidence / 2, 7) * ref.stderr
-    # Student quantile by bisection (1e-13) times the stderr: 1e-9 relative on the bounds.
-    np.testing.assert_allclose(fit.ci, (ref.slope - half, ref.slope + half), rtol=1e-9)
-    assert fit.ci[1] - fit.ci[0] > 1e-3  # noisy data: a genuinely non-zero width
-
-
-@pytest.mark.parametrize("q", [0.01, 0.3, 0.5, 0.75, 0.9, 0.975, 0.999])
-def test_student_t_quantile_matches_scipy(q):
-    for dof in (1, 2, 3, 7.5, 30, 1000):
-        got = gf.student_t_quantile(q, dof)
-        # Bisection to 1e-13 on the regularized incomplete beta: 1e-9 absolute on max(1, |t|).
-        ref = scipy.stats.t.ppf(q, dof)
-        assert abs(got - ref) <= 1e-9 * max(1.0, abs(ref)), (q, dof, got, ref)
-
-
-def test_student_t_quantile_errors():
-    for q in (0.0, 1.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match=r"`q` must be in \(0, 1\)"):
-            gf.student_t_quantile(q, 3)
-
-
-def test_fit_rate_errors():
-    with pytest.raises(ValueError, match="must be finite and > 0"):
-        gf.fit_rate([1.0, 2.0, 3.0], [1.0, 0.0, 2.0])
-    with pytest.raises(ValueError, match="must be finite and > 0"):
-        gf.fit_rate([1.0, -2.0, 3.0], [1.0, 1.0, 2.0])
-    with pytest.raises(ValueError, match="must be finite and > 0"):
-        gf.fit_rate([1.0, 2.0, 3.0], [1.0, np.nan, 2.0])
-    with pytest.raises(ValueError, match="must have the same length; got 3 and 4"):
-        gf.fit_rate([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
-    with pytest.raises(ValueError, match="needs at least two points"):
-        gf.fit_rate([1.0], [1.0])
-    with pytest.raises(ValueError, match="at least two distinct values"):
-        gf.fit_rate([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match=r"`confidence` must be in \(0, 1\)"):
-        gf.fit_rate([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], confidence=1.0)
-
-
 def test_scale_criterion_reports_non_convergence(getkey):
-    problem = _small_problem(getkey(), k=2, center=False, alpha=3.0)
+    problem = small_problem(getkey(), k=2, center=False, alpha=3.0)
     capped = gf.scale_criterion(problem, num_iters=2)
     assert capped.converged is False and capped.iterations == (2, 2)
     assert gf.scale_criterion(problem).converged is True
@@ -451,7 +230,7 @@ def test_float32_params_with_float64_data_match_float64(getkey):
     # What a flax user gets: float32 parameters, float64 data from gf.data. Every diagnostic
     # computes in float32 and agrees with the all-float64 problem to 1e-5 relative (float32
     # rounding, eps = 1.2e-7, accumulated over sums of ~100 terms and power iterations).
-    p64 = _small_problem(getkey(), k=2, center=False, alpha=3.0)
+    p64 = small_problem(getkey(), k=2, center=False, alpha=3.0)
     params32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p64.params0)
     p32 = gf.Problem(p64.apply, params32, p64.inputs, p64.loss, alpha=3.0)
     assert np.asarray(p64.inputs).dtype == np.float64 and p64.loss.targets.dtype == np.float64
@@ -502,7 +281,7 @@ def test_float32_params_with_float64_data_match_float64(getkey):
 
 def test_model_promoting_to_float64_is_cast_to_params_dtype(getkey):
     # A model closing over a float64 constant: its outputs are cast back to float32.
-    p64 = _small_problem(getkey(), center=False)
+    p64 = small_problem(getkey(), center=False)
     shift = jnp.asarray(0.25, jnp.float64)
     params32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p64.params0)
     p32 = gf.Problem(lambda p, x: p64.apply(p, x) + shift, params32, p64.inputs, p64.loss)
@@ -513,7 +292,7 @@ def test_model_promoting_to_float64_is_cast_to_params_dtype(getkey):
 
 
 def _nan_problem(key, where):
-    base = _small_problem(key, center=False)
+    base = small_problem(key, center=False)
     if where == "everywhere":
         apply = lambda p, x: base.apply(p, x) * jnp.nan  # noqa: E731
     else:  # only the first output is NaN: the kernel is partly NaN
@@ -543,7 +322,7 @@ def test_tangent_kernel_nan_under_jit_raises(getkey):
 
 def test_tangent_kernel_nan_at_other_params(getkey):
     # kernel_drift at the parameters of a diverged solve (NaN) raises instead of returning NaN.
-    problem = _small_problem(getkey())
+    problem = small_problem(getkey())
     nan_params = jax.tree_util.tree_map(lambda x: x * jnp.nan, problem.params0)
     with pytest.raises(ValueError, match="The tangent kernel is not finite"):
         gf.kernel_drift(problem, nan_params)

@@ -13,6 +13,9 @@ from theory import scalar_model_flows
 from theory.toy import alpha as A_SYM, t as T_SYM, w0 as W0_SYM, y as Y_SYM
 
 W0, Y = 0.8, 1.3
+# The save times of every scalar-model solve but the order fits: with `save_params=True` they
+# all run one compiled program (alpha and the tolerances are traced, the shapes are not).
+SCALAR_TS = np.linspace(0.0, 3.0, 16)
 
 
 def scalar_problem(alpha, w0=W0, y=Y):
@@ -37,7 +40,7 @@ def exact(expr, alpha, ts, w0=W0, y=Y):
 @pytest.mark.parametrize("alpha", [1.0, 10.0, 100.0, 1e3])
 def test_scalar_model_matches_closed_forms(alpha):
     flows = scalar_model_flows()
-    ts = np.linspace(0.0, 3.0, 16)
+    ts = SCALAR_TS
     sol = gf.solve(scalar_problem(alpha), ts=ts, rtol=1e-11, atol=1e-13, save_params=True)
     assert sol.succeeded
     w, wbar = np.asarray(sol.params["w"]), np.asarray(sol.linear_params["w"])
@@ -52,24 +55,24 @@ def test_scalar_model_matches_closed_forms(alpha):
 
 def test_scalar_model_gap_at_alpha_1e4():
     # At alpha = 1e4 the gap is ~1e-8 of |w|: a separately integrated w and wbar would lose it.
-    alpha, ts = 1e4, np.linspace(0.0, 3.0, 7)[1:]
-    sol = gf.solve(scalar_problem(alpha), ts=ts, rtol=1e-10, atol=1e-12)
-    gap = np.abs(exact(scalar_model_flows().gap(), alpha, ts))
+    alpha, ts = 1e4, SCALAR_TS
+    sol = gf.solve(scalar_problem(alpha), ts=ts, rtol=1e-10, atol=1e-12, save_params=True)
+    gap = np.abs(exact(scalar_model_flows().gap(), alpha, ts[1:]))
     assert np.all(gap < 1e-7 * W0)
-    np.testing.assert_allclose(sol.param_gap, gap, rtol=1e-4)
+    np.testing.assert_allclose(sol.param_gap[1:], gap, rtol=1e-4)
 
 
 def test_scalar_model_gap_at_default_tolerances():
-    alpha, ts = 1e4, np.array([0.5, 1.0, 2.0])
-    sol = gf.solve(scalar_problem(alpha), ts=ts)
-    gap = np.abs(exact(scalar_model_flows().gap(), alpha, ts))
-    np.testing.assert_allclose(sol.param_gap, gap, rtol=1e-4)
+    alpha, ts = 1e4, SCALAR_TS
+    sol = gf.solve(scalar_problem(alpha), ts=ts, save_params=True)
+    gap = np.abs(exact(scalar_model_flows().gap(), alpha, ts[1:]))
+    np.testing.assert_allclose(sol.param_gap[1:], gap, rtol=1e-4)
 
 
 def test_output_gap_and_losses_scalar():
-    alpha, ts = 10.0, np.linspace(0.0, 2.0, 9)
+    alpha, ts = 10.0, SCALAR_TS
     flows = scalar_model_flows()
-    sol = gf.solve(scalar_problem(alpha), ts=ts, rtol=1e-11, atol=1e-13)
+    sol = gf.solve(scalar_problem(alpha), ts=ts, rtol=1e-11, atol=1e-13, save_params=True)
     w, wbar = exact(flows.w, alpha, ts), exact(flows.wbar, alpha, ts)
     out = alpha * (w**2 - W0**2)
     lin = alpha * 2 * W0 * (wbar - W0)
@@ -258,7 +261,9 @@ def test_vmap_over_alpha_equals_loop(getkey):
     alphas = jnp.array([1.0, 10.0, 100.0])
 
     def gap(a):
-        return gf.solve(problem.with_alpha(a), t1=1.0, ts=[0.5, 1.0]).param_gap
+        # save_params: the looped solves then run the program of the reference solve in
+        # `test_gradient_descent_converges_to_flow_at_first_order` (same shapes, two save times).
+        return gf.solve(problem.with_alpha(a), t1=1.0, ts=[0.5, 1.0], save_params=True).param_gap
 
     batched = jax.vmap(gap)(alphas)
     looped = jnp.stack([gap(a) for a in alphas])
@@ -301,7 +306,8 @@ def test_solution_to_dict_is_json_ready(getkey):
     import json
 
     problem = two_layer_problem(getkey(), n=6, d=3, m=8, alpha=10.0)
-    sol = gf.solve(problem, t1=1.0, ts=[0.0, 1.0])
+    # save_params: the program of `test_kernel_drift_against_materialized_jacobians`.
+    sol = gf.solve(problem, t1=1.0, ts=[0.0, 1.0], save_params=True)
     d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
     assert d["succeeded"] and d["solver"] == "Tsit5" and d["alpha"] == 10.0
     assert d["param_gap"][0] == 0.0 and d["param_gap"][1] > 0

@@ -188,15 +188,20 @@ def test_corrupted_point_file_is_reported_and_recomputed(tmp_path, capsys):
 
 def test_shapes_form_separate_programs_and_bad_input():
     def by_width(width, seed):
+        if width == M:  # `build`'s problem: its group (4 points, OPTS) reuses that program
+            return build(1.0, seed, alpha=10.0)
         model = gf.models.TwoLayer(width, "tanh")
         params = model.init(jax.random.PRNGKey(seed), D, symmetric=True)
         return gf.Problem(model, params, _X, gf.SquareLoss(_Y), alpha=10.0)
 
-    pts = [{"width": w, "seed": s} for w in (4, 6) for s in (0, 1)]
-    sw = gf.sweep(by_width, pts, t1=1.0, ts=[1.0], linearized=False)
+    pts = [{"width": M, "seed": s} for s in range(4)] + [{"width": 6, "seed": s} for s in (0, 1)]
+    sw = gf.sweep(by_width, pts, **OPTS)
     assert sw.compiled_groups == 2 and bool(np.all(sw.succeeded))
-    ref = gf.solve(by_width(6, 1), t1=1.0, ts=[1.0], rtol=1e-12, atol=1e-14, linearized=False)
-    np.testing.assert_allclose(sw.final("loss")[3], ref.loss[0], rtol=1e-7)
+    # Each group against its own point solved alone (the width-M one with `reference`'s program).
+    ref = gf.solve(by_width(M, 1), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14, linearized=False)
+    np.testing.assert_allclose(sw.final("loss")[1], ref.loss[-1], rtol=1e-7)
+    ref = gf.solve(by_width(6, 1), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14, linearized=False)
+    np.testing.assert_allclose(sw.final("loss")[5], ref.loss[-1], rtol=1e-7)
     with pytest.raises(ValueError, match="`points` holds duplicates"):
         gf.sweep(build, [POINTS[0], POINTS[0]], t1=1.0)
     with pytest.raises(ValueError, match="`throw` is not supported"):
@@ -297,7 +302,11 @@ def test_sweep_alpha_failed_point_sup_is_nan(tmp_path, batched):
     assert sw.errors[0] is not None and "diverged" in sw.errors[0] and sw.errors[1] is None
     for k in gf.PREDICTED_SLOPES:
         assert np.isnan(sw.sup[k][0]), k
-    honest = gf.Problem(_MODEL, _WALL_PARAMS, _X, gf.SquareLoss(_Y), alpha=1e3, center=True)
+    # The same flow without the wall. `_WALL_PARAMS` is a doubled init, h(w0) = 0 (to
+    # rounding), so the uncentered `_apply` problem is the same flow, and its solve runs the
+    # program of the loop in `test_sweep_alpha_batched_path_matches_loop`.
+    honest = gf.Problem(_apply, _WALL_PARAMS, _X, gf.SquareLoss(_Y), alpha=1e3)
+    assert float(np.max(np.abs(honest.h(_WALL_PARAMS)))) < 1e-15
     ref = gf.solve(honest, t1=2.0, ts=TS)
     np.testing.assert_allclose(sw.sup["param_gap"][1], np.max(ref.param_gap), rtol=1e-6)
 
