@@ -24,6 +24,7 @@ from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
 from .._typing import Array, ArrayLike, Params
+from ..models.two_layer import init_neurons
 
 
 def paper_model(width: int) -> models.TwoLayer:
@@ -62,25 +63,9 @@ def paper_init(
     uniform on the unit sphere (`"sphere"`); output weights $N(0, 1)$ or $U(0, 1)$; with
     `doubled=True` (even `width`) neuron $j + m/2$ copies neuron $j$ with the opposite output
     weight, so $f(w_0) = 0$; everything times $\\tau$."""
-    if doubled and width % 2:
-        raise ValueError(f"A doubled init needs an even width; got width={width}.")
-    half = width // 2 if doubled else width
-    ka, kb = jax.random.split(key)
-    a = jax.random.normal(ka, (half, dim))
-    if input_init == "sphere":
-        a = a / jnp.linalg.norm(a, axis=1, keepdims=True)
-    elif input_init != "normal":
-        raise ValueError(f"`input_init` must be 'normal' or 'sphere'; got {input_init!r}.")
-    if output_init == "normal":
-        b = jax.random.normal(kb, (half, 1))
-    elif output_init == "uniform":
-        b = jax.random.uniform(kb, (half, 1))
-    else:
-        raise ValueError(f"`output_init` must be 'normal' or 'uniform'; got {output_init!r}.")
-    params = {"a": a, "b": b}
-    if doubled:
-        params = models.symmetric_init(params)
-    return jax.tree_util.tree_map(lambda v: tau * v, params)
+    return init_neurons(
+        key, width, dim, doubled=doubled, tau=tau, input_init=input_init, output_init=output_init
+    )
 
 
 def paper_problem(params: Params, x: Array, y: Array, output_scale: float) -> Problem:

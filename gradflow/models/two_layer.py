@@ -1,7 +1,7 @@
 """Two-layer networks $f(x) = s(m) \\sum_j b_j \\sigma(a_j \\cdot x)$."""
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -78,22 +78,56 @@ class TwoLayer(AbstractModel):
         """
         doubled = renamed("doubled", doubled, False, "symmetric", symmetric)
         tau = renamed("tau", tau, 1.0, "scale", scale)
-        m = self.width
-        if doubled and m % 2:
-            raise ValueError(f"A doubled init needs an even `width`; got width={m}.")
-        half = m // 2 if doubled else m
-        k1, k2 = jax.random.split(key)
-        a = jax.random.normal(k1, (half, in_dim))
-        if input_init == "sphere":
-            a = a / jnp.linalg.norm(a, axis=1, keepdims=True)
-        elif input_init == "normal":
-            a = a / jnp.sqrt(in_dim)
-        else:
-            raise ValueError(f"`input_init` must be 'normal' or 'sphere'; got {input_init!r}.")
-        params = {"a": a, "b": jax.random.normal(k2, (half, out_dim))}
-        if doubled:
-            params = symmetric_init(params)
-        return jax.tree_util.tree_map(lambda x: tau * x, params)
+        return init_neurons(
+            key,
+            self.width,
+            in_dim,
+            out_dim,
+            doubled=doubled,
+            tau=tau,
+            input_init=input_init,
+            normal_over_sqrt_dim=True,
+        )
+
+
+def init_neurons(
+    key: Array,
+    width: int,
+    in_dim: int,
+    out_dim: int = 1,
+    *,
+    doubled: bool,
+    tau: Any,
+    input_init: str = "normal",
+    normal_over_sqrt_dim: bool = False,
+    output_init: str = "normal",
+) -> Params:
+    """Two-layer parameters `{"a": (width, in_dim), "b": (width, out_dim)}`: input weights
+    $N(0, I)$, or $N(0, I/d)$ with `normal_over_sqrt_dim` (or uniform on the unit sphere with
+    `input_init="sphere"`), output weights
+    $N(0, 1)$ (or $U(0, 1)$ with `output_init="uniform"`), doubled if asked, all times `tau`.
+    The one initialization behind [`gradflow.models.TwoLayer.init`][] and the paper's."""
+    if doubled and width % 2:
+        raise ValueError(f"A doubled init needs an even `width`; got width={width}.")
+    half = width // 2 if doubled else width
+    k1, k2 = jax.random.split(key)
+    a = jax.random.normal(k1, (half, in_dim))
+    if input_init == "sphere":
+        a = a / jnp.linalg.norm(a, axis=1, keepdims=True)
+    elif input_init == "normal":
+        a = a / jnp.sqrt(in_dim) if normal_over_sqrt_dim else a
+    else:
+        raise ValueError(f"`input_init` must be 'normal' or 'sphere'; got {input_init!r}.")
+    if output_init == "normal":
+        b = jax.random.normal(k2, (half, out_dim))
+    elif output_init == "uniform":
+        b = jax.random.uniform(k2, (half, out_dim))
+    else:
+        raise ValueError(f"`output_init` must be 'normal' or 'uniform'; got {output_init!r}.")
+    params = {"a": a, "b": b}
+    if doubled:
+        params = symmetric_init(params)
+    return jax.tree_util.tree_map(lambda x: tau * x, params)
 
 
 def symmetric_init(params: Params) -> Params:
