@@ -612,17 +612,17 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 problem = self.build(**point)
-                if not isinstance(problem, Problem):
-                    raise TypeError(
-                        f"`build` must return a gradflow.Problem; got {type(problem).__name__} "
-                        f"at point {point}."
-                    )
             except TypeError:
-                raise
+                raise  # `build` called with the wrong arguments: every point would fail
             except Exception as exc:  # noqa: BLE001 - a point that cannot be built is reported
                 self.status[i], self.errors[i] = "raised", f"{type(exc).__name__}: {exc}"
                 self.seconds[i] = time.perf_counter() - t0
                 continue
+            if not isinstance(problem, Problem):
+                raise TypeError(
+                    f"`build` must return a gradflow.Problem; got {type(problem).__name__} at "
+                    f"point {point}."
+                )
             if self.store is not None:  # the identity is what a stored point is checked by
                 identities[i] = {
                     "problem": problem_fingerprint(problem),

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._io import environment, write_json
+from .._keys import point_key
 from .._store import ResultStore, config_hash, resume
 
 if typing.TYPE_CHECKING:
@@ -92,7 +93,7 @@ class AbstractExperiment(abc.ABC):
             for r in rows:
                 lines.append("  ".join(_fmt(r.get(c)) for c in cols))
         for k, v in summary.items():
-            if k != "rows" and isinstance(v, (bool, int, float, str, np.number)) or v is None:
+            if k != "rows" and (v is None or isinstance(v, (bool, int, float, str, np.number))):
                 lines.append(f"{k}: {_fmt(v).strip()}")
         return "\n".join(lines)
 
@@ -310,9 +311,7 @@ class AbstractFlowExperiment(AbstractExperiment):
         """Aggregate the solved points, given as one [`gradflow.Sweep`][]."""
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        from .._sweep import _point_key
-
-        return [(_point_key(p), p) for p in self.flow_points()]
+        return [(point_key(**p), p) for p in self.flow_points()]
 
     def run_point(self, **point: Any) -> dict[str, Any]:
         """One point alone, solved as by `run`: its JSON record (`sup`, `final`, `solution`,
@@ -608,7 +607,13 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
         )
     finally:
         bar.close()
-    mine = [i for i in range(len(keys)) if i % count == index and (only is None or keys[i] in only)]
+    from .._distributed import owner
+
+    mine = [
+        i
+        for i in range(len(keys))
+        if owner(i, count) == index and (only is None or keys[i] in only)
+    ]
     failed = result.is_(SweepStatus.failed) | result.is_(SweepStatus.raised)
     errors = {keys[i]: result.errors[i] for i in mine if failed[i]}
     computed = [keys[i] for i in mine if result.is_(SweepStatus.computed)[i]]
