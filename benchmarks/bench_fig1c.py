@@ -109,7 +109,7 @@ def main() -> None:
                 "tau": tau,
                 "paper_step": step,
                 "method": name,
-                "solver": dict(sol.info)["solver"],
+                "solver": sol.info.solver,
                 "succeeded": sol.succeeded,
                 "evals": evals,
                 "seconds": seconds,

@@ -197,7 +197,7 @@ def gf_run(flow: Flow, solver_name: str, rtol: float):
         jax.block_until_ready(sol.params)
         st = {k: np.asarray(v).item() for k, v in sol.stats.items()}
         info = {
-            "solver": dict(sol.info)["solver"],
+            "solver": sol.info.solver,
             "ok": bool(sol.succeeded),
             "message": "" if sol.succeeded else sol.message.split(".")[0],
             "grads": int(st["num_vector_field_evals"]),

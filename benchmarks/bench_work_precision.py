@@ -287,7 +287,7 @@ def run_flow(flow: Flow, args, log) -> dict[str, Any]:
                 evals=evals,
                 steps=int(sol.stats["num_steps"]),
                 seconds=sec,
-                solver=dict(sol.info)["solver"],
+                solver=sol.info.solver,
                 out=np.asarray(flow.outputs(flow.flat(sol.params))),
             )
     gd_outputs(flow, flow.gd_steps[0])  # compile

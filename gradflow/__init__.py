@@ -54,6 +54,7 @@ from ._solve import (  # noqa: E402
     GradientDescent as GradientDescent,
     Solution as Solution,
     SolveError as SolveError,
+    SolveInfo as SolveInfo,
     solve as solve,
 )
 from ._stabilized import (  # noqa: E402

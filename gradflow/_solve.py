@@ -2,7 +2,9 @@
 
 import dataclasses
 import math
-from typing import Any
+import numbers
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import diffrax as dfx
 import equinox as eqx
@@ -89,6 +91,186 @@ class GradientDescent(eqx.Module):
             )
 
 
+def _real(name: str, value: Any, *, optional: bool, check, requirement: str) -> float | None:
+    """`value` as a Python float, or a `ValueError` naming `SolveInfo(name=...)`."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not ok or not check(float(value)):
+        raise ValueError(
+            f"`SolveInfo({name}=...)` must be {requirement}{' or None' if optional else ''}; "
+            f"got {name}={value!r}."
+        )
+    return float(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`SolveInfo({name}=...)` must be True or False; got {name}={value!r}.")
+    return bool(value)
+
+
+class SolveInfo(eqx.Module):
+    r"""How a [`gradflow.solve`][] ran: its solver, tolerances, horizon and the problem's size
+    (`Solution.info`). Immutable and hashable: every field is static, so a
+    [`gradflow.Solution`][] carries it through `jax.jit`, `jax.vmap` and `eqx.filter_jit`
+    unchanged, and two solves with equal settings have equal `info`.
+
+    - `solver`: the solver's name, `"Tsit5"`, `"RKC"`, or
+      `"GradientDescent(learning_rate=0.1)"`.
+    - `solver_choice`: `"auto"` (picked by [`gradflow.choose_solver`][]) or `"given"`.
+    - `rtol`, `atol`: the tolerances of the adaptive step-size controller; `None` where there
+      is no error control (gradient descent, constant steps of `dt0`) or a given controller's
+      tolerances are traced.
+    - `t1`: the horizon (for gradient descent, `num_steps * learning_rate`).
+    - `dtype`: the parameters' dtype, e.g. `"float64"`.
+    - `linearized`: whether the linearized flow was integrated too.
+    - `center`: the problem's `center`.
+    - `num_params`: the number of scalar parameters.
+    - `solver_reason`: for `solver_choice="auto"`, why that solver (with the stiffness
+      estimate and the threshold it was compared with); `None` for a given solver.
+    - `stiffness`: for `solver_choice="auto"`, the estimate $\lambda_{\max}(w_0)\, t_1$ the
+      choice was made from ([`gradflow.stiffness`][]), `None` where it was not estimated; `None`
+      for a given solver.
+
+    `to_dict()` is the JSON form (the keys [`gradflow.Solution.to_dict`][] writes) and
+    [`gradflow.SolveInfo.from_dict`][] reads it back. Fields are replaced with
+    `dataclasses.replace(info, ...)`, which checks the new values like the constructor.
+    """
+
+    solver: str = eqx.field(static=True)
+    solver_choice: Literal["auto", "given"] = eqx.field(static=True)
+    rtol: float | None = eqx.field(static=True)
+    atol: float | None = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+    linearized: bool = eqx.field(static=True)
+    center: bool = eqx.field(static=True)
+    num_params: int = eqx.field(static=True)
+    solver_reason: str | None = eqx.field(static=True)
+    stiffness: float | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        solver: str,
+        solver_choice: Literal["auto", "given"],
+        rtol: float | None,
+        atol: float | None,
+        t1: float,
+        dtype: str,
+        linearized: bool,
+        center: bool,
+        num_params: int,
+        solver_reason: str | None = None,
+        stiffness: float | None = None,
+    ):
+        if not (isinstance(solver, str) and solver):
+            raise ValueError(
+                f"`SolveInfo(solver=...)` must be the solver's name, a non-empty string; got "
+                f"solver={solver!r}."
+            )
+        if solver_choice not in ("auto", "given"):
+            raise ValueError(
+                "`SolveInfo(solver_choice=...)` must be 'auto' or 'given'; got "
+                f"solver_choice={solver_choice!r}."
+            )
+        if not (isinstance(dtype, str) and dtype):
+            raise ValueError(
+                f"`SolveInfo(dtype=...)` must be a dtype's name such as 'float64'; got "
+                f"dtype={dtype!r}."
+            )
+        if (
+            isinstance(num_params, (bool, np.bool_))
+            or not isinstance(num_params, numbers.Integral)
+            or num_params < 1
+        ):
+            raise ValueError(
+                "`SolveInfo(num_params=...)` must be an integer >= 1; got "
+                f"num_params={num_params!r}."
+            )
+        if solver_choice == "auto" and not isinstance(solver_reason, str):
+            raise ValueError(
+                "`SolveInfo(solver_reason=...)` must say why 'auto' chose the solver (a string) "
+                f"when solver_choice='auto'; got solver_reason={solver_reason!r}."
+            )
+        if solver_choice == "given" and (solver_reason is not None or stiffness is not None):
+            raise ValueError(
+                "`SolveInfo(solver_reason=..., stiffness=...)` describe an 'auto' choice and "
+                f"must be None when solver_choice='given'; got {solver_reason=!r}, "
+                f"{stiffness=!r}. Set solver_choice='auto' with them."
+            )
+
+        def tolerance(x):
+            return math.isfinite(x) and x >= 0
+
+        self.solver = solver
+        self.solver_choice = solver_choice
+        self.rtol = _real("rtol", rtol, optional=True, check=tolerance, requirement="a number >= 0")
+        self.atol = _real("atol", atol, optional=True, check=tolerance, requirement="a number >= 0")
+        self.t1 = _real(
+            "t1",
+            t1,
+            optional=False,
+            check=lambda x: math.isfinite(x) and x > 0,
+            requirement="a finite time > 0",
+        )
+        self.dtype = dtype
+        self.linearized = _flag("linearized", linearized)
+        self.center = _flag("center", center)
+        self.num_params = int(num_params)
+        self.solver_reason = solver_reason
+        # A non-finite estimate is kept (it explains the choice); `to_dict` writes it as None.
+        self.stiffness = _real(
+            "stiffness", stiffness, optional=True, check=lambda x: True, requirement="a number"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field by name, `solver_reason` and `stiffness` only for
+        `solver_choice="auto"`, a non-finite `stiffness` as `None`."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.solver_choice == "given":
+            del out["solver_reason"], out["stiffness"]
+        elif self.stiffness is not None and not math.isfinite(self.stiffness):
+            out["stiffness"] = None
+        return out
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "SolveInfo":
+        """The `SolveInfo` whose `to_dict()` is `record` (e.g. read back from JSON).
+
+        **Arguments:**
+
+        - `record`: a mapping with the keys of `to_dict()`; `solver_reason` and `stiffness`
+          may be missing (they default to `None`).
+
+        **Returns:** a [`gradflow.SolveInfo`][]. An unknown or a missing key raises a
+        `ValueError` naming it.
+        """
+        if not isinstance(record, Mapping):
+            raise ValueError(
+                f"`record` must be a mapping (the output of `SolveInfo.to_dict`); got "
+                f"{type(record).__name__}."
+            )
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(record) - set(names))
+        if unknown:
+            raise ValueError(
+                f"`record` holds unknown key(s) {unknown} for a gradflow.SolveInfo, whose "
+                f"keys are {names}: pass only those (the output of `SolveInfo.to_dict`)."
+            )
+        missing = [n for n in names if n not in record and n not in _INFO_OPTIONAL]
+        if missing:
+            raise ValueError(
+                f"`record` lacks the key(s) {missing} of a gradflow.SolveInfo (written by "
+                "`SolveInfo.to_dict`); every key but solver_reason and stiffness is needed."
+            )
+        return cls(**record)
+
+
+_INFO_OPTIONAL = frozenset({"solver_reason", "stiffness"})
+
+
 class Solution(eqx.Module):
     r"""The result of [`gradflow.solve`][]; all arrays are aligned with `ts`.
 
@@ -98,7 +280,9 @@ class Solution(eqx.Module):
     - `loss`, `linear_loss`: $R(\alpha h(w(t)))$ and $R(\alpha \bar h(\bar w(t)))$.
     - `params`, `linear_params`: $w(t)$, $\bar w(t)$ with a leading time axis, if asked for.
     - `stats`: solver statistics; `result`: a [`gradflow.RESULTS`][] item.
-    - `info`: the solver, tolerances, horizon and dtype, as `(key, value)` pairs.
+    - `info`: a [`gradflow.SolveInfo`][]: the solver, its tolerances, the horizon and the
+      dtype. `None` only for the stacked solution of a [`gradflow.Sweep`][], whose points
+      each have their own (`Sweep.infos`, `Sweep.solution_at(i).info`).
 
     Entries at times the solve did not reach (after a failure) are NaN. The linear-flow
     fields are `None` when `linearized=False`.
@@ -115,7 +299,7 @@ class Solution(eqx.Module):
     stats: dict[str, Array]
     result: RESULTS
     alpha: Array
-    info: tuple[tuple[str, Any], ...] = eqx.field(static=True)
+    info: SolveInfo | None = eqx.field(static=True)
 
     @property
     def succeeded(self) -> bool:
@@ -126,7 +310,9 @@ class Solution(eqx.Module):
         return RESULTS[self.result]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (NaN written as `None`)."""
+        """A JSON-ready dictionary (NaN written as `None`): the arrays, `stats`, `result`,
+        `succeeded`, and the keys of `info.to_dict()` ([`gradflow.SolveInfo`][]) at the top
+        level."""
 
         def conv(x):
             if x is None:
@@ -148,7 +334,7 @@ class Solution(eqx.Module):
             },
             "result": self.message or "successful",
             "succeeded": self.succeeded,
-            **dict(self.info),
+            **({} if self.info is None else self.info.to_dict()),
         }
 
 
@@ -479,9 +665,9 @@ def solve(
       inspects the model once (its jaxpr, abstractly): a smooth model gets `diffrax.Tsit5()`; a
       model with kinks ([`gradflow.has_kinks`][]: `relu`, `max`, `abs`, ...) gets
       `diffrax.Heun()` (order 2) when `rtol >= 5e-3` and `diffrax.Bosh3()` (order 3) below,
-      because the kinks cap the order that pays off. The
-      solver used is recorded in `info` (`"solver"`, `"solver_choice": "auto"`, and
-      `"solver_reason"` and `"stiffness"`, the estimate it was chosen from).
+      because the kinks cap the order that pays off. The solver used is recorded in `info`
+      ([`gradflow.SolveInfo`][]: `solver`, `solver_choice="auto"`, and `solver_reason` and
+      `stiffness`, the estimate it was chosen from).
     - `rtol`, `atol`: tolerances of the default step-size controller,
       `diffrax.PIDController(rtol, atol)` on the scaled state, and used for nothing else:
       gradient descent, constant steps (`dt0` without an error estimate) and a given
@@ -638,19 +824,19 @@ def solve(
     if stages is not None:
         first = 0 if type(dfx_solver).__name__ in _NOT_FSAL else 1
         stats["num_vector_field_evals"] = stages * stats["num_steps"] + first
-    meta = {
-        "solver": solver_name,
-        "solver_choice": choice,
+    info = SolveInfo(
+        solver=solver_name,
+        solver_choice=choice,
         # The tolerances the step-size controller used (None: constant steps, or traced).
-        "rtol": None if tolerances is None else tolerances[0],
-        "atol": None if tolerances is None else tolerances[1],
-        "t1": t1,
-        "dtype": str(dtype),
-        "linearized": bool(linearized),
-        "center": problem.center,
-        "num_params": problem.num_params,
+        rtol=None if tolerances is None else tolerances[0],
+        atol=None if tolerances is None else tolerances[1],
+        t1=t1,
+        dtype=str(dtype),
+        linearized=bool(linearized),
+        center=problem.center,
+        num_params=problem.num_params,
         **auto_meta,
-    }
+    )
     sol = Solution(
         ts=ts,
         param_distance=ys["param_distance"],
@@ -663,7 +849,7 @@ def solve(
         stats=stats,
         result=result,
         alpha=problem.alpha,
-        info=tuple(meta.items()),
+        info=info,
     )
     if not isinstance(solver, GradientDescent) and has_kinks(problem):
         result = RESULTS.where(

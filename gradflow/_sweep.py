@@ -20,7 +20,7 @@ from ._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
 from ._keys import point_key
 from ._problem import Problem
-from ._solve import _RESULT_NAMES, RESULTS, Solution, solve
+from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, solve
 from ._stats import RateFit, fit_rate
 from ._store import ResultStore, resume, stable_repr
 from ._theory import PredictedExponents
@@ -64,8 +64,9 @@ class Sweep(eqx.Module):
       from the store), stacked along the point axis; NaN where a point has none.
     - `status`: a [`gradflow.SweepStatus`][] per point; `errors[i]`: `None` or why point `i`
       failed.
-    - `infos[i]`: the solver, tolerances and horizon that point `i` used (the `info` of its
-      solution), as a dictionary.
+    - `infos[i]`: the [`gradflow.SolveInfo`][] of point `i` (its solver, tolerances and
+      horizon: the `info` of `solution_at(i)`), with the batch's `solver="auto"` choice
+      merged in; `None` where the point has no solution.
     - `seconds[i]`: the wall time spent on point `i` (its share of its batch);
       `compiled_groups`: how many programs were compiled; `wall_seconds`: the whole call.
 
@@ -78,7 +79,7 @@ class Sweep(eqx.Module):
     measures: dict[str, np.ndarray]
     status: SweepStatus
     errors: tuple[str | None, ...] = eqx.field(static=True)
-    infos: tuple[dict[str, Any], ...] = eqx.field(static=True)
+    infos: tuple[SolveInfo | None, ...] = eqx.field(static=True)
     seconds: np.ndarray
     compiled_groups: int = eqx.field(static=True)
     wall_seconds: float = eqx.field(static=True)
@@ -128,7 +129,7 @@ class Sweep(eqx.Module):
         if self.is_(SweepStatus.elsewhere)[i]:
             return None
         one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[i]), self.solution)
-        return dataclasses.replace(one, info=tuple(self.infos[i].items()))
+        return dataclasses.replace(one, info=self.infos[i])
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dictionary per point: `key`, `point`, `status`, `error`, `seconds`,
@@ -260,13 +261,21 @@ def _result_from_message(message: str) -> RESULTS:
 
 def _solution_from_record(d: dict[str, Any]) -> Solution:
     """A stored solution dictionary ([`gradflow.Solution.to_dict`][]) back as a `Solution`
-    (`None` entries, NaN when written, become NaN again)."""
+    (`None` entries, NaN when written, become NaN again); the keys that are not the
+    solution's own are its [`gradflow.SolveInfo`][], and a key neither knows raises."""
 
     def arr(v):
         return None if v is None else np.array([np.nan if x is None else x for x in v], float)
 
     series = {k: arr(d.get(k)) for k in _SOLUTION_SERIES}
     skip = {*_SOLUTION_SERIES, "alpha", "stats", "result", "succeeded"}
+    try:
+        info = SolveInfo.from_dict({k: v for k, v in d.items() if k not in skip})
+    except ValueError as exc:
+        raise ValueError(
+            f"A stored solution cannot be read back: {exc} (Its other keys, {sorted(skip)}, "
+            "are the solution's own; `Solution.to_dict` writes exactly these.)"
+        ) from None
     return Solution(
         **series,
         params=None,
@@ -274,12 +283,12 @@ def _solution_from_record(d: dict[str, Any]) -> Solution:
         stats={k: np.asarray(v) for k, v in d.get("stats", {}).items()},
         result=_result_from_message(d.get("result", "")),
         alpha=np.asarray(d["alpha"], float),
-        info=tuple((k, v) for k, v in d.items() if k not in skip),
+        info=info,
     )
 
 
 def _strip(sol: Solution, stats_keys: list[str], params: bool) -> Solution:
-    """`sol` with numpy float arrays, no `info`, exactly `stats_keys`, and its parameters only
+    """`sol` with numpy float arrays, `info=None`, exactly `stats_keys`, and its parameters only
     if `params`, so that the solutions of a sweep have one tree structure and stack."""
 
     def f(x):
@@ -293,7 +302,7 @@ def _strip(sol: Solution, stats_keys: list[str], params: bool) -> Solution:
         stats={k: np.asarray(sol.stats.get(k, np.nan), float) for k in stats_keys},
         result=jax.tree_util.tree_map(np.asarray, sol.result),
         alpha=np.asarray(sol.alpha, float),
-        info=(),
+        info=None,
     )  # fmt: skip
 
 
@@ -371,7 +380,9 @@ def _statuses(names: list[str]) -> SweepStatus:
 
 def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
     """`solver="auto"` chosen once per batch, outside the vmapped solve (where the problems are
-    traced and their stiffness cannot be estimated): from the stiffest point of the batch."""
+    traced and their stiffness cannot be estimated): from the stiffest point of the batch.
+    Returns the solve options and the [`gradflow.SolveInfo`][] fields that record the choice
+    (none for a given solver)."""
     if solve_kwargs.get("solver", "auto") not in (None, "auto"):
         return tuple(sorted(solve_kwargs.items())), {}
     controller = solve_kwargs.get("stepsize_controller")
@@ -579,7 +590,7 @@ class _Run:
         self.status = ["elsewhere"] * n
         self.errors: list[str | None] = [None] * n
         self.solutions: list[Solution | None] = [None] * n
-        self.infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        self.infos: list[SolveInfo | None] = [None] * n
         self.measures: list[dict[str, Any] | None] = [None] * n
         self.seconds = np.zeros(n)
         self.groups = 0
@@ -594,7 +605,7 @@ class _Run:
     def _read_back(self, found: dict[int, dict[str, Any]]) -> None:
         for i, rec in found.items():
             sol = _solution_from_record(rec["solution"])
-            self.solutions[i], self.infos[i] = sol, dict(sol.info)
+            self.solutions[i], self.infos[i] = sol, sol.info
             self.status[i] = "resumed"
             self.seconds[i] = float(rec.get("seconds", 0.0))
             if "measures" in rec:
@@ -730,10 +741,10 @@ class _Run:
                         done.append(self._json(i))
                         continue
                     sol = sols[pos]
-                    self.solutions[i] = sol
-                    self.infos[i] = {**dict(sol.info), **auto}
+                    if auto:  # the batch's auto choice, made outside the vmapped solve
+                        sol = dataclasses.replace(sol, info=dataclasses.replace(sol.info, **auto))
+                    self.solutions[i], self.infos[i] = sol, sol.info
                     rec = _record(sol, self.keys[i], self.points[i], per_point)
-                    rec["solution"].update(auto)
                     self.status[i], self.errors[i] = (
                         ("computed", None) if rec["error"] is None else ("failed", rec["error"])
                     )

@@ -48,11 +48,9 @@ def test_choice_follows_smoothness_and_tolerance(getkey):
     assert isinstance(gf.choose_solver(tanh, 1e-2), dfx.Tsit5)
     assert isinstance(gf.choose_solver(tanh, 1e-12), dfx.Tsit5)
     sol = gf.solve(tanh, t1=1.0, ts=[1.0])
-    info = dict(sol.info)
-    assert info["solver"] == "Tsit5" and info["solver_choice"] == "auto"
-    assert dict(gf.solve(tanh, t1=1.0, ts=[1.0], solver=dfx.Tsit5()).info)["solver_choice"] == (
-        "given"
-    )
+    assert sol.info.solver == "Tsit5" and sol.info.solver_choice == "auto"
+    given = gf.solve(tanh, t1=1.0, ts=[1.0], solver=dfx.Tsit5()).info
+    assert given.solver_choice == "given"
     with pytest.raises(TypeError, match="`solver` must be a diffrax solver"):
         gf.solve(tanh, t1=1.0, solver="heun")
 
@@ -62,10 +60,10 @@ def test_auto_reads_a_given_controllers_rtol(getkey):
     relu = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
     loose = dfx.PIDController(rtol=1e-2, atol=1e-4)
     sol = gf.solve(relu, t1=0.5, ts=[0.5], stepsize_controller=loose, linearized=False)
-    info = dict(sol.info)
-    assert info["solver"] == "Heun" and info["solver_choice"] == "auto", info
-    assert info["rtol"] == 1e-2 and info["atol"] == 1e-4, info
-    assert "rtol >= 0.005" in info["solver_reason"]
+    info = sol.info
+    assert info.solver == "Heun" and info.solver_choice == "auto", info
+    assert info.rtol == 1e-2 and info.atol == 1e-4, info
+    assert "rtol >= 0.005" in info.solver_reason
     # The same solve with Heun given explicitly: identical numbers.
     heun = gf.solve(
         relu, t1=0.5, ts=[0.5], solver=dfx.Heun(), stepsize_controller=loose, linearized=False
@@ -97,7 +95,7 @@ def test_auto_on_relu_flow_against_tight_reference(getkey):
     # the distance; Bosh3 at 1e-6: 1.0e-6 and 4.1e-6).
     for rtol, solver, bound in ((1e-2, "Heun", 5e-3), (1e-6, "Bosh3", 1e-5)):
         sol = gf.solve(problem, ts=ts, rtol=rtol, atol=rtol / 100, linearized=False)
-        assert sol.succeeded and dict(sol.info)["solver"] == solver
+        assert sol.succeeded and sol.info.solver == solver
         np.testing.assert_allclose(sol.loss, ref.loss, rtol=0, atol=bound * float(ref.loss[0]))
         np.testing.assert_allclose(
             sol.param_distance[1:], ref.param_distance[1:], rtol=bound * 3, atol=0
@@ -141,9 +139,9 @@ def test_auto_switches_to_rkc_on_long_horizons(stiff):
     assert isinstance(picked.solver, gf.RKC)
     assert picked.reason.startswith("stiff") and abs(picked.stiffness / 1e4 - 1) < 0.02
     assert isinstance(gf.choose_solver(problem, 1e-6), dfx.Tsit5)  # no horizon: not estimated
-    info = dict(gf.solve(problem, t1=long, ts=[long], rtol=1e-6).info)
-    assert info["solver"] == "RKC" and info["solver_choice"] == "auto"
-    assert info["solver_reason"].startswith("stiff")
+    info = gf.solve(problem, t1=long, ts=[long], rtol=1e-6).info
+    assert info.solver == "RKC" and info.solver_choice == "auto"
+    assert info.solver_reason.startswith("stiff")
 
 
 def test_sweep_chooses_auto_per_batch_outside_vmap(stiff):
@@ -151,9 +149,9 @@ def test_sweep_chooses_auto_per_batch_outside_vmap(stiff):
     long = 1e4 / lam
     sw = gf.sweep(lambda a: base.with_alpha(a), [{"a": 3.0}, {"a": 4.0}], t1=long, rtol=1e-6)
     assert all(sw.succeeded)
-    sol = sw.infos[0]
-    assert sol["solver"] == "RKC" and sol["solver_choice"] == "auto"
-    assert "stiffest point" in sol["solver_reason"]
+    info = sw.infos[0]
+    assert info.solver == "RKC" and info.solver_choice == "auto"
+    assert "stiffest point" in info.solver_reason
     # The batched answer equals a single solve with the same solver (vmap vs loop).
     one = gf.solve(base, t1=long, ts=[long], rtol=1e-6, solver=gf.RKC())
     np.testing.assert_allclose(sw.final("loss")[0], float(one.loss[-1]), rtol=1e-9)

@@ -80,15 +80,14 @@ def test_float32_tolerances_only_bind_the_default_controller():
     assert expected.dtype == jnp.float32
     for sol in (gd, euler):
         assert sol.succeeded and sol.loss.dtype == jnp.float32
-        info = dict(sol.info)
-        assert info["rtol"] is None and info["atol"] is None, info
+        assert sol.info.rtol is None and sol.info.atol is None, sol.info
         got = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], sol.params))[0]
         # The same float32 iteration in other coordinates: float32 rounding (1e-5 relative).
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     # A given controller's tolerance is the one checked and recorded, not the `rtol` argument.
     loose = dfx.PIDController(rtol=1e-4, atol=1e-6)
     sol = gf.solve(problem, t1=1.0, ts=[1.0], solver=dfx.Tsit5(), stepsize_controller=loose)
-    assert sol.succeeded and dict(sol.info)["rtol"] == 1e-4 and dict(sol.info)["atol"] == 1e-6
+    assert sol.succeeded and sol.info.rtol == 1e-4 and sol.info.atol == 1e-6
     tight = dfx.PIDController(rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="`stepsize_controller.rtol=1e-08` is below float32"):
         gf.solve(problem, t1=1.0, solver=dfx.Tsit5(), stepsize_controller=tight, rtol=1e-4)

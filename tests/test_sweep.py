@@ -330,7 +330,7 @@ def test_sweep_result_is_stacked_immutable_and_keeps_every_outcome(tmp_path):
         ref = reference(POINTS[i])
         np.testing.assert_allclose(sw.solution.loss[i], ref.loss, rtol=1e-7)
         np.testing.assert_allclose(sw.solution_at(i).param_distance, ref.param_distance, rtol=1e-6)
-    assert sw.solution_at(4) is None and dict(sw.solution_at(0).info)["solver"] == "Tsit5"
+    assert sw.solution_at(4) is None and sw.solution_at(0).info.solver == "Tsit5"
     with pytest.raises(dataclasses.FrozenInstanceError):
         sw.errors = ()
     # `only`: the others are read back where stored, else not computed.
