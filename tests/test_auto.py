@@ -1,5 +1,7 @@
 """`solver="auto"`: kink detection, the choice it makes, and its accuracy on a ReLU flow."""
 
+import dataclasses
+
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
@@ -53,6 +55,57 @@ def test_choice_follows_smoothness_and_tolerance(getkey):
     assert given.solver_choice == "given"
     with pytest.raises(TypeError, match="`solver` must be a diffrax solver"):
         gf.solve(tanh, t1=1.0, solver="heun")
+
+
+INFO_KEYS = [
+    "solver",
+    "solver_choice",
+    "rtol",
+    "atol",
+    "t1",
+    "dtype",
+    "linearized",
+    "center",
+    "num_params",
+]
+
+
+def test_auto_choice_is_recorded_in_a_typed_info(getkey):
+    # The shapes and solves of `test_choice_follows_smoothness_and_tolerance`: one program.
+    tanh = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
+    info = gf.solve(tanh, t1=1.0, ts=[1.0]).info
+    assert isinstance(info, gf.SolveInfo)
+    # The stiffness recorded is lambda_max(w0) * t1 (t1 = 1): against the top eigenvalue of
+    # the dense Hessian (numpy), which the 20-step power iteration reaches to within 2% below.
+    lam = _materialized_lambda_max(tanh)
+    assert 0.98 * lam <= info.stiffness <= lam * (1 + 1e-9)
+    assert info.stiffness < gf.stiff_threshold(1e-8)  # hence not RKC
+    assert info.solver_reason.startswith("smooth model") and f"{info.stiffness:.3g}" in (
+        info.solver_reason
+    )
+    num_params = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tanh.params0))
+    expected = gf.SolveInfo(
+        solver="Tsit5",
+        solver_choice="auto",
+        rtol=1e-8,
+        atol=1e-10,
+        t1=1.0,
+        dtype="float64",
+        linearized=True,
+        center=True,
+        num_params=num_params,
+        solver_reason=info.solver_reason,
+        stiffness=info.stiffness,
+    )
+    assert (info == expected) is True and hash(info) == hash(expected)
+    # The JSON edge keeps the keys (and order) of the untyped record it replaces.
+    assert list(info.to_dict()) == [*INFO_KEYS, "solver_reason", "stiffness"]
+    # A given solver: no reason, no stiffness, and neither key in the JSON.
+    given = gf.solve(tanh, t1=1.0, ts=[1.0], solver=dfx.Tsit5()).info
+    assert given == dataclasses.replace(
+        expected, solver_choice="given", solver_reason=None, stiffness=None
+    )
+    assert list(given.to_dict()) == INFO_KEYS and given != info
 
 
 def test_auto_reads_a_given_controllers_rtol(getkey):

@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the argument; failures become result codes."""
 
+import dataclasses
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -340,3 +342,62 @@ def test_max_steps_on_a_model_with_kinks_says_to_loosen_rtol(getkey):
         gf.solve(problem, t1=50.0, max_steps=200, throw=True)
     # A loose tolerance reaches t1 (the remedy the message gives).
     assert gf.solve(problem, t1=50.0, rtol=1e-2, atol=1e-4).succeeded
+
+
+_INFO = dict(
+    solver="Tsit5",
+    solver_choice="given",
+    rtol=1e-8,
+    atol=1e-10,
+    t1=1.0,
+    dtype="float64",
+    linearized=True,
+    center=False,
+    num_params=3,
+)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"solver": ""}, r"`SolveInfo\(solver=...\)` must be the solver's name"),
+        ({"solver_choice": "chosen"}, r"`SolveInfo\(solver_choice=...\)` must be 'auto' or"),
+        ({"rtol": -1e-8}, r"`SolveInfo\(rtol=...\)` must be a number >= 0 or None; got rtol=-1e"),
+        ({"atol": "1e-10"}, r"`SolveInfo\(atol=...\)` must be a number >= 0 or None"),
+        ({"t1": 0.0}, r"`SolveInfo\(t1=...\)` must be a finite time > 0; got t1=0.0"),
+        ({"t1": None}, r"`SolveInfo\(t1=...\)` must be a finite time > 0; got t1=None"),
+        ({"dtype": np.float64}, r"`SolveInfo\(dtype=...\)` must be a dtype's name"),
+        ({"linearized": "yes"}, r"`SolveInfo\(linearized=...\)` must be True or False"),
+        ({"num_params": True}, r"`SolveInfo\(num_params=...\)` must be an integer >= 1"),
+        ({"num_params": 2.0}, r"`SolveInfo\(num_params=...\)` must be an integer >= 1"),
+        ({"solver_reason": "why"}, r"must be None when solver_choice='given'"),
+        ({"solver_choice": "auto"}, r"`SolveInfo\(solver_reason=...\)` must say why 'auto'"),
+        (
+            {"solver_choice": "auto", "solver_reason": "why", "stiffness": "high"},
+            r"`SolveInfo\(stiffness=...\)` must be a number or None",
+        ),
+    ],
+)
+def test_solve_info_names_the_bad_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        gf.SolveInfo(**{**_INFO, **change})
+    # `dataclasses.replace` runs the same checks.
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(gf.SolveInfo(**_INFO), **change)
+
+
+def test_solve_info_from_dict_names_unknown_and_missing_keys():
+    good = gf.SolveInfo(**_INFO)
+    # numpy scalars (a user's `rtol=np.float64(...)`) become Python numbers: equal and hashable.
+    same = gf.SolveInfo(**{**_INFO, "rtol": np.float64(1e-8), "num_params": np.int64(3)})
+    assert same == good and hash(same) == hash(good) and type(same.rtol) is float
+    assert gf.SolveInfo.from_dict(good.to_dict()) == good
+    with pytest.raises(ValueError, match=r"`record` holds unknown key\(s\) \['seed'\]"):
+        gf.SolveInfo.from_dict({**good.to_dict(), "seed": 0})
+    partial = {k: v for k, v in good.to_dict().items() if k not in ("t1", "dtype")}
+    with pytest.raises(ValueError, match=r"`record` lacks the key\(s\) \['t1', 'dtype'\]"):
+        gf.SolveInfo.from_dict(partial)
+    with pytest.raises(ValueError, match="`record` must be a mapping"):
+        gf.SolveInfo.from_dict([("solver", "Tsit5")])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        good.rtol = 1e-6

@@ -1,6 +1,10 @@
 """`gf.solve` against exact solutions, a hand-written GD loop, and the paper's rates."""
 
+import dataclasses
+import json
+
 import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,6 +188,58 @@ def test_gradient_descent_equals_hand_written_loop(getkey):
     )
 
 
+def test_gradient_descent_info_has_no_tolerances(getkey):
+    # The problem and solve of `test_gradient_descent_equals_hand_written_loop` (one program).
+    problem = two_layer_problem(getkey(), n=15, d=3, m=20, alpha=5.0, center=True)
+    eta, steps = 0.05, 200
+    ts = eta * np.arange(0, steps + 1, 20)
+    sol = gf.solve(problem, t1=eta * steps, ts=ts, solver=gf.GradientDescent(eta), save_params=True)
+    info = sol.info
+    # Constant steps: no error control, so no tolerances (the defaults are not recorded).
+    assert info.rtol is None and info.atol is None
+    assert info.solver == "GradientDescent(learning_rate=0.05)" and info.solver_choice == "given"
+    assert info.solver_reason is None and info.stiffness is None
+    assert info.t1 == 10.0 and info.dtype == "float64" and info.linearized and info.center
+    assert info.num_params == 20 * 3 + 20 * 1  # TwoLayer(20) on d=3, k=1: (20, 3) and (20, 1)
+    # The JSON edge: `None` written as null, read back to an equal record.
+    d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
+    assert d["rtol"] is None and d["atol"] is None and "stiffness" not in d
+    again = gf.SolveInfo.from_dict({k: d[k] for k in info.to_dict()})
+    assert again == info and hash(again) == hash(info)
+
+
+def test_solution_with_its_info_passes_through_filter_jit():
+    traces = []
+
+    @eqx.filter_jit
+    def run(problem):
+        traces.append(1)
+        return gf.solve(problem, ts=SCALAR_TS, solver=dfx.Tsit5(), save_params=True)
+
+    jitted = run(scalar_problem(10.0))
+    # Ground truth: the eager solve (the program of the scalar closed-form tests).
+    eager = gf.solve(scalar_problem(10.0), ts=SCALAR_TS, solver=dfx.Tsit5(), save_params=True)
+    assert isinstance(jitted.info, gf.SolveInfo) and jitted.info == eager.info
+    np.testing.assert_allclose(jitted.param_gap, eager.param_gap, rtol=1e-12, atol=1e-16)
+    run(scalar_problem(30.0))  # alpha is an array leaf: no retrace
+    assert len(traces) == 1
+
+    # A Solution as an input: `info` is part of the static key, hashed and compared.
+    seen = []
+
+    @eqx.filter_jit
+    def final_loss(sol):
+        seen.append(sol.info)
+        return sol.loss[-1]
+
+    np.testing.assert_allclose(final_loss(jitted), eager.loss[-1], rtol=1e-12)
+    final_loss(eager)  # equal info, same shapes: the cached program
+    assert seen == [jitted.info]
+    other = dataclasses.replace(eager, info=dataclasses.replace(eager.info, rtol=1e-6))
+    final_loss(other)  # another info is another static key
+    assert len(seen) == 2 and seen[1].rtol == 1e-6
+
+
 def test_gradient_descent_converges_to_flow_at_first_order(getkey):
     # Forward Euler is first order: the error at fixed t halves with the step (slope 1).
     problem = two_layer_problem(getkey(), n=10, d=3, m=10, alpha=2.0, center=True)
@@ -303,8 +359,6 @@ def test_kernel_drift_against_materialized_jacobians(getkey):
 
 
 def test_solution_to_dict_is_json_ready(getkey):
-    import json
-
     problem = two_layer_problem(getkey(), n=6, d=3, m=8, alpha=10.0)
     # save_params: the program of `test_kernel_drift_against_materialized_jacobians`.
     sol = gf.solve(problem, t1=1.0, ts=[0.0, 1.0], save_params=True)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +99,63 @@ def test_interrupted_sweep_resumes_from_store(tmp_path):
     assert sw.final("loss")[sw.keys.index(seen[0])] == stored["final"]["loss"]
     with pytest.raises(ValueError, match="another configuration"):
         gf.sweep(build, POINTS, store=store, **{**OPTS, "t1": 3.0})
+
+
+def test_solve_info_round_trips_through_the_store(tmp_path):
+    # Four points, one batch of four: the program of the sweeps above.
+    points, folder = POINTS[:4], tmp_path / "s"
+    first = gf.sweep(build, points, store=folder, **OPTS)
+    again = gf.sweep(build, points, store=folder, **OPTS)
+    assert all(again.resumed) and first.solution.info is None  # the stack has no single info
+    # Ground truth for the batch's auto choice: lambda_max(w0) * t1 of its stiffest point, the
+    # Hessian's norm (largest |eigenvalue|: the estimate is a power iteration) from dense
+    # Hessians and numpy's eigenvalues; the 20 iterations come within 2% below.
+    flat, unravel = ravel_pytree(build(**points[0]).params0)
+    hessian = eqx.filter_jit(lambda p, w: jax.hessian(lambda v: p.objective(unravel(v)))(w))
+    lam = 0.0
+    for point in points:
+        problem = build(**point)
+        dense = np.asarray(hessian(problem, ravel_pytree(problem.params0)[0]))
+        lam = max(lam, float(np.max(np.abs(np.linalg.eigvalsh(dense)))))
+    for i in range(len(points)):
+        info = first.infos[i]
+        assert 0.98 * lam * 2.0 <= info.stiffness <= lam * 2.0 * (1 + 1e-9)
+        assert info.solver_reason.endswith("(the batch's stiffest point)")
+        expected = gf.SolveInfo(
+            solver="Tsit5",
+            solver_choice="auto",
+            rtol=1e-8,
+            atol=1e-10,
+            t1=2.0,
+            dtype="float64",
+            linearized=False,
+            center=False,
+            num_params=flat.size,
+            solver_reason=info.solver_reason,
+            stiffness=info.stiffness,
+        )
+        assert info == expected and first.solution_at(i).info == info
+        # Read back from the store: an equal (and equally hashed) record.
+        assert again.infos[i] == info and again.solution_at(i).info == info
+    assert hash(again.infos) == hash(first.infos)
+    # On disk, the keys the untyped record wrote.
+    stored = json.loads((folder / "points" / f"{first.keys[0]}.json").read_text())["record"]
+    info_keys = ["solver", "solver_choice", "rtol", "atol", "t1", "dtype", "linearized"]
+    info_keys += ["center", "num_params", "solver_reason", "stiffness"]
+    assert list(stored["solution"])[-len(info_keys) :] == info_keys
+    # A stored solution with a key neither `Solution` nor `SolveInfo` knows (another version's,
+    # with a valid checksum) is refused by name, before anything is solved.
+    config = json.loads((folder / "store.json").read_text())["config"]
+    with gf.ResultStore(folder, config) as store:
+        rec = store.get(first.keys[1])
+        rec["solution"]["solver_seed"] = 7
+        store.put(first.keys[1], rec)
+    with pytest.raises(
+        ValueError,
+        match=r"A stored solution cannot be read back: `record` holds unknown key\(s\) "
+        r"\['solver_seed'\] for a gradflow.SolveInfo",
+    ):
+        gf.sweep(build, points, store=folder, **OPTS)
 
 
 def _other_targets(tau, seed, alpha=1.0):
