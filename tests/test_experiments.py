@@ -4,8 +4,10 @@ import dataclasses
 import json
 import re
 import shutil
+import warnings
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -405,6 +407,57 @@ def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
     assert gd["method"] == "gd" and np.all(gd["evaluations"] == exp.num_steps)
     with pytest.raises(ValueError, match="Option `method` must be 'gd', 'flow' or 'linear'"):
         exp.replace(method="rk4").validate()
+
+
+def test_tau_sweep_diverged_trials_are_nan_counted_and_warn_nothing():
+    # GD step 0.75 at tau = 1, seed 3 (quick sizes): trial 1 diverges within 15 steps, trial 0
+    # trains. Against the paper's update written out in numpy (s = 1), the test loss at the
+    # saved iterations: same arithmetic in another order, agreement to 1e-10 relative (5e-15
+    # measured); numpy's trial 1 overflows to NaN.
+    exp = ex.TauSweep.quick().replace(lazy_step=0.75, seed=3, log10_tau_min=0.0, log10_tau_max=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = exp.run_point(tau=1.0)
+    saves = set(ex.log_spaced_steps(exp.num_steps, exp.num_saves).tolist())
+    # The trials' inits and data as the point draws them (vmapped: the ops compiled already).
+    keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(exp.seed), k))(
+        np.arange(exp.trials)
+    )
+    problems, data = eqx.filter_vmap(lambda key: exp._trial(key, 1.0))(keys)
+    by_hand = []
+    for trial in range(exp.trials):
+        a, b = (np.asarray(problems.params0[k][trial]) for k in ("a", "b"))
+        x, y = np.asarray(data.x_train[trial]), np.asarray(data.y_train[trial])
+        x_test, y_test = np.asarray(data.x_test[trial]), np.asarray(data.y_test[trial])
+        test = []
+        with np.errstate(all="ignore"):  # the diverging trial overflows
+            for k in range(exp.num_steps + 1):
+                if k in saves:
+                    test.append(0.5 * np.mean((np.maximum(x_test @ a.T, 0.0) @ b - y_test) ** 2))
+                pre = x @ a.T
+                r = (np.maximum(pre, 0.0) @ b - y) / len(x)
+                grad_a, grad_b = ((pre > 0) * (r @ b.T)).T @ x, np.maximum(pre, 0.0).T @ r
+                a, b = a - exp.step(1.0) * grad_a, b - exp.step(1.0) * grad_b
+        by_hand.append(np.asarray(test))
+    assert np.isfinite(by_hand[0][-1]) and np.isnan(by_hand[1][-1])
+    assert rec["diverged_trials"] == 1
+    assert rec["evaluations"][0] == exp.num_steps and rec["evaluations"][1] < 20
+    np.testing.assert_allclose(rec["test_loss_end"][0], by_hand[0][-1], rtol=1e-10)
+    np.testing.assert_allclose(rec["test_loss_best"][0], by_hand[0].min(), rtol=1e-10)
+    for name in ("test_loss_end", "test_loss_best", "train_loss_end"):
+        assert np.isnan(rec[name][1]), name
+    # The paths average the trials not diverged yet: both at the start, trial 0 at the end.
+    path = rec["test_loss_path_mean"]
+    np.testing.assert_allclose(path[0], (by_hand[0][0] + by_hand[1][0]) / 2, rtol=1e-10)
+    np.testing.assert_allclose(path[-1], by_hand[0][-1], rtol=1e-10)
+    # Every trial diverged (step 0.8, seed 0): NaN in the records and at the late saves of the
+    # paths, and no "mean of empty slice" warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        worst = exp.replace(lazy_step=0.8, seed=0).run_point(tau=1.0)
+    assert worst["diverged_trials"] == 2 and np.all(np.isnan(worst["test_loss_end"]))
+    path = worst["test_loss_path_mean"]
+    assert np.isfinite(path[0]) and np.isnan(path[-1])
 
 
 def test_linear_baseline_against_materialized_jacobians(getkey):
