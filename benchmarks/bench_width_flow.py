@@ -34,7 +34,6 @@ import numpy as np
 import gradflow as gf
 from gradflow import data as gdata, experiments as ex
 from gradflow.experiments import (
-    flow_solver,
     log_spaced_steps,
     paper_init,
     paper_learning_rate,
@@ -122,7 +121,6 @@ def main() -> None:
         for width in (int(m) for m in args.widths.split(",")):
             problem, data, eta = build(exp, scaling, width)
             t1 = exp.num_steps * eta
-            stack = jax.tree_util.tree_map(lambda x: x[None], problem)
             solver = getattr(dfx, args.ref_solver)()
             flow = {"solver": args.ref_solver}
             ref = run(problem, data, eta, exp.num_steps, exp.num_saves, solver, args.ref_rtol)
@@ -131,7 +129,7 @@ def main() -> None:
             tight = path_error(ref["outputs"], chk["outputs"], scale)
             runs = {"GD": run(problem, data, eta, exp.num_steps, exp.num_saves, None, 0.0)}
             for r in (float(x) for x in args.rtols.split(",")):
-                s, _ = flow_solver(stack, r, t1)
+                s = gf.choose_solver(problem, r, t1)
                 runs[f"{type(s).__name__} {r:g}"] = run(
                     problem, data, eta, exp.num_steps, exp.num_saves, s, r
                 )

@@ -400,8 +400,12 @@ def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
     return tuple(sorted(options.items())), auto
 
 
-@eqx.filter_jit
 def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tuple):
+    # Not jitted as a whole: `solve` checks the concrete horizon and save times, then calls its
+    # compiled integrator under `vmap`, and that program takes `t1`, `ts` and a gradient-descent
+    # step as arrays. Points of one shape thus share one compiled program across horizons,
+    # save times and steps (a tau sweep's points, each with its own step), where a jit around
+    # the whole solve would bake them in as constants and compile again for each batch.
     def one(dyn):
         times = None if ts is None else np.asarray(ts)
         return solve(eqx.combine(dyn, static), t1=t1, ts=times, **dict(options))
@@ -430,8 +434,10 @@ def sweep(
 ) -> Sweep:
     r"""Solve many problems (a grid over $\alpha$, $\tau$, width, seed, ...): the single way to
     solve many points in gradflow. The points whose problems have the same shapes share **one**
-    compiled program, vmapped over the points and sharded across `devices`; each finished point
-    is written to `store`, so an interrupted sweep resumes where it stopped.
+    compiled program, vmapped over the points and sharded across `devices` (also across
+    batches with other horizons, save times or gradient-descent steps: those enter the program
+    as arrays); each finished point is written to `store`, so an interrupted sweep resumes
+    where it stopped.
 
     **Arguments:**
 

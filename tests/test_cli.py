@@ -185,15 +185,17 @@ def test_non_positive_or_non_finite_alphas_are_refused_at_parse_time(alphas, cap
 def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_points(tmp_path, monkeypatch, capsys):
     import gradflow.experiments as ex
 
+    # Ctrl-C while the second point is measured, after the first was solved and stored.
     calls = []
+    real = ex.Homogeneity.measure
 
-    def first_then_interrupt(self, *, tau):
-        calls.append(tau)
+    def first_then_interrupt(self, problem, solution, **point):
+        calls.append(point)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return {"loss_direct": [1.0], "max_relative_difference": 0.0}
+        return real(self, problem, solution, **point)
 
-    monkeypatch.setattr(ex.Homogeneity, "run_point", first_then_interrupt)
+    monkeypatch.setattr(ex.Homogeneity, "measure", first_then_interrupt)
     rc = main(_quiet("reproduce", "homogeneity", "--quick", "--out", str(tmp_path)))
     assert rc == 130
     err = capsys.readouterr().err
@@ -202,7 +204,9 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_points(tmp_path, monkeyp
         f"gradflow reproduce: interrupted; finished points are kept in {folder}; rerun the same "
         "command to resume"
     )
-    assert [p.stem for p in (folder / "points").glob("*.json")] == [f"tau={calls[0]:g}"]
+    first = ex.point_key(tau=calls[0]["tau"], suffix=calls[0]["flow"])
+    assert first == "tau=0.3_direct"
+    assert [p.stem for p in (folder / "points").glob("*.json")] == [first]
     assert not list((folder / "locks").glob("*.json"))  # the folder is free for the rerun
 
 

@@ -4,8 +4,10 @@ import dataclasses
 import json
 import re
 import shutil
+import warnings
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -59,7 +61,7 @@ def test_paper_gd_equals_gf_solve_on_two_layer_with_mapped_alpha_and_step(getkey
     assert int(out["iterations"][-1]) == 40 and int(out["result"]) == 0
 
 
-def test_homogeneity_tau_acts_as_tau_squared(getkey):
+def test_homogeneity_tau_acts_as_tau_squared(getkey, tmp_path):
     # Discrete form, against the hand-written update: GD with step eta from tau w0 equals
     # tau times GD on F_{tau^2} from w0 with step tau^2 eta.
     tau, data = 3.0, gf.data.teacher_student(getkey(), 12, 5, 3)
@@ -85,11 +87,14 @@ def test_homogeneity_tau_acts_as_tau_squared(getkey):
     )
     np.testing.assert_allclose(tau * np.asarray(sol.params["a"][-1]), a, rtol=1e-10)
     assert float(sol.loss[-1]) == pytest.approx(loss, rel=1e-10)
-    exp = ex.Homogeneity.quick()
-    rec = exp.run_point(tau=3.0)
-    # The flow from tau w0 and tau v(tau^2 t) agree to the solver tolerance (rtol 1e-10).
-    assert rec["max_relative_difference"] < 1e-7
-    assert rec["loss_direct"][-1] < 0.5 * rec["loss_direct"][0]
+    # The flows: the flow from tau w0 and tau v(tau^2 t) agree to the solver tolerance (rtol
+    # 1e-10; 1.5e-13 measured), and so do their losses.
+    summary = ex.run(ex.Homogeneity.quick().replace(taus=(3.0,)), tmp_path, progress=False).summary
+    (row,) = summary["rows"]
+    assert row["tau"] == 3.0 and row["alpha"] == 9.0 and row["max_relative_difference"] < 1e-7
+    curve = summary["curves"]["3"]
+    np.testing.assert_allclose(curve["rescaled"], curve["direct"], rtol=1e-7)
+    assert curve["direct"][-1] < 0.5 * curve["direct"][0]
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +144,16 @@ def test_rerun_reuses_points_and_interrupt_keeps_finished_ones(tau_sweep, tmp_pa
 
 
 def test_failed_point_is_reported_and_the_others_kept(tmp_path, monkeypatch, capsys):
-    real = ex.Homogeneity.run_point
+    # Homogeneity is a flow experiment: a point whose `build` raises is recorded as failed, the
+    # others are solved and stored, and the tau whose pair lost a flow leaves the summary.
+    real = ex.Homogeneity.build
 
-    def flaky(self, *, tau):
-        if tau == 3.0:
+    def flaky(self, *, tau, flow):
+        if tau == 3.0 and flow == "rescaled":
             raise FloatingPointError("injected")
-        return real(self, tau=tau)
+        return real(self, tau=tau, flow=flow)
 
-    monkeypatch.setattr(ex.Homogeneity, "run_point", flaky)
+    monkeypatch.setattr(ex.Homogeneity, "build", flaky)
     rc = main(
         [
             "reproduce",
@@ -159,14 +166,19 @@ def test_failed_point_is_reported_and_the_others_kept(tmp_path, monkeypatch, cap
         ]
     )
     assert rc == 1
-    assert "FAILED tau=3: FloatingPointError: injected" in capsys.readouterr().err
+    assert "FAILED tau=3_rescaled: FloatingPointError: injected" in capsys.readouterr().err
     data = json.loads((tmp_path / "homogeneity" / "homogeneity.json").read_text())
-    assert data["missing_points"] == ["tau=3"] and [r["tau"] for r in data["summary"]["rows"]] == [
-        0.3
-    ]
-    monkeypatch.setattr(ex.Homogeneity, "run_point", real)
+    assert data["missing_points"] == ["tau=3_rescaled"]
+    assert [r["tau"] for r in data["summary"]["rows"]] == [0.3]
+    assert list(data["summary"]["curves"]) == ["0.3"]
+    monkeypatch.setattr(ex.Homogeneity, "build", real)
     result = ex.run(ex.Homogeneity.quick(), tmp_path / "homogeneity", progress=False)
-    assert result.computed == ["tau=3"] and result.reused == ["tau=0.3"]
+    assert result.computed == ["tau=3_rescaled"]
+    assert result.reused == ["tau=0.3_direct", "tau=0.3_rescaled", "tau=3_direct"]
+    # The pair read back from the store (its parameters stored by `measure`) gives the numbers
+    # of its solve to the last bit, and the pair completed now joins it.
+    assert result.summary["rows"][0] == data["summary"]["rows"][0]
+    assert [r["tau"] for r in result.summary["rows"]] == [0.3, 3.0]
 
 
 def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path, capsys):
@@ -191,13 +203,13 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
     assert exc.value.code == 2
     # A finished point, then a run with another configuration: refused, the point kept.
     store = gf._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
-    store.put("tau=0.3", {"tau": 0.3, "kept": True})
+    store.put("tau=0.3_direct", {"tau": 0.3, "kept": True})
     assert run("homogeneity", "--quick", "--set", "t1=2") == 2
     assert (
         "holds results of another configuration; 1 key(s) differ: t1: stored 5.0, now 2.0."
         in capsys.readouterr().err
     )
-    assert store.get("tau=0.3")["kept"] is True
+    assert store.get("tau=0.3_direct")["kept"] is True
 
 
 @pytest.mark.parametrize("bad", [0, -1.5, float("nan"), float("inf"), "3", None])
@@ -407,6 +419,57 @@ def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
         exp.replace(method="rk4").validate()
 
 
+def test_tau_sweep_diverged_trials_are_nan_counted_and_warn_nothing():
+    # GD step 0.75 at tau = 1, seed 3 (quick sizes): trial 1 diverges within 15 steps, trial 0
+    # trains. Against the paper's update written out in numpy (s = 1), the test loss at the
+    # saved iterations: same arithmetic in another order, agreement to 1e-10 relative (5e-15
+    # measured); numpy's trial 1 overflows to NaN.
+    exp = ex.TauSweep.quick().replace(lazy_step=0.75, seed=3, log10_tau_min=0.0, log10_tau_max=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = exp.run_point(tau=1.0)
+    saves = set(ex.log_spaced_steps(exp.num_steps, exp.num_saves).tolist())
+    # The trials' inits and data as the point draws them (vmapped: the ops compiled already).
+    keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(exp.seed), k))(
+        np.arange(exp.trials)
+    )
+    problems, data = eqx.filter_vmap(lambda key: exp._trial(key, 1.0))(keys)
+    by_hand = []
+    for trial in range(exp.trials):
+        a, b = (np.asarray(problems.params0[k][trial]) for k in ("a", "b"))
+        x, y = np.asarray(data.x_train[trial]), np.asarray(data.y_train[trial])
+        x_test, y_test = np.asarray(data.x_test[trial]), np.asarray(data.y_test[trial])
+        test = []
+        with np.errstate(all="ignore"):  # the diverging trial overflows
+            for k in range(exp.num_steps + 1):
+                if k in saves:
+                    test.append(0.5 * np.mean((np.maximum(x_test @ a.T, 0.0) @ b - y_test) ** 2))
+                pre = x @ a.T
+                r = (np.maximum(pre, 0.0) @ b - y) / len(x)
+                grad_a, grad_b = ((pre > 0) * (r @ b.T)).T @ x, np.maximum(pre, 0.0).T @ r
+                a, b = a - exp.step(1.0) * grad_a, b - exp.step(1.0) * grad_b
+        by_hand.append(np.asarray(test))
+    assert np.isfinite(by_hand[0][-1]) and np.isnan(by_hand[1][-1])
+    assert rec["diverged_trials"] == 1
+    assert rec["evaluations"][0] == exp.num_steps and rec["evaluations"][1] < 20
+    np.testing.assert_allclose(rec["test_loss_end"][0], by_hand[0][-1], rtol=1e-10)
+    np.testing.assert_allclose(rec["test_loss_best"][0], by_hand[0].min(), rtol=1e-10)
+    for name in ("test_loss_end", "test_loss_best", "train_loss_end"):
+        assert np.isnan(rec[name][1]), name
+    # The paths average the trials not diverged yet: both at the start, trial 0 at the end.
+    path = rec["test_loss_path_mean"]
+    np.testing.assert_allclose(path[0], (by_hand[0][0] + by_hand[1][0]) / 2, rtol=1e-10)
+    np.testing.assert_allclose(path[-1], by_hand[0][-1], rtol=1e-10)
+    # Every trial diverged (step 0.8, seed 0): NaN in the records and at the late saves of the
+    # paths, and no "mean of empty slice" warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        worst = exp.replace(lazy_step=0.8, seed=0).run_point(tau=1.0)
+    assert worst["diverged_trials"] == 2 and np.all(np.isnan(worst["test_loss_end"]))
+    path = worst["test_loss_path_mean"]
+    assert np.isfinite(path[0]) and np.isnan(path[-1])
+
+
 def test_linear_baseline_against_materialized_jacobians(getkey):
     # The linearized model's test loss at a finite horizon and at t = inf, against numpy on the
     # materialized train and test Jacobians: the flow ybar' = -(J J^T / n)(ybar - y) solved by
@@ -493,9 +556,15 @@ def test_width_method_per_scaling_and_flow_min_width():
 
 
 # The point keys before the keys had one helper (computed then, written out here): stored
-# results are found by these names, so they must not change.
+# results are found by these names, so they must not change. Homogeneity's are the two flows
+# of each tau since it became a flow experiment (its stores of one point per tau are solved
+# again).
 _STORED_KEYS = {
-    "homogeneity": ("tau=0.3 tau=3", "tau=0.1 tau=0.3 tau=1 tau=3"),
+    "homogeneity": (
+        "tau=0.3_direct tau=0.3_rescaled tau=3_direct tau=3_rescaled",
+        "tau=0.1_direct tau=0.1_rescaled tau=0.3_direct tau=0.3_rescaled tau=1_direct "
+        "tau=1_rescaled tau=3_direct tau=3_rescaled",
+    ),
     "trajectories": ("tau=0.1_gd tau=0.1_flow tau=2_gd tau=2_flow",) * 2,
     "tau-sweep": (
         "tau=0.01 tau=0.1 tau=1 tau=10",

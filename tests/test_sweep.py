@@ -268,6 +268,35 @@ def test_shapes_form_separate_programs_and_bad_input():
         gf.sweep(build, POINTS, t1=1.0, batch_size=0)
 
 
+def test_other_horizons_save_times_and_steps_share_one_program():
+    # Gradient descent with a step per point (as a tau sweep's): the step, horizon and save
+    # times are arrays of the compiled integrator, not constants baked into it, so a batch with
+    # other ones compiles nothing (XLA's backend compilations, counted). Each point against its
+    # own unbatched solve (same arithmetic, another program: agreement to 1e-12 relative).
+    def options(tau, seed):
+        eta = 0.05 / tau**2
+        return {"solver": gf.GradientDescent(eta), "t1": 40 * eta, "ts": [0.0, 10 * eta, 40 * eta]}
+
+    def compiled(event, seconds, **kwargs):
+        del seconds, kwargs
+        compiles.append(event)
+
+    compiles: list[str] = []
+    first, second = POINTS[:2], POINTS[2:4]  # tau 0.5, then tau 1: other steps
+    gf.sweep(build, first, batch_size=2, options=options, linearized=False)
+    jax.monitoring.register_event_duration_secs_listener(compiled)
+    try:
+        sw = gf.sweep(build, second, batch_size=2, options=options, linearized=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(compiled)
+    backend = [e for e in compiles if e == "/jax/core/compile/backend_compile_duration"]
+    assert backend == [], "another step or horizon recompiled the batched program"
+    for i, point in enumerate(second):
+        ref = gf.solve(build(**point), linearized=False, **options(**point))
+        np.testing.assert_allclose(sw.solution.loss[i], ref.loss, rtol=1e-12)
+        assert sw.infos[i]["t1"] == options(**point)["t1"] and sw.solution.ts[i, -1] == ref.ts[-1]
+
+
 def test_failed_points_are_recorded_not_stored(tmp_path):
     sw = gf.sweep(build, POINTS[:4], max_steps=3, store=tmp_path / "f", **OPTS)
     assert all("max_steps" in e for e in sw.errors)

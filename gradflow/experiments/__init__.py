@@ -17,7 +17,6 @@ from ._base import (
     run as run,
 )
 from ._two_layer import (
-    flow_solver as flow_solver,
     linear_baseline as linear_baseline,
     paper_alpha as paper_alpha,
     paper_init as paper_init,

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import models
-from .._auto import batch_stiffness, choose_solver
 from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent, solve
+from .._sweep import SweepStatus, sweep
 from .._typing import Array, ArrayLike, Params
 from ..models.two_layer import init_neurons
 
@@ -80,6 +80,36 @@ def paper_problem(params: Params, x: Array, y: Array, output_scale: float) -> Pr
     )
 
 
+def _train_options(
+    width: int, step: float, num_steps: int, num_saves: int, solver: Any, rtol: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The save iterations and the [`gradflow.solve`][] options of a training run over the
+    paper's horizon: gradient descent (`solver=None`) or the flow with `solver` at `rtol`."""
+    from ._base import log_spaced_steps
+
+    eta = paper_learning_rate(width, step)
+    iters = log_spaced_steps(int(num_steps), num_saves)
+    if solver is None:
+        kw: dict[str, Any] = {"solver": GradientDescent(eta)}
+    else:
+        kw = {"solver": solver, "rtol": rtol, "atol": rtol / 100, "max_steps": 1_000_000}
+    kw.update(t1=int(num_steps) * eta, ts=iters * eta, linearized=False, save_params=True)
+    return iters, kw
+
+
+def _test_loss(problem: Problem, params_t: Params, x_test: Array, y_test: Array) -> Array:
+    """The test loss of the scaled net at every saved parameter (a leading time axis)."""
+    model = problem.apply
+    return jax.vmap(lambda p: SquareLoss(y_test)(problem.alpha * model(p, x_test)))(params_t)
+
+
+def _evaluations(stats: dict[str, Any]) -> Any:
+    """Gradient evaluations of a solve, and for a stabilized solver its Jacobian-vector
+    products too."""
+    evals = stats.get("num_vector_field_evals", stats["num_steps"])
+    return evals + stats.get("num_jvp_evals", 0)
+
+
 def paper_train(
     problem: Problem,
     *,
@@ -96,54 +126,22 @@ def paper_train(
     with the given diffrax solver at `rtol` (`atol = rtol / 100`). Train and test losses at
     about `num_saves` log-spaced iterations (times, for the flow). Runs under `jax.vmap`
     (batched problems and test sets); choose a flow's solver outside it
-    ([`gradflow.choose_solver`][], which needs concrete problems to estimate stiffness).
+    ([`gradflow.choose_solver`][], which needs concrete problems to estimate stiffness). The
+    experiments train their trials with [`gradflow.sweep`][] on the same options instead.
 
     **Returns:** a dict with `iterations`, `train_loss`, `test_loss` (arrays over saves),
     `result` (the [`gradflow.RESULTS`][] code) and `evaluations` (gradients, and for a
     stabilized solver its Jacobian-vector products too).
     """
-    from ._base import log_spaced_steps
-
     width = problem.params0["a"].shape[-2]
-    eta = paper_learning_rate(width, step)
-    iters = log_spaced_steps(int(num_steps), num_saves)
-    if solver is None:
-        kw: dict[str, Any] = {"solver": GradientDescent(eta)}
-    else:
-        kw = {"solver": solver, "rtol": rtol, "atol": rtol / 100, "max_steps": 1_000_000}
-    sol = solve(
-        problem,
-        t1=int(num_steps) * eta,
-        ts=iters * eta,
-        linearized=False,
-        save_params=True,
-        **kw,
-    )
-    model = problem.apply
-    test_loss = jax.vmap(lambda p: SquareLoss(y_test)(problem.alpha * model(p, x_test)))(sol.params)
-    evals = sol.stats.get("num_vector_field_evals", sol.stats["num_steps"])
+    iters, kw = _train_options(width, step, num_steps, num_saves, solver, rtol)
+    sol = solve(problem, **kw)
     return {
         "iterations": jnp.asarray(iters),
         "train_loss": sol.loss,
-        "test_loss": test_loss,
+        "test_loss": _test_loss(problem, sol.params, x_test, y_test),
         "result": sol.result._value,
-        "evaluations": evals + sol.stats.get("num_jvp_evals", 0),
-    }
-
-
-def flow_solver(problems: Problem, rtol: float, t1: float) -> tuple[Any, dict[str, Any]]:
-    """`solver="auto"` for a batch of problems stacked along a leading axis (trials): the
-    choice for the stiffest, and what to record of it."""
-    dynamic, static = eqx.partition(problems, eqx.is_array)
-    first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
-    picked = choose_solver(
-        first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
-    )
-    return picked.solver, {
-        "solver": type(picked.solver).__name__,
-        "solver_reason": picked.reason + " (the stiffest trial)",
-        "stiffness": picked.stiffness,
-        "rtol": rtol,
+        "evaluations": _evaluations(sol.stats),
     }
 
 
@@ -184,12 +182,20 @@ def train_trials(
     rtol: float,
     baseline_at_saves: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Train every trial of one point of the paper's two-layer experiments (Fig. 1c, Fig. 2),
-    batched with `jax.vmap` over `keys`: by the paper's gradient descent (`method="gd"`), as
-    the gradient flow over the same horizon (`"flow"`, `solver="auto"` chosen for the
-    stiffest trial, at `rtol`), or not at all (`"linear"`: the linearized model only); and
-    the linearized model of each trial trained exactly ([`gradflow.experiments.linear_baseline`][])
-    at the horizon (and at every save time with `baseline_at_saves`).
+    """Train every trial of one point of the paper's two-layer experiments (Fig. 1c, Fig. 2):
+    by the paper's gradient descent (`method="gd"`), as the gradient flow over the same
+    horizon (`"flow"`, `solver="auto"` at `rtol`, chosen once for the stiffest trial), or not
+    at all (`"linear"`: the linearized model only); and the linearized model of each trial
+    trained exactly ([`gradflow.experiments.linear_baseline`][]) at the horizon (and at every
+    save time with `baseline_at_saves`).
+
+    The trials' problems and data are built together with `jax.vmap` over `keys`; the trials
+    are then solved by [`gradflow.sweep`][] as one batch (points `{"trial": i}`, one compiled
+    program vmapped over the trials) with the options of
+    [`gradflow.experiments.paper_train`][], and the test losses are computed from the stacked
+    saved parameters. A trial whose solve ends unsuccessfully (gradient descent that diverges)
+    has NaN losses in the record and is counted in `diverged_trials`; a trial that raises
+    raises here (the experiment records the point as failed).
 
     **Arguments:** `build(key) -> (problem, data)` makes one trial's problem and its
     `teacher_student` data from its key; `step`, `num_steps`, `num_saves` as in
@@ -201,47 +207,52 @@ def train_trials(
     `linear_test_loss_inf`), and the paths (`iterations`, `test_loss`, `train_loss`: trials x
     saves).
     """
-    from ._base import log_spaced_steps
-
-    width = build(keys[0])[0].params0["a"].shape[-2]
-    eta = paper_learning_rate(width, step)
-    t1 = int(num_steps) * eta
-    iters = log_spaced_steps(int(num_steps), num_saves)
-    baseline_ts = iters * eta if baseline_at_saves else jnp.array([t1])
+    width = eqx.filter_eval_shape(build, keys[0])[0].params0["a"].shape[-2]
+    trials = len(keys)
+    solver = None if method == "gd" else "auto"
+    iters, options = _train_options(width, step, num_steps, num_saves, solver, rtol)
+    baseline_ts = options["ts"] if baseline_at_saves else jnp.array([options["t1"]])
 
     def one_baseline(key):
-        problem, data = build(key)
-        return linear_baseline(problem, baseline_ts, data.x_test, data.y_test)
+        # Built inside the vmap, so that `alpha` stays one unbatched constant as it was
+        # (a batched `alpha` moves `test_loss_inf` by an ulp).
+        problem, d = build(key)
+        return linear_baseline(problem, baseline_ts, d.x_test, d.y_test)
 
     linear = eqx.filter_vmap(one_baseline)(keys)
-    solver, flow = None, {}
-    trials = len(keys)
+    flow: dict[str, Any] = {}
     if method == "linear":
-        zeros = np.zeros(trials, dtype=int)
-        out = {**linear, "iterations": np.tile(iters, (trials, 1))}
-        out.update(result=zeros, evaluations=zeros)
+        test, train = np.asarray(linear["test_loss"]), np.asarray(linear["train_loss"])
+        ok, evaluations = np.ones(trials, dtype=bool), np.zeros(trials, dtype=int)
     else:
+        problems, data = eqx.filter_vmap(build)(keys)
+        dynamic, static = eqx.partition(problems, eqx.is_array)
+
+        def build_trial(*, trial: int) -> Problem:
+            return eqx.combine(jax.tree_util.tree_map(lambda x: x[trial], dynamic), static)
+
+        result = sweep(
+            build_trial, [{"trial": i} for i in range(trials)], batch_size=trials, **options
+        )
+        raised = [e for e, bad in zip(result.errors, result.is_(SweepStatus.raised)) if bad]
+        if raised:
+            raise RuntimeError(f"{len(raised)} of {trials} trials raised: {raised[0]}")
+        sol = result.solution
+        test_loss = eqx.filter_vmap(_test_loss)
+        test = np.asarray(test_loss(problems, sol.params, data.x_test, data.y_test))
+        train = np.asarray(sol.loss)
+        # A diverged trial keeps its losses up to the divergence in the paths.
+        ok = result.succeeded
+        evaluations = np.asarray(_evaluations(sol.stats)).astype(int)
         if method == "flow":
-            problems = eqx.filter_vmap(lambda k: build(k)[0])(keys)
-            solver, flow = flow_solver(problems, rtol, t1)
-
-        def one_trial(key):
-            problem, data = build(key)
-            return paper_train(
-                problem,
-                step=step,
-                num_steps=num_steps,
-                x_test=data.x_test,
-                y_test=data.y_test,
-                num_saves=num_saves,
-                solver=solver,
-                rtol=rtol,
-            )
-
-        out = eqx.filter_vmap(one_trial)(keys)
-    test = np.asarray(out["test_loss"])
-    train = np.asarray(out["train_loss"])
-    ok = np.asarray(out["result"]) == 0
+            info = result.infos[0]
+            reason = info["solver_reason"].removesuffix(" (the batch's stiffest point)")
+            flow = {
+                "solver": info["solver"],
+                "solver_reason": reason + " (the stiffest trial)",
+                "stiffness": info["stiffness"],
+                "rtol": rtol,
+            }
     record = {
         "test_loss_end": np.where(ok, test[:, -1], np.nan),
         "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
@@ -249,9 +260,9 @@ def train_trials(
         "diverged_trials": int(np.sum(~ok)),
         "method": method,
         "flow": flow,
-        "evaluations": np.asarray(out["evaluations"]),
+        "evaluations": evaluations,
         "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
         "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
     }
-    paths = {"iterations": np.asarray(out["iterations"])[0], "test_loss": test, "train_loss": train}
+    paths = {"iterations": np.asarray(iters), "test_loss": test, "train_loss": train}
     return record, paths

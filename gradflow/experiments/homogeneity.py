@@ -2,27 +2,36 @@
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import jax
 import numpy as np
 
 from .. import data as gdata
 from .._keys import point_key
-from .._solve import solve
-from ._base import AbstractExperiment, option, pyplot, savefig
+from .._problem import Problem
+from .._sweep import Sweep
+from ._base import AbstractFlowExperiment, option, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
+
+Flow = Literal["direct", "rescaled"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Homogeneity(AbstractExperiment):
+class Homogeneity(AbstractFlowExperiment):
     r"""For a $q$-positively-homogeneous model, scaling the init by $\tau$ is the same as scaling
     the model by $\alpha = \tau^q$ (Chizat et al., Section 2): if $v$ is the gradient flow of
     $F_{\tau^2}$ from $w_0$, the flow of $F_1$ (the unscaled objective) from $\tau w_0$ is
     $w(t) = \tau\, v(\tau^2 t)$. Checked here on the two-layer ReLU net ($q = 2$) with
     teacher-student data and the doubled init, by integrating both flows with the adaptive
     solver at tight tolerance and comparing $w(t)$ with $\tau v(\tau^2 t)$ at every save time.
-    One point = one $\tau$.
+
+    One point = one flow of one $\tau$: `"direct"`, the flow of $F_1$ from $\tau w_0$ saved at
+    41 times in $[0, t_1]$, and `"rescaled"`, the flow of $F_{\tau^2}$ from $w_0$ saved at
+    $\tau^2$ times those (its own `ts` and horizon from `point_options`). Each point is one
+    [`gradflow.solve`][] through [`gradflow.sweep`][]; `measure` keeps its saved parameters,
+    and `summarize` pairs the two flows of each $\tau$ (a $\tau$ with a failed flow is left
+    out).
     """
 
     name: ClassVar[str] = "homogeneity"
@@ -31,7 +40,7 @@ class Homogeneity(AbstractExperiment):
 
     taus: tuple[float, ...] = option(
         (0.1, 0.3, 1.0, 3.0),
-        "init scales tau compared (comma-separated, each > 0); one point each",
+        "init scales tau compared (comma-separated, each > 0); two points each (the two flows)",
         positive=True,
     )
     dim: int = option(5, "input dimension d", positive=True)
@@ -52,60 +61,68 @@ class Homogeneity(AbstractExperiment):
     def quick(cls) -> "Homogeneity":
         return cls(taus=(0.3, 3.0), t1=5.0)
 
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(point_key(tau=float(t)), {"tau": float(t)}) for t in self.taus]
+    def flow_points(self) -> list[dict[str, Any]]:
+        return [{"tau": float(t), "flow": f} for t in self.taus for f in ("direct", "rescaled")]
 
-    def run_point(self, *, tau: float) -> dict[str, Any]:
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(point_key(tau=p["tau"], suffix=p["flow"]), p) for p in self.flow_points()]
+
+    def build(self, *, tau: float, flow: Flow) -> Problem:
         kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))
         data = gdata.teacher_student(kd, self.n_train, 1, self.dim)
         w0 = paper_init(kp, self.width, self.dim)
-        ts = np.linspace(0.0, self.t1, 41)
-        kw = {"rtol": self.rtol, "atol": self.atol, "linearized": False, "save_params": True}
-        # The unscaled objective R(f)/1 from tau w0 ...
-        direct = paper_problem(
-            jax.tree_util.tree_map(lambda v: tau * v, w0), data.x_train, data.y_train, 1.0
-        )
-        sol_w = solve(direct, ts=ts, throw=True, **kw)
-        # ... against F_{tau^2} from w0 at times tau^2 t, rescaled by tau.
-        scaled = paper_problem(w0, data.x_train, data.y_train, tau**2)
-        sol_v = solve(scaled, ts=tau**2 * ts, throw=True, **kw)
-        w = jax.tree_util.tree_map(np.asarray, sol_w.params)
-        v = jax.tree_util.tree_map(lambda x: tau * np.asarray(x), sol_v.params)
-        diff = np.sqrt(sum(np.sum((w[k] - v[k]) ** 2, axis=(1, 2)) for k in w))
-        size = np.sqrt(sum(np.sum(w[k] ** 2, axis=(1, 2)) for k in w))
-        return {
-            "ts": ts,
-            "loss_direct": np.asarray(sol_w.loss),
-            "loss_rescaled": np.asarray(sol_v.loss),
-            "max_relative_difference": float(np.max(diff / size)),
-            "max_loss_difference": float(
-                np.max(np.abs(np.asarray(sol_w.loss) - np.asarray(sol_v.loss)))
-            ),
-            "alpha": tau**2,
-            "steps": [int(sol_w.stats["num_steps"]), int(sol_v.stats["num_steps"])],
-        }
+        if flow == "direct":
+            # The unscaled objective R(f)/1 from tau w0 ...
+            w0 = jax.tree_util.tree_map(lambda v: tau * v, w0)
+            return paper_problem(w0, data.x_train, data.y_train, 1.0)
+        # ... against F_{tau^2} from w0, at times tau^2 t.
+        return paper_problem(w0, data.x_train, data.y_train, tau**2)
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        rows = [
-            {
-                "tau": r["tau"],
-                "alpha": r["alpha"],
-                "max_relative_difference": r["max_relative_difference"],
-                "max_loss_difference": r["max_loss_difference"],
-            }
-            for r in sorted(records.values(), key=lambda r: r["tau"])
-        ]
+    def _ts(self) -> np.ndarray:
+        return np.linspace(0.0, self.t1, 41)
+
+    def solve_options(self) -> dict[str, Any]:
+        return {"rtol": self.rtol, "atol": self.atol, "linearized": False, "save_params": True}
+
+    def point_options(self, *, tau: float, flow: Flow) -> dict[str, Any]:
+        ts = self._ts() if flow == "direct" else tau**2 * self._ts()
+        return {"ts": ts, "t1": float(ts[-1])}
+
+    def measure(self, problem: Problem, solution: Any, *, tau: float, flow: Flow) -> dict[str, Any]:
+        r"""The saved parameters, one array per leaf (`params_a`, `params_b`: saves x neurons
+        x ...), which `summarize` compares across the two flows of a $\tau$."""
+        del problem, tau, flow
+        return {f"params_{k}": np.asarray(v) for k, v in solution.params.items()}
+
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        solved = {
+            (p["tau"], p["flow"]): i for i, p in enumerate(sweep.points) if sweep.succeeded[i]
+        }
+        leaves = sorted(k.removeprefix("params_") for k in sweep.measures)
+        rows, curves = [], {}
+        for tau in dict.fromkeys(float(t) for t in self.taus):
+            if (tau, "direct") not in solved or (tau, "rescaled") not in solved:
+                continue
+            i, j = solved[tau, "direct"], solved[tau, "rescaled"]
+            w = {k: sweep.measures[f"params_{k}"][i] for k in leaves}
+            v = {k: tau * sweep.measures[f"params_{k}"][j] for k in leaves}
+            diff = np.sqrt(sum(np.sum((w[k] - v[k]) ** 2, axis=(1, 2)) for k in w))
+            size = np.sqrt(sum(np.sum(w[k] ** 2, axis=(1, 2)) for k in w))
+            loss_w, loss_v = sweep.solution.loss[i], sweep.solution.loss[j]
+            rows.append(
+                {
+                    "tau": tau,
+                    "alpha": tau**2,
+                    "max_relative_difference": float(np.max(diff / size)),
+                    "max_loss_difference": float(np.max(np.abs(loss_w - loss_v))),
+                }
+            )
+            curves[f"{tau:g}"] = {"ts": sweep.solution.ts[i], "direct": loss_w, "rescaled": loss_v}
+        rows.sort(key=lambda r: r["tau"])
         summary: dict[str, Any] = {"rows": rows, "rtol": self.rtol}
         if rows:
             summary["worst_relative_difference"] = max(r["max_relative_difference"] for r in rows)
-        summary["curves"] = {
-            f"{r['tau']:g}": {
-                "ts": r["ts"],
-                "direct": r["loss_direct"],
-                "rescaled": r["loss_rescaled"],
-            }
-            for r in records.values()
-        }
+        summary["curves"] = curves
         return summary
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:

@@ -37,6 +37,15 @@ def band(rows: list[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]
     return lo, hi
 
 
+def _trial_mean(paths: np.ndarray) -> np.ndarray:
+    """The mean over the trials (axis 0) of the values that are not NaN, as `np.nanmean`; NaN,
+    without `nanmean`'s warning, at the saves every trial diverged before."""
+    kept = ~np.isnan(paths)
+    count = kept.sum(axis=0)
+    total = np.where(kept, paths, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _mean_or_none(values: Any) -> float | None:
     return None if values is None else mean_std(values)[0]
 
@@ -81,8 +90,15 @@ class TauSweep(AbstractExperiment):
     $\min(10, 0.1/\tau^2)$ for `num_steps` iterations. Since the net is 2-homogeneous, $\tau$
     acts as $\alpha = \tau^2$. Reported: the test loss at the end of training and the best along
     training (over `num_saves` log-spaced iterates), mean and std over `trials` (each trial has
-    its own teacher, data and init, shared by every $\tau$). One point = one $\tau$, all trials
-    batched with `jax.vmap`.
+    its own teacher, data and init, shared by every $\tau$).
+
+    One point = one $\tau$. Its trials are built with `jax.vmap` and solved by
+    [`gradflow.sweep`][] as one batch (one compiled program vmapped over the trials, reused by
+    every $\tau$ solved with the same solver): the paper's [`gradflow.GradientDescent`][], or
+    with `method="flow"` the gradient flow over the same horizon with `solver="auto"` chosen
+    once for the stiffest trial. The test losses come from the saved parameters, and each
+    trial's linearized model is trained exactly beside it. A trial whose gradient descent
+    diverges is NaN in the record and counted in `diverged_trials`.
     """
 
     name: ClassVar[str] = "tau-sweep"
@@ -211,8 +227,8 @@ class TauSweep(AbstractExperiment):
             "step": self.step(tau),
             "iterations": paths["iterations"],
             **record,
-            "test_loss_path_mean": np.nanmean(paths["test_loss"], axis=0),
-            "train_loss_path_mean": np.nanmean(paths["train_loss"], axis=0),
+            "test_loss_path_mean": _trial_mean(paths["test_loss"]),
+            "train_loss_path_mean": _trial_mean(paths["train_loss"]),
         }
 
     def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:

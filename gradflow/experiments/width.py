@@ -31,8 +31,15 @@ class WidthSweep(AbstractExperiment):
     $b_j \sim N(0, 1)$, **not** doubled (so $h(w_0) \neq 0$), trained by gradient descent on
     teacher-student data whose teacher output is multiplied by `teacher_scale` (100). Scaling
     $s = 1/\sqrt m$ with step $1/m$ becomes lazy as $m$ grows; $s = 1/m$ (mean field) with step
-    $0.05/m$ does not. One point = one (scaling, width), all trials batched; each trial draws
-    its own teacher and data, shared by every width and scaling.
+    $0.05/m$ does not. Each trial draws its own teacher and data, shared by every width and
+    scaling.
+
+    One point = one (scaling, width). Its trials are built with `jax.vmap` and solved by
+    [`gradflow.sweep`][] as one batch (one compiled program vmapped over the trials): the
+    paper's [`gradflow.GradientDescent`][], or where `method` says flow the gradient flow over
+    the same horizon with `solver="auto"` chosen once for the stiffest trial; each trial's
+    linearized model is trained exactly beside it. The point `sqrt_m=inf` is the
+    infinite-width kernel limit (`kernel_limit`), solved in closed form.
     """
 
     name: ClassVar[str] = "width"
