@@ -294,7 +294,7 @@ def test_other_horizons_save_times_and_steps_share_one_program():
     for i, point in enumerate(second):
         ref = gf.solve(build(**point), linearized=False, **options(**point))
         np.testing.assert_allclose(sw.solution.loss[i], ref.loss, rtol=1e-12)
-        assert sw.infos[i]["t1"] == options(**point)["t1"] and sw.solution.ts[i, -1] == ref.ts[-1]
+        assert sw.infos[i].t1 == options(**point)["t1"] and sw.solution.ts[i, -1] == ref.ts[-1]
 
 
 def test_failed_points_are_recorded_not_stored(tmp_path):
