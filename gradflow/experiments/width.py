@@ -289,7 +289,9 @@ class WidthSweep(AbstractExperiment):
         # An exact recovery (test loss ~1e-27 at tiny widths) would squash the plot: values
         # below 1e-6 of the largest are drawn at that floor, marked with a triangle.
         floor = max(finite) * 1e-6 if finite else 0.0
-        clipped = False
+        # A width where every trial diverged has no mean: an x above the curves says so.
+        ceiling = max(finite) * 2.0 if finite else 1.0
+        clipped = diverged = False
         for scaling, color in (("sqrt", "tab:red"), ("mean_field", "tab:blue")):
             rows = [r for r in summary["rows"] if r["scaling"] == scaling]
             if not rows:
@@ -309,6 +311,10 @@ class WidthSweep(AbstractExperiment):
             )
             ax.loglog(m, shown, "o-", color=color, label=labels[scaling])
             ax.loglog(m[low], shown[low], "v", color=color, ms=10)
+            gone = np.array([r["trials"] == 0 and r["diverged_trials"] > 0 for r in rows])
+            if gone.any():
+                ax.loglog(m[gone], np.full(int(gone.sum()), ceiling), "x", color=color, ms=9, mew=2)
+                diverged = True
             lin = np.array([r["linear_end_mean"] for r in rows], dtype=float)
             ax.loglog(m, np.maximum(lin, floor), "--", color=color, lw=1.2, alpha=0.8)
         ax.plot(
@@ -325,6 +331,8 @@ class WidthSweep(AbstractExperiment):
             )
         if clipped:
             ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
+        if diverged:
+            ax.plot([], [], "x", color="0.3", mew=2, label="every trial diverged (no loss)")
         ax.set_xlabel("width $m$")
         ax.set_ylabel("test loss at the end of training (mean ± std)")
         ax.set_title(
