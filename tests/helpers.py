@@ -1,5 +1,6 @@
 """Small problems and independent references shared by the tests."""
 
+import functools
 import math
 
 import jax
@@ -70,3 +71,45 @@ def small_problem(key, *, n=6, d=3, m=8, k=1, alpha=1.0, center=True):
     params = {"a": rng.standard_normal((m, d)) / np.sqrt(d), "b": rng.standard_normal((m, k))}
     model = gf.models.TwoLayer(m, "tanh")
     return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=alpha, center=center)
+
+
+def run_notebook(name):
+    """Execute `notebooks/<name>` (or the notebook at path `name`) cell by cell in this
+    process's IPython shell, as a kernel runs it (magics, `display`, the inline matplotlib
+    backend), and raise on the first failing cell.
+
+    In-process, a notebook reuses the programs that the tests of its file compiled in the same
+    pytest worker (tracing and compiling are most of its cost in a fresh kernel)."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import nbformat
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / name
+    name = path.name
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3", nb.metadata.kernelspec
+    shell = _notebook_shell()
+    shell.reset(new_session=False)
+    shell.enable_matplotlib("inline")
+    try:
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            result = shell.run_cell(cell.source, store_history=False)
+            if not result.success:
+                err = result.error_in_exec or result.error_before_exec
+                raise AssertionError(f"{name}, code cell {i + 1} failed:\n{cell.source}") from err
+    finally:
+        plt.close("all")
+        shell.reset(new_session=False)
+
+
+@functools.cache
+def _notebook_shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class NotebookShell(InteractiveShell):
+        def enable_gui(self, gui=None):  # inline figures need no GUI event loop
+            pass
+
+    return NotebookShell.instance()

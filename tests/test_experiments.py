@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from helpers import run_notebook
 
 import gradflow as gf
 from gradflow import experiments as ex
@@ -716,3 +717,9 @@ def test_width_sweep_scalings_are_the_papers():
     assert ex.WidthSweep.output_scale_and_step("mean_field", 16) == (1 / 16, 0.05 / 16)
     with pytest.raises(ValueError, match="`scaling` must be 'sqrt' or 'mean_field'; got 'x'"):
         ex.WidthSweep.output_scale_and_step("x", 16)
+
+
+def test_paper_figures_notebook_runs_and_asserts_its_claims():
+    # Each experiment at quick size, as in the tests above (whose programs it reuses when it runs
+    # in their pytest worker), and the notebook's own assertions on the paper's claims.
+    run_notebook("paper_figures.ipynb")

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import run_notebook
 
 import gradflow as gf
 import theory
@@ -316,3 +317,9 @@ def test_cli_check_size_research(tmp_path, monkeypatch, capsys):
         cli.main(["check", "all", "--size", "huge"])
     assert exc.value.code == 2
     assert "invalid choice: 'huge' (choose from 'default', 'research')" in capsys.readouterr().err
+
+
+def test_theorems_notebook_runs_and_asserts_its_claims():
+    # The gap series against the flow and the finite-horizon check with its negative control,
+    # with the notebook's own assertions.
+    run_notebook("theorems.ipynb")
