@@ -1,6 +1,7 @@
 """The `gradflow` command line."""
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -9,15 +10,11 @@ from gradflow._cli_util import (
     UsageError,
     enable_compilation_cache,
     line_buffered_stdout,
-    positive_float,
-    positive_floats,
-    positive_int,
     writable_folder,
 )
 from gradflow.check._cli import add_parser as _add_check_parser
-from gradflow.experiments._cli import add_parser as _add_reproduce_parser
-
-_DEFAULT_ALPHAS = "1,3,10,30,100,300,1000,3000,10000"
+from gradflow.experiments._cli import add_option_arguments, add_parser as _add_reproduce_parser
+from gradflow.experiments.alpha_sweep import TwoLayerAlphaSweep
 
 
 def _add_sweep_parser(sub) -> None:
@@ -45,64 +42,12 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("gradflow-out"), help="output folder (created if missing)"
     )
-    p.add_argument(
-        "--alphas",
-        type=positive_floats,
-        default=_DEFAULT_ALPHAS,
-        help="comma-separated scales alpha, each a finite number > 0",
-    )
-    p.add_argument(
-        "--fit-min",
-        type=float,
-        default=10.0,
-        help="fit the slopes only over the alphas >= this (the theorem is asymptotic in alpha); "
-        "needs at least 2 of them",
-    )
-    p.add_argument("--samples", type=positive_int, default=50, help="training points n")
-    p.add_argument("--dim", type=positive_int, default=5, help="input dimension d")
-    p.add_argument("--width", type=positive_int, default=200, help="hidden width m (neurons)")
-    p.add_argument(
-        "--activation",
-        choices=["tanh", "softplus", "relu", "quadratic"],
-        default="tanh",
-        help="the neurons' nonlinearity sigma; relu has a kink at 0, outside the theorem's "
-        "hypotheses (smooth h)",
-    )
-    p.add_argument(
-        "--scaling",
-        choices=["sqrt", "mean_field"],
-        default="sqrt",
-        help="output scale s(m): sqrt is 1/sqrt(m) (lazy as m grows), mean_field is 1/m",
-    )
-    p.add_argument(
-        "--init",
-        choices=["centered", "doubled", "plain"],
-        default="centered",
-        help="how h(w0) = 0 is obtained: subtract h(w0) (centered), pairs of opposite neurons "
-        "(doubled), or not at all (plain: the lazy bounds then fail)",
-    )
-    p.add_argument(
-        "--t1", type=positive_float, default=10.0, help="time horizon T of the flows (flow time)"
-    )
-    p.add_argument(
-        "--rtol",
-        type=positive_float,
-        default=1e-8,
-        help="relative tolerance of the adaptive ODE solver (per step, on the scaled state)",
-    )
-    p.add_argument(
-        "--atol", type=positive_float, default=1e-10, help="absolute tolerance of the ODE solver"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="PRNG seed of the inputs, the teacher and the initialization",
-    )
+    # --alphas, --fit-min, --samples, ...: the options of the experiment, as declared there.
+    add_option_arguments(p, TwoLayerAlphaSweep)
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="discard the points stored in --out for other options (default: refuse them)",
+        help="discard the points stored in --out for other options; without it they are refused",
     )
     p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -142,23 +87,11 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
             "match the theory's"
         )
     from gradflow._sweep import PREDICTED_SLOPES
-    from gradflow.experiments import TwoLayerAlphaSweep, run
+    from gradflow.experiments import run
 
     start = time.perf_counter()
-    experiment = TwoLayerAlphaSweep(
-        alphas=tuple(args.alphas),
-        fit_min=args.fit_min,
-        samples=args.samples,
-        dim=args.dim,
-        width=args.width,
-        activation=args.activation,
-        scaling=args.scaling,
-        init=args.init,
-        t1=args.t1,
-        rtol=args.rtol,
-        atol=args.atol,
-        seed=args.seed,
-    )
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TwoLayerAlphaSweep)}
+    experiment = TwoLayerAlphaSweep(**{**options, "alphas": tuple(args.alphas)})
     try:
         result = run(experiment, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as exc:  # another configuration in --out (StoreError), bad options

@@ -38,6 +38,23 @@ def test_bad_option_is_a_clear_error(capsys):
     assert "expected a positive integer" in capsys.readouterr().err
     assert main(["alpha-sweep", "--init", "doubled", "--width", "5", "--no-cache"]) == 2
     assert "needs an even --width" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["alpha-sweep", "--seed", "1.5"])
+    assert "argument --seed: Option seed='1.5' is not a valid int" in capsys.readouterr().err
+
+
+def test_alpha_sweep_flags_are_the_experiments_options():
+    # The command line is generated from the experiment's declared options: every option has
+    # its flag, and the defaults parse to the experiment's own defaults.
+    from gradflow.cli import build_parser
+
+    args = build_parser().parse_args(["alpha-sweep"])
+    default = gf.experiments.TwoLayerAlphaSweep()
+    for f in dataclasses.fields(default):
+        value = getattr(args, f.name)
+        assert (tuple(value) if f.name == "alphas" else value) == getattr(default, f.name), f.name
+    args = build_parser().parse_args(["alpha-sweep", "--fit-min", "3", "--init", "plain"])
+    assert args.fit_min == 3.0 and args.init == "plain"
 
 
 def test_alpha_sweep_command_writes_figure_and_json_and_resumes(tmp_path, capsys):

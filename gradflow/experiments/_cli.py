@@ -127,3 +127,47 @@ def _run(args: argparse.Namespace) -> int:
             print(f"FAILED {key}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--name` flag per option of the experiment class `cls` (underscores as dashes), with
+    the option's default, help text and checks: its declared field is the one source of both
+    the command line and `--set`. The values reach `args` under the option names."""
+    import dataclasses
+    import typing
+
+    from .._cli_util import positive_float, positive_floats, positive_int
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, meta, default = hints[f.name], f.metadata, f.default
+        kwargs: dict = {"default": default, "help": meta["help"], "dest": f.name}
+        if typing.get_origin(hint) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(hint))
+        elif typing.get_origin(hint) is tuple:
+            # A string default: argparse converts it (and shows it) as the user would type it.
+            kwargs["default"] = ",".join(f"{v:g}" for v in default)
+            kwargs["type"] = positive_floats if meta["positive"] else _option_parser(cls, f, hint)
+        elif hint is int and meta["positive"] and not meta["even"]:
+            kwargs["type"] = positive_int
+        elif hint is float and meta["positive"]:
+            kwargs["type"] = positive_float
+        else:
+            kwargs["type"] = _option_parser(cls, f, hint)
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def _option_parser(cls, f, hint):
+    """Text to the value of option `f`, with the experiment's own conversion and checks."""
+    from ._base import _check_option, _convert
+
+    def parse(text: str):
+        try:
+            value = _convert(f.name, text, hint)
+            _check_option(f.name, value, hint, f.metadata)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parse.__name__ = f.name  # argparse names the type in its "invalid value" message
+    return parse

@@ -40,16 +40,20 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
         positive=True,
     )
     fit_min: float = option(
-        10.0, "fit the slopes only over the alphas >= this (the theorem is asymptotic)"
+        10.0,
+        "fit the slopes only over the alphas >= this (the theorem is asymptotic in alpha); "
+        "needs at least 2 of them",
     )
     samples: int = option(50, "training points n", positive=True)
     dim: int = option(5, "input dimension d", positive=True)
     width: int = option(200, "hidden width m (neurons; even for the doubled init)", positive=True)
     activation: Literal["tanh", "softplus", "relu", "quadratic"] = option(
-        "tanh", "the neurons' nonlinearity sigma (relu has a kink: outside the theorem)"
+        "tanh",
+        "the neurons' nonlinearity sigma; relu has a kink at 0, outside the theorem's "
+        "hypotheses (smooth h)",
     )
     scaling: Literal["sqrt", "mean_field"] = option(
-        "sqrt", "output scale s(m): sqrt is 1/sqrt(m), mean_field is 1/m"
+        "sqrt", "output scale s(m): sqrt is 1/sqrt(m) (lazy as m grows), mean_field is 1/m"
     )
     init: Literal["centered", "doubled", "plain"] = option(
         "centered",
@@ -57,7 +61,11 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
         "(doubled), or not at all (plain: the lazy bounds then fail)",
     )
     t1: float = option(10.0, "time horizon T of the flows (flow time)", positive=True)
-    rtol: float = option(1e-8, "relative tolerance of the adaptive ODE solver", positive=True)
+    rtol: float = option(
+        1e-8,
+        "relative tolerance of the adaptive ODE solver (per step, on the scaled state)",
+        positive=True,
+    )
     atol: float = option(1e-10, "absolute tolerance of the adaptive ODE solver", positive=True)
     seed: int = option(0, "PRNG seed of the inputs, the teacher and the initialization")
 
