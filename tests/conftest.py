@@ -1,5 +1,28 @@
+import os
+import subprocess
+import sys
+
 import jax
 import pytest
+
+# XLA's classic CPU emitters compile the suite's many small programs in about half the time of
+# its fusion emitters (benchmarks/bench_compile.py); the suite then takes 22% less CPU time. Set
+# in the controlling process before any backend starts, so that the xdist workers and the
+# subprocesses the tests start inherit it; left out where this XLA does not know the flag.
+_FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
+
+
+def _use_fast_compile() -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "PYTEST_XDIST_WORKER" in os.environ or "xla_cpu_use_fusion_emitters" in flags:
+        return
+    env = {**os.environ, "XLA_FLAGS": f"{flags} {_FAST_COMPILE}".strip()}
+    probe = [sys.executable, "-c", "import jax.numpy as j; j.zeros(1).block_until_ready()"]
+    if subprocess.run(probe, env=env, capture_output=True).returncode == 0:
+        os.environ["XLA_FLAGS"] = env["XLA_FLAGS"]
+
+
+_use_fast_compile()
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

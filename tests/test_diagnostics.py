@@ -237,13 +237,19 @@ def test_float32_params_with_float64_data_match_float64(getkey):
     assert p32.dtype == np.float32 and p32.inputs.dtype == np.float32
     assert p32.loss.targets.dtype == np.float32 and p32.h(p32.params0).dtype == np.float32
 
-    def close(a, b, what):
+    def close(a, b, what, rel=1e-5):
         a, b = np.asarray(a, float), np.asarray(b, float)
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max(), err_msg=what)
+        np.testing.assert_allclose(a, b, rtol=0, atol=rel * np.abs(b).max(), err_msg=what)
 
-    k32 = gf.tangent_kernel(p32)
+    k32, k64 = gf.tangent_kernel(p32), gf.tangent_kernel(p64)
     assert k32.dtype == np.float32
-    close(k32, gf.tangent_kernel(p64), "tangent_kernel")
+    close(k32, k64, "tangent_kernel")
+    # The closed form at t = inf solves with the kernel: its float32 rounding is amplified by up
+    # to cond(K) (1.3e3 here), so that limit is eps32 * cond(K) = 1.5e-4 relative (measured:
+    # under 1e-5 with XLA's fusion emitters, 2.7e-5 with its classic ones, which sum in another
+    # order).
+    limit = float(np.finfo(np.float32).eps * np.linalg.cond(np.asarray(k64)))
+    assert 1e-5 < limit < 1e-3, limit
     c32, c64 = gf.scale_criterion(p32), gf.scale_criterion(p64)
     for name in ("kappa", "jacobian_norm", "hessian_norm", "residual_norm"):
         close(getattr(c32, name), getattr(c64, name), name)
@@ -252,11 +258,12 @@ def test_float32_params_with_float64_data_match_float64(getkey):
         gf.linear_flow_closed_form(p32, ts),
         gf.linear_flow_closed_form(p64, ts),
     )
-    close(o32, o64, "closed-form outputs")
+    close(o32, o64, "closed-form outputs", rel=limit)
     close(
         jax.vmap(lambda w: ravel_pytree(w)[0])(w32),
         jax.vmap(lambda w: ravel_pytree(w)[0])(w64),
         "closed-form params",
+        rel=limit,
     )
     close(
         gf.tangent_spectrum(p32).eigenvalues,
