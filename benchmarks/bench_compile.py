@@ -1,0 +1,121 @@
+r"""Compile time and run time of `gf.solve` with XLA's two CPU code generators.
+
+XLA's CPU backend emits each fused kernel either with its MLIR-based fusion emitters (its
+default) or with its classic emitters (`XLA_FLAGS=--xla_cpu_use_fusion_emitters=false`). The
+test suite uses the classic ones (`tests/conftest.py`). This script measures what that costs or
+saves. Each setting runs in a fresh subprocess of this script, and within it:
+
+- `compile`: the first `gf.solve` of a problem, tracing, lowering and compiling included,
+  summed over `--shapes` problems of new shapes (each a new program; JAX's own start-up is
+  done before, on another shape), for three solvers:
+  Tsit5 on the joint flow, the auto choice, and gradient descent;
+- `run`: the same solves again, warm (compiled programs reused), for a small net and for a
+  larger one whose run time dominates (`TwoLayer(2000, "tanh")`, n = 200, d = 20, T = 20).
+
+The results of the two settings must agree to float64 rounding (checked here: relative
+difference of the final losses below 1e-9). Printed: each setting's seconds and the ratio
+classic / fusion.
+
+Run: `python benchmarks/bench_compile.py [--shapes 4] [--repeats 3]`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+FLAG = "--xla_cpu_use_fusion_emitters"
+
+
+def _problem(n, d, m, seed=0):
+    import jax
+
+    import gradflow as gf
+
+    kx, kt, kp = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = gf.data.uniform_sphere(kx, n, d)
+    y = gf.data.teacher_targets(kt, x)
+    model = gf.models.TwoLayer(m, "tanh")
+    return gf.Problem(model, model.init(kp, d), x, gf.SquareLoss(y), alpha=10.0, center=True)
+
+
+def _measure(shapes: int, repeats: int) -> dict:
+    import diffrax as dfx
+    import jax
+
+    import gradflow as gf
+
+    solvers = {
+        "tsit5": dict(solver=dfx.Tsit5()),
+        "auto": dict(),
+        "gd": dict(solver=gf.GradientDescent(0.05)),
+    }
+
+    def solve(problem, t1, options):
+        sol = gf.solve(problem, t1=t1, **options)
+        jax.block_until_ready(sol.loss)
+        return float(sol.loss[-1])
+
+    out = {"compile": {}, "run_small": {}, "run_large": {}, "losses": {}}
+    solve(_problem(10, 3, 8), 1.0, solvers["tsit5"])  # one-time start-up, not timed
+    problems = [_problem(20 + i, 4, 50) for i in range(shapes)]
+    for name, options in solvers.items():
+        start = time.perf_counter()
+        out["losses"][name] = [solve(p, 5.0, options) for p in problems]
+        out["compile"][name] = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for p in problems:
+                solve(p, 5.0, options)
+        out["run_small"][name] = (time.perf_counter() - start) / (repeats * shapes)
+    large = _problem(200, 20, 2000)
+    for name in ("tsit5", "gd"):
+        out["losses"][f"large_{name}"] = [solve(large, 20.0, solvers[name])]  # compile
+        start = time.perf_counter()
+        for _ in range(repeats):
+            solve(large, 20.0, solvers[name])
+        out["run_large"][name] = (time.perf_counter() - start) / repeats
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", type=int, default=4, help="new-shape problems per solver")
+    parser.add_argument("--repeats", type=int, default=3, help="warm repeats of each solve")
+    parser.add_argument("--child", choices=["true", "false"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_measure(args.shapes, args.repeats)))
+        return
+    results = {}
+    for setting in ("true", "false"):
+        flags = f"{os.environ.get('XLA_FLAGS', '')} {FLAG}={setting}".strip()
+        cmd = [sys.executable, __file__, "--child", setting]
+        cmd += ["--shapes", str(args.shapes), "--repeats", str(args.repeats)]
+        done = subprocess.run(
+            cmd, env={**os.environ, "XLA_FLAGS": flags}, capture_output=True, text=True
+        )
+        if done.returncode:
+            sys.exit(f"the run with {FLAG}={setting} failed:\n{done.stderr}")
+        results[setting] = json.loads(done.stdout.strip().splitlines()[-1])
+    fusion, classic = results["true"], results["false"]
+    worst = max(
+        abs(a - b) / abs(b)
+        for k in fusion["losses"]
+        for a, b in zip(classic["losses"][k], fusion["losses"][k])
+    )
+    print(f"final losses, classic against fusion emitters: max relative difference {worst:.1e}")
+    if worst > 1e-9:
+        sys.exit("the two settings disagree beyond float64 rounding")
+    print(f"{'':34} {'fusion (default)':>16} {'classic':>10} {'ratio':>7}")
+    for part, unit in (("compile", "s"), ("run_small", "s/solve"), ("run_large", "s/solve")):
+        for name, value in fusion[part].items():
+            other = classic[part][name]
+            label = f"{part} {name} ({unit})"
+            print(f"{label:34} {value:16.4f} {other:10.4f} {other / value:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
