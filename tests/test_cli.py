@@ -43,6 +43,35 @@ def test_bad_option_is_a_clear_error(capsys):
     assert "argument --seed: Option seed='1.5' is not a valid int" in capsys.readouterr().err
 
 
+def test_option_arguments_of_any_declared_experiment(capsys):
+    # Flags for each kind of option `gf.experiments.option` declares, with its checks.
+    import argparse
+
+    from gradflow.experiments._cli import add_option_arguments
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        names: tuple[str, ...] = gf.experiments.option(("a", "b"), "names", choices=("a", "b", "c"))
+        flag: bool = gf.experiments.option(False, "a switch")
+        width: int = gf.experiments.option(4, "an even width", even=True)
+        limit: float | None = gf.experiments.option(None, "an optional limit")
+
+    parser = argparse.ArgumentParser(prog="toy")
+    add_option_arguments(parser, Toy)
+    args = parser.parse_args([])
+    assert (args.names, args.flag, args.width, args.limit) == (("a", "b"), False, 4, None)
+    args = parser.parse_args(["--names", "c", "--flag", "yes", "--width", "6", "--limit", "0.5"])
+    assert (args.names, args.flag, args.width, args.limit) == (("c",), True, 6, 0.5)
+    for bad, message in [
+        (["--width", "5"], "must be an even integer >= 2"),
+        (["--names", "a,d"], "names"),
+        (["--flag", "maybe"], "is not a valid bool"),
+    ]:
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+        assert message in capsys.readouterr().err, bad
+
+
 def test_alpha_sweep_flags_are_the_experiments_options():
     # The command line is generated from the experiment's declared options: every option has
     # its flag, and the defaults parse to the experiment's own defaults.

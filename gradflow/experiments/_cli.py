@@ -146,7 +146,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["choices"] = list(typing.get_args(hint))
         elif typing.get_origin(hint) is tuple:
             # A string default: argparse converts it (and shows it) as the user would type it.
-            kwargs["default"] = ",".join(f"{v:g}" for v in default)
+            kwargs["default"] = ",".join(v if isinstance(v, str) else f"{v:g}" for v in default)
             kwargs["type"] = positive_floats if meta["positive"] else _option_parser(cls, f, hint)
         elif hint is int and meta["positive"] and not meta["even"]:
             kwargs["type"] = positive_int
