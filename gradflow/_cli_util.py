@@ -116,6 +116,17 @@ def line_buffered_stdout() -> None:
         sys.stdout.reconfigure(line_buffering=True)
 
 
+def add_output_arguments(
+    p: argparse.ArgumentParser, out: str, out_help: str, *, progress: bool = True
+) -> None:
+    """The options every computing subcommand shares: `--out` (a folder, default `out`),
+    `--no-cache` and, with `progress`, `--no-progress`."""
+    p.add_argument("--out", type=Path, default=Path(out), help=out_help)
+    p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
     """`--distributed`, `--coordinator`, `--num-processes`, `--process-id` (docs/distributed.md)."""
     from ._distributed import check_coordinator

@@ -4,10 +4,10 @@ import argparse
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 from gradflow._cli_util import (
     UsageError,
+    add_output_arguments,
     enable_compilation_cache,
     line_buffered_stdout,
     writable_folder,
@@ -39,9 +39,7 @@ def _add_sweep_parser(sub) -> None:
         ),
         formatter_class=_Formatter,
     )
-    p.add_argument(
-        "--out", type=Path, default=Path("gradflow-out"), help="output folder (created if missing)"
-    )
+    add_output_arguments(p, "gradflow-out", "output folder (created if missing)")
     # --alphas, --fit-min, --samples, ...: the options of the experiment, as declared there.
     add_option_arguments(p, TwoLayerAlphaSweep)
     p.add_argument(
@@ -49,8 +47,6 @@ def _add_sweep_parser(sub) -> None:
         action="store_true",
         help="discard the points stored in --out for other options; without it they are refused",
     )
-    p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(
         func=_run_alpha_sweep,
         on_interrupt=lambda a: (

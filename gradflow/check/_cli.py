@@ -3,9 +3,13 @@
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from .._cli_util import UsageError, enable_compilation_cache, writable_folder
+from .._cli_util import (
+    UsageError,
+    add_output_arguments,
+    enable_compilation_cache,
+    writable_folder,
+)
 
 # The theorem table imports no JAX: the arguments are parsed before any model is built.
 from ._registry import REGISTRY, RESEARCH_THEOREMS, THEOREMS
@@ -39,11 +43,11 @@ def add_parser(subparsers) -> None:
         choices=[*THEOREMS, "all"],
         help="which theorem, or all: " + "; ".join(f"{t.name}: {t.summary}" for t in REGISTRY),
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("gradflow-out/check"),
-        help="output folder (created if missing; checked writable before any check runs)",
+    add_output_arguments(
+        p,
+        "gradflow-out/check",
+        "output folder (created if missing; checked writable before any check runs)",
+        progress=False,
     )
     p.add_argument(
         "--no-width-law",
@@ -58,7 +62,6 @@ def add_parser(subparsers) -> None:
         f"nets; {', '.join(RESEARCH_THEOREMS)})",
     )
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
-    p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     p.set_defaults(
         func=_run,
         on_interrupt=lambda a: (

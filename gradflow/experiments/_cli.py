@@ -3,12 +3,11 @@
 import argparse
 import sys
 import time
-from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
     """Register the `reproduce` subcommand on the `gradflow` parser's subparsers."""
-    from .._cli_util import add_distributed_arguments
+    from .._cli_util import add_distributed_arguments, add_output_arguments
     from . import EXPERIMENTS
 
     lines = [f"  {name:<14} {cls.title}" for name, cls in EXPERIMENTS.items()]
@@ -37,11 +36,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("name", choices=sorted(EXPERIMENTS), metavar="NAME", help="the experiment")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds, for tests)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("gradflow-out"),
-        help="output folder; results go to OUT/NAME (default: gradflow-out)",
+    add_output_arguments(
+        p, "gradflow-out", "output folder; results go to OUT/NAME (default: gradflow-out)"
     )
     p.add_argument(
         "--set",
@@ -62,8 +58,6 @@ def add_parser(subparsers) -> None:
         help="rebuild a corrupted OUT/NAME/store.json, keeping every finished point whose "
         "checksum matches",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--no-cache", action="store_true", help="disable the compilation cache")
     add_distributed_arguments(p)
     p.set_defaults(
         func=_run,

@@ -177,21 +177,10 @@ class Trajectories(AbstractFlowExperiment):
                     ax.plot(paths[:, k, 0], paths[:, k, 1], style, color=color, lw=1.2)
                     ax.plot(paths[-1, k, 0], paths[-1, k, 1], "o", color=color, ms=3)
                 ax.plot([], [], style, color="0.3", label=f"paths ({r['method']})")
-                it = np.asarray(r["iterations"], dtype=float)
-                axl.loglog(
-                    np.maximum(it, 1),
-                    r["train_loss"],
-                    style,
-                    color="k",
-                    label=f"train ({r['method']})",
-                )
-                axl.loglog(
-                    np.maximum(it, 1),
-                    r["test_loss"],
-                    style,
-                    color="tab:green",
-                    label=f"test ({r['method']})",
-                )
+                it = np.maximum(np.asarray(r["iterations"], dtype=float), 1)
+                for split, color in (("train", "k"), ("test", "tab:green")):
+                    label = f"{split} ({r['method']})"
+                    axl.loglog(it, r[f"{split}_loss"], style, color=color, label=label)
                 ta, tb = np.asarray(r["teacher_a"]), np.asarray(r["teacher_b"])
             for k in range(ta.shape[0]):
                 ax.annotate(
