@@ -87,7 +87,7 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TwoLayerAlphaSweep)}
-    experiment = TwoLayerAlphaSweep(**{**options, "alphas": tuple(args.alphas)})
+    experiment = TwoLayerAlphaSweep(**options)
     try:
         result = run(experiment, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as exc:  # another configuration in --out (StoreError), bad options

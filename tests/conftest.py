@@ -5,7 +5,7 @@ import sys
 import jax
 import pytest
 
-# XLA's classic CPU emitters compile the suite's many small programs in about half the time of
+# XLA's classic CPU emitters compile the suite's many small programs in 20-50% less time than
 # its fusion emitters (benchmarks/bench_compile.py); the suite then takes 22% less CPU time. Set
 # in the controlling process before any backend starts, so that the xdist workers and the
 # subprocesses the tests start inherit it; left out where this XLA does not know the flag.

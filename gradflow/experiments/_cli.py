@@ -136,22 +136,27 @@ def add_option_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         hint, meta, default = hints[f.name], f.metadata, f.default
         kwargs: dict = {"default": default, "help": meta["help"], "dest": f.name}
+        # The command line's own parsers (and messages) where they check all that is declared.
+        plain = meta["positive"] and not meta["even"] and meta["within"] is None
         if typing.get_origin(hint) is typing.Literal:
             kwargs["choices"] = list(typing.get_args(hint))
         elif typing.get_origin(hint) is tuple:
             # A string default: argparse converts it (and shows it) as the user would type it.
             kwargs["default"] = ",".join(v if isinstance(v, str) else f"{v:g}" for v in default)
-            kwargs["type"] = positive_floats if meta["positive"] else _option_parser(cls, f, hint)
-        elif hint is int and meta["positive"] and not meta["even"]:
+            if plain and typing.get_args(hint)[0] is float:
+                kwargs["type"] = lambda text: tuple(positive_floats(text))
+            else:
+                kwargs["type"] = _option_parser(f, hint)
+        elif plain and hint is int:
             kwargs["type"] = positive_int
-        elif hint is float and meta["positive"]:
+        elif plain and hint is float:
             kwargs["type"] = positive_float
         else:
-            kwargs["type"] = _option_parser(cls, f, hint)
+            kwargs["type"] = _option_parser(f, hint)
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
-def _option_parser(cls, f, hint):
+def _option_parser(f, hint):
     """Text to the value of option `f`, with the experiment's own conversion and checks."""
     from ._base import _check_option, _convert
 
