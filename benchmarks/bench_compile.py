@@ -1,9 +1,11 @@
-r"""Compile time and run time of `gf.solve` with XLA's two CPU code generators.
+r"""Compile time and run time of `gf.solve` under XLA's CPU compile settings.
 
 XLA's CPU backend emits each fused kernel either with its MLIR-based fusion emitters (its
-default) or with its classic emitters (`XLA_FLAGS=--xla_cpu_use_fusion_emitters=false`). The
-test suite uses the classic ones (`tests/conftest.py`). This script measures what that costs or
-saves. Each setting runs in a fresh subprocess of this script, and within it:
+default) or with its classic emitters (`XLA_FLAGS=--xla_cpu_use_fusion_emitters=false`), and
+JAX's `jax_disable_most_optimizations` (`JAX_DISABLE_MOST_OPTIMIZATIONS=1`) compiles with LLVM
+at -O0 and its expensive passes off. The test suite uses the classic emitters at -O0
+(`tests/conftest.py`). This script measures what each costs or saves against the default. Each
+setting runs in a fresh subprocess of this script, and within it:
 
 - `compile`: the first `gf.solve` of a problem, tracing, lowering and compiling included,
   summed over `--shapes` problems of new shapes (each a new program; JAX's own start-up is
@@ -12,9 +14,9 @@ saves. Each setting runs in a fresh subprocess of this script, and within it:
 - `run`: the same solves again, warm (compiled programs reused), for a small net and for a
   larger one whose run time dominates (`TwoLayer(2000, "tanh")`, n = 200, d = 20, T = 20).
 
-The results of the two settings must agree to float64 rounding (checked here: relative
-difference of the final losses below 1e-9). Printed: each setting's seconds and the ratio
-classic / fusion.
+The results of every setting must agree with the default's to float64 rounding (checked
+here: relative difference of the final losses below 1e-9). Printed: each setting's seconds and
+its ratio to the default.
 
 Run: `python benchmarks/bench_compile.py [--shapes 4] [--repeats 3]`.
 """
@@ -80,41 +82,56 @@ def _measure(shapes: int, repeats: int) -> dict:
     return out
 
 
+# name -> (XLA_FLAGS added, JAX_DISABLE_MOST_OPTIMIZATIONS); the first is the baseline.
+SETTINGS = {
+    "fusion": (f"{FLAG}=true", "0"),
+    "classic": (f"{FLAG}=false", "0"),
+    "classic -O0": (f"{FLAG}=false", "1"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", type=int, default=4, help="new-shape problems per solver")
     parser.add_argument("--repeats", type=int, default=3, help="warm repeats of each solve")
-    parser.add_argument("--child", choices=["true", "false"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_measure(args.shapes, args.repeats)))
         return
     results = {}
-    for setting in ("true", "false"):
-        flags = f"{os.environ.get('XLA_FLAGS', '')} {FLAG}={setting}".strip()
-        cmd = [sys.executable, __file__, "--child", setting]
+    for name, (flag, less_optimized) in SETTINGS.items():
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip(),
+            "JAX_DISABLE_MOST_OPTIMIZATIONS": less_optimized,
+        }
+        cmd = [sys.executable, __file__, "--child"]
         cmd += ["--shapes", str(args.shapes), "--repeats", str(args.repeats)]
-        done = subprocess.run(
-            cmd, env={**os.environ, "XLA_FLAGS": flags}, capture_output=True, text=True
-        )
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
-            sys.exit(f"the run with {FLAG}={setting} failed:\n{done.stderr}")
-        results[setting] = json.loads(done.stdout.strip().splitlines()[-1])
-    fusion, classic = results["true"], results["false"]
-    worst = max(
-        abs(a - b) / abs(b)
-        for k in fusion["losses"]
-        for a, b in zip(classic["losses"][k], fusion["losses"][k])
-    )
-    print(f"final losses, classic against fusion emitters: max relative difference {worst:.1e}")
-    if worst > 1e-9:
-        sys.exit("the two settings disagree beyond float64 rounding")
-    print(f"{'':34} {'fusion (default)':>16} {'classic':>10} {'ratio':>7}")
+            sys.exit(f"the run with the setting {name!r} failed:\n{done.stderr}")
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    base_name, *others = SETTINGS
+    base = results[base_name]
+    for name in others:
+        worst = max(
+            abs(a - b) / abs(b)
+            for k in base["losses"]
+            for a, b in zip(results[name]["losses"][k], base["losses"][k])
+        )
+        print(f"final losses, {name} against {base_name}: max relative difference {worst:.1e}")
+        if worst > 1e-9:
+            sys.exit(f"{name} and {base_name} disagree beyond float64 rounding")
+    header = "".join(f" {n:>12} {'ratio':>6}" for n in others)
+    print(f"{'':34} {base_name + ' (default)':>17}{header}")
     for part, unit in (("compile", "s"), ("run_small", "s/solve"), ("run_large", "s/solve")):
-        for name, value in fusion[part].items():
-            other = classic[part][name]
-            label = f"{part} {name} ({unit})"
-            print(f"{label:34} {value:16.4f} {other:10.4f} {other / value:7.2f}")
+        for solver, value in base[part].items():
+            row = "".join(
+                f" {results[n][part][solver]:12.4f} {results[n][part][solver] / value:6.2f}"
+                for n in others
+            )
+            print(f"{part + ' ' + solver + ' (' + unit + ')':34} {value:17.4f}{row}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,30 @@ def _use_fast_compile() -> None:
 
 _use_fast_compile()
 
+# Most of the suite's time is XLA compiling small programs that then run for milliseconds, so the
+# suite compiles with JAX's switch for that case (`jax_disable_most_optimizations`: LLVM at -O0,
+# its expensive passes off), which halves XLA's compile time and leaves the results unchanged
+# (benchmarks/bench_compile.py). Tests whose run time dominates are marked `optimized` and
+# compile as users' code does. Set in the environment too, for the workers and subprocesses.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+_LESS_OPTIMIZED = os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] not in ("0", "false", "False")
+jax.config.update("jax_disable_most_optimizations", _LESS_OPTIMIZED)
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True)
+def _optimization_level(request):
+    """Full XLA optimization for the tests marked `optimized` (programs they compile keep it)."""
+    if request.node.get_closest_marker("optimized") is None:
+        yield
+        return
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", _LESS_OPTIMIZED)
 
 
 @pytest.fixture

@@ -126,6 +126,7 @@ def test_auto_reads_a_given_controllers_rtol(getkey):
     assert isinstance(gf.choose_solver(relu, 1e-8, 0.5), dfx.Bosh3)
 
 
+@pytest.mark.optimized
 def test_auto_on_relu_flow_against_tight_reference(getkey):
     # Ground truth: Tsit5 at rtol 1e-9 (another method, 1e3-1e7 times tighter; Dopri8 stalls
     # on the kinks).

@@ -231,6 +231,7 @@ def test_width_mean_field_beats_sqrt_at_large_width(tmp_path):
     assert result.summary["ratio_sqrt_over_mean_field_at_largest_m"] > 1.5
 
 
+@pytest.mark.optimized
 def test_cnn_lazy_plateau_matches_linearized_model(tmp_path):
     result = ex.run(ex.CNNAlphaSweep.quick(), tmp_path, progress=False)
     s = result.summary
@@ -308,6 +309,7 @@ def test_vgg_smooth_variant_against_numpy(getkey):
         gf.models.VGG(((3,),), activation="gelu")
 
 
+@pytest.mark.optimized
 def test_tensor_model_against_einsum_and_completion_regimes(getkey):
     model = gf.models.TensorDecomposition()
     u = jax.random.normal(getkey(), (6, 4))
@@ -325,6 +327,7 @@ def test_tensor_model_against_einsum_and_completion_regimes(getkey):
     assert lazy["relative_displacement"] < 1e-3 < rich["relative_displacement"]
 
 
+@pytest.mark.optimized
 def test_population_sgd_small_tau_beats_lazy():
     exp = ex.PopulationSGD.quick()
     small, large = exp.run_point(tau=0.01), exp.run_point(tau=10.0)
@@ -721,6 +724,7 @@ def test_width_sweep_scalings_are_the_papers():
         ex.WidthSweep.output_scale_and_step("x", 16)
 
 
+@pytest.mark.optimized
 def test_paper_figures_notebook_runs_and_asserts_its_claims():
     # Each experiment at quick size, as in the tests above (whose programs it reuses when it runs
     # in their pytest worker), and the notebook's own assertions on the paper's claims.

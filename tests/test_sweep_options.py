@@ -84,6 +84,7 @@ def test_a_failing_measure_is_reported_and_not_stored(tmp_path):
     assert len(list((tmp_path / "points").glob("*.json"))) == 2
 
 
+@pytest.mark.optimized
 def test_tensor_completion_is_a_flow_experiment_that_resumes(tmp_path):
     exp = ex.TensorCompletion.quick()
     assert isinstance(exp, ex.AbstractFlowExperiment)
