@@ -658,6 +658,31 @@ def log_spaced_steps(num_steps: int, num: int = 80) -> np.ndarray:
     return np.concatenate([[0], idx])
 
 
+def finish_axes(
+    ax: Any,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    *,
+    log: str = "",
+    title_size: float | None = None,
+    **legend: Any,
+) -> None:
+    """Label `ax` in the experiments' figure style: log scales on the axes named in `log`
+    (`"x"`, `"y"`, `"xy"`), the axis labels, the title (at `title_size` points if given), a
+    light grid at the major and minor ticks, and a legend (`legend`: arguments of
+    `ax.legend`)."""
+    if "x" in log:
+        ax.set_xscale("log")
+    if "y" in log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **({} if title_size is None else {"fontsize": title_size}))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**legend)
+
+
 def savefig(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 

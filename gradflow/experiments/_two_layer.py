@@ -26,6 +26,14 @@ from .._sweep import SweepStatus, sweep
 from .._typing import Array, ArrayLike, Params
 from ..models.two_layer import init_neurons
 
+# The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
+# its own further choices).
+METHOD_HELP = (
+    "gd: the paper's gradient descent; flow: the gradient flow over the same horizon "
+    "(num_steps times the GD step), solved with solver='auto' (the stabilized RKC where the "
+    "flow is stiff)"
+)
+
 
 def paper_model(width: int) -> models.TwoLayer:
     r"""The paper's two-layer ReLU net of `width` neurons as a

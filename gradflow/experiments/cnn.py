@@ -16,7 +16,7 @@ from .._keys import point_key
 from .._losses import SquareLoss
 from .._operators import gram, jacobian, power_iteration, unit_normal
 from .._problem import Problem
-from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,17 +266,19 @@ class CNNAlphaSweep(AbstractExperiment):
                 ls="--",
                 label="linearized model",
             )
-        ax1.set_xscale("log")
-        ax1.set_xlabel(r"scale $\alpha$")
-        ax1.set_ylabel("test accuracy (%)")
-        ax1.set_title(f"Test accuracy vs $\\alpha$ ({self.data}, {self.epochs} epochs)")
-        ax1.legend()
-        ax1.grid(True, which="both", alpha=0.3)
-        ax2.set_xlabel(r"scale $\alpha$")
-        ax2.set_ylabel("stable activations (%)")
-        ax2.set_title("Share of ReLU activations unchanged from init")
-        ax2.legend()
-        ax2.grid(True, which="both", alpha=0.3)
+        finish_axes(
+            ax1,
+            r"scale $\alpha$",
+            "test accuracy (%)",
+            f"Test accuracy vs $\\alpha$ ({self.data}, {self.epochs} epochs)",
+            log="x",
+        )
+        finish_axes(
+            ax2,
+            r"scale $\alpha$",
+            "stable activations (%)",
+            "Share of ReLU activations unchanged from init",
+        )
         fig.suptitle(
             "VGG-style CNN without batch norm, centered model "
             r"$\alpha(h(w) - h(w_0))$, SGD momentum 0.9"

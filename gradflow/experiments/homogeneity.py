@@ -11,7 +11,7 @@ from .. import data as gdata
 from .._keys import point_key
 from .._problem import Problem
 from .._sweep import Sweep
-from ._base import AbstractFlowExperiment, option, pyplot, savefig
+from ._base import AbstractFlowExperiment, finish_axes, option, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
 
 Flow = Literal["direct", "rescaled"]
@@ -151,14 +151,14 @@ class Homogeneity(AbstractFlowExperiment):
                 if i == 0
                 else None,
             )
-        ax.set_xlabel("time $t$ (of the flow from $\\tau w_0$)")
-        ax.set_ylabel("training loss $R(f)$")
         worst = summary.get("worst_relative_difference")
-        ax.set_title(
+        finish_axes(
+            ax,
+            "time $t$ (of the flow from $\\tau w_0$)",
+            "training loss $R(f)$",
             r"Init scale $\tau$ acts as $\alpha = \tau^2$: the two flows coincide"
             + ("" if worst is None else f" (max relative gap {worst:.1e})"),
-            fontsize=10,
+            title_size=10,
+            fontsize=7,
         )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
         return [savefig(fig, folder / f"{self.name}.png")]

@@ -12,7 +12,7 @@ from .. import data as gdata
 from .._keys import point_key
 from .._losses import SquareLoss
 from .._problem import Problem
-from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 from ._two_layer import paper_init, paper_model
 
 
@@ -157,13 +157,13 @@ class PopulationSGD(AbstractExperiment):
             )
             med = np.array([r["population_loss_median"] for r in rows], dtype=float)
             ax1.plot(tau, med, "s--", color="tab:green", label="median over trials")
-        ax1.set_xscale("log")
-        ax1.set_yscale("log")
-        ax1.set_xlabel(r"init scale $\tau$")
-        ax1.set_ylabel(f"population loss after {self.num_steps} SGD steps")
-        ax1.set_title(f"SGD on fresh batches of {self.batch_size}: d={self.dim}, m={self.width}")
-        ax1.grid(True, which="both", alpha=0.3)
-        ax1.legend()
+        finish_axes(
+            ax1,
+            r"init scale $\tau$",
+            f"population loss after {self.num_steps} SGD steps",
+            f"SGD on fresh batches of {self.batch_size}: d={self.dim}, m={self.width}",
+            log="xy",
+        )
         for i, (tau, (st, lo)) in enumerate(
             sorted(summary["curves"].items(), key=lambda kv: float(kv[0]))
         ):
@@ -175,9 +175,12 @@ class PopulationSGD(AbstractExperiment):
                 color=plt.cm.viridis(i / max(1, len(summary["curves"]) - 1)),
                 label=rf"$\tau$={tau}",
             )
-        ax2.set_xlabel("SGD step")
-        ax2.set_ylabel("batch loss (mean over trials)")
-        ax2.set_title("Loss along training")
-        ax2.grid(True, which="both", alpha=0.3)
-        ax2.legend(fontsize=7, ncol=2)
+        finish_axes(
+            ax2,
+            "SGD step",
+            "batch loss (mean over trials)",
+            "Loss along training",
+            fontsize=7,
+            ncol=2,
+        )
         return [savefig(fig, folder / f"{self.name}.png")]

@@ -15,7 +15,7 @@ from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
-from ._base import AbstractFlowExperiment, mean_std, option, pyplot, savefig
+from ._base import AbstractFlowExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")
 
@@ -201,13 +201,13 @@ class Regimes(AbstractFlowExperiment):
         if rows and any(v < floor for v in finite):
             ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
         ax.axvline(summary["quadratic_dims"], color="0.5", ls=":", label="d(d+1)/2 quadratic forms")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training samples n")
-        ax.set_ylabel("test loss (mean ± std)")
-        ax.set_title(
-            f"Quadratic net, d={self.dim}, m={self.width}, rank-3 quadratic teacher", fontsize=10
+        finish_axes(
+            ax,
+            "training samples n",
+            "test loss (mean ± std)",
+            f"Quadratic net, d={self.dim}, m={self.width}, rank-3 quadratic teacher",
+            log="xy",
+            title_size=10,
+            fontsize=8,
         )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
         return [savefig(fig, folder / f"{self.name}.png")]

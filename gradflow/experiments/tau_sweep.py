@@ -11,12 +11,14 @@ from .. import data as gdata
 from .._keys import point_key
 from ._base import (
     AbstractExperiment,
+    finish_axes,
     mean_std,
     option,
     pyplot,
     savefig,
 )
 from ._two_layer import (
+    METHOD_HELP,
     paper_init,
     paper_problem,
     train_trials,
@@ -138,9 +140,7 @@ class TauSweep(AbstractExperiment):
     seed: int = option(0, "PRNG seed of the trials")
     method: str = option(
         "gd",
-        "gd: the paper's gradient descent; flow: the gradient flow over the same horizon "
-        "(num_steps times the GD step), solved with solver='auto' (the stabilized RKC where the "
-        "flow is stiff); linear: only the linearized model, trained exactly (closed form) over "
+        METHOD_HELP + "; linear: only the linearized model, trained exactly (closed form) over "
         "the same horizon",
         choices=("gd", "flow", "linear"),
     )
@@ -314,15 +314,14 @@ class TauSweep(AbstractExperiment):
                 )
         # Losses are positive and span decades: log axes, and a band (min to max over the
         # trials) that cannot cross zero the way mean - std does.
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"init scale $\tau$ (acts as $\alpha = \tau^2$)")
-        ax.set_ylabel("test loss")
-        ax.set_title(
+        finish_axes(
+            ax,
+            r"init scale $\tau$ (acts as $\alpha = \tau^2$)",
+            "test loss",
             f"Test loss vs $\\tau$: d={self.dim}, n={self.n_train}, m={self.width}, "
             f"{self.trials} trials,\n{self.num_steps} {self._method_label()}",
-            fontsize=10,
+            log="xy",
+            title_size=10,
+            fontsize=8,
         )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
         return [savefig(fig, folder / f"{self.name}.png")]

@@ -14,7 +14,7 @@ from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
-from ._base import AbstractFlowExperiment, mean_std, option, pyplot, savefig
+from ._base import AbstractFlowExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,18 +179,20 @@ class TensorCompletion(AbstractFlowExperiment):
                 color="tab:red",
                 label=r"$\|U - U_0\| / \|U_0\|$",
             )
-        ax1.set_xscale("log")
-        ax1.set_yscale("log")
-        ax1.set_xlabel(r"init scale $\tau$ (acts as $\alpha = \tau^3$)")
-        ax1.set_ylabel("loss (held-out: relative to predicting 0)")
-        ax1.set_title(f"Tensor completion: d={self.dim}, rank {self.rank}, m={self.width}")
-        ax1.grid(True, which="both", alpha=0.3)
-        ax1.legend(fontsize=8)
-        ax2.set_xscale("log")
-        ax2.set_yscale("log")
-        ax2.set_xlabel(r"init scale $\tau$")
-        ax2.set_ylabel("alignment (1 = on the target's directions) / displacement")
-        ax2.set_title("Where the components went")
-        ax2.grid(True, which="both", alpha=0.3)
-        ax2.legend(fontsize=8)
+        finish_axes(
+            ax1,
+            r"init scale $\tau$ (acts as $\alpha = \tau^3$)",
+            "loss (held-out: relative to predicting 0)",
+            f"Tensor completion: d={self.dim}, rank {self.rank}, m={self.width}",
+            log="xy",
+            fontsize=8,
+        )
+        finish_axes(
+            ax2,
+            r"init scale $\tau$",
+            "alignment (1 = on the target's directions) / displacement",
+            "Where the components went",
+            log="xy",
+            fontsize=8,
+        )
         return [savefig(fig, folder / f"{self.name}.png")]

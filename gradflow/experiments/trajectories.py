@@ -13,7 +13,7 @@ from .._losses import SquareLoss
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
-from ._base import AbstractFlowExperiment, log_spaced_steps, option, pyplot, savefig
+from ._base import AbstractFlowExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
 from ._two_layer import paper_init, paper_learning_rate, paper_problem
 
 
@@ -203,9 +203,11 @@ class Trajectories(AbstractFlowExperiment):
             ax.set_xlabel("first coordinate")
             ax.set_ylabel("second coordinate")
             ax.legend(fontsize=7, loc="lower left")
-            axl.set_xlabel("iteration (gradient-descent steps; flow at the same times)")
-            axl.set_ylabel("loss")
-            axl.set_title(rf"$\tau = {tau:g}$: train and test loss")
-            axl.grid(True, which="both", alpha=0.3)
-            axl.legend(fontsize=8)
+            finish_axes(
+                axl,
+                "iteration (gradient-descent steps; flow at the same times)",
+                "loss",
+                rf"$\tau = {tau:g}$: train and test loss",
+                fontsize=8,
+            )
         return [savefig(fig, folder / f"{self.name}.png")]

@@ -11,8 +11,9 @@ import numpy as np
 from .. import data as gdata
 from .._kernel_flow import infinite_width_flow
 from .._keys import point_key
-from ._base import AbstractExperiment, mean_std, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 from ._two_layer import (
+    METHOD_HELP,
     paper_init,
     paper_learning_rate,
     paper_problem,
@@ -76,9 +77,7 @@ class WidthSweep(AbstractExperiment):
     seed: int = option(0, "PRNG seed of the trials")
     method: str = option(
         "gd",
-        "gd: the paper's gradient descent; flow: the gradient flow over the same horizon "
-        "(num_steps times the GD step), solved with solver='auto' (the stabilized RKC where the "
-        "flow is stiff); or per scaling, e.g. sqrt=flow,mean_field=gd",
+        METHOD_HELP + "; or per scaling, e.g. sqrt=flow,mean_field=gd",
     )
     flow_rtol: float = option(
         1e-4,
@@ -333,13 +332,13 @@ class WidthSweep(AbstractExperiment):
             ax.plot([], [], "v", color="0.3", label=f"below {floor:.0e} (exact recovery)")
         if diverged:
             ax.plot([], [], "x", color="0.3", mew=2, label="every trial diverged (no loss)")
-        ax.set_xlabel("width $m$")
-        ax.set_ylabel("test loss at the end of training (mean ± std)")
-        ax.set_title(
+        finish_axes(
+            ax,
+            "width $m$",
+            "test loss at the end of training (mean ± std)",
             f"Test loss vs width: d={self.dim}, n={self.n_train}, teacher x{self.teacher_scale:g}, "
             f"{self.trials} trial(s),\n{self.num_steps} GD steps{self._method_label()}",
-            fontsize=10,
+            title_size=10,
+            fontsize=9,
         )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=9)
         return [savefig(fig, folder / f"{self.name}.png")]
