@@ -3,9 +3,11 @@ r"""Compile time and run time of `gf.solve` under XLA's CPU compile settings.
 XLA's CPU backend emits each fused kernel either with its MLIR-based fusion emitters (its
 default) or with its classic emitters (`XLA_FLAGS=--xla_cpu_use_fusion_emitters=false`), and
 JAX's `jax_disable_most_optimizations` (`JAX_DISABLE_MOST_OPTIMIZATIONS=1`) compiles with LLVM
-at -O0 and its expensive passes off. The test suite uses the classic emitters at -O0
-(`tests/conftest.py`). This script measures what each costs or saves against the default. Each
-setting runs in a fresh subprocess of this script, and within it:
+at -O0 and its expensive passes off; `XLA_FLAGS=--xla_backend_optimization_level=1` keeps LLVM's
+optimizations at a lower level than the default. The test suite uses the classic emitters at
+-O0, and at level 1 for its tests marked `optimized` (`tests/conftest.py`). This script
+measures what each costs or saves against the default. Each setting runs in a fresh
+subprocess of this script, and within it:
 
 - `compile`: the first `gf.solve` of a problem, tracing, lowering and compiling included,
   summed over `--shapes` problems of new shapes (each a new program; JAX's own start-up is
@@ -87,6 +89,7 @@ SETTINGS = {
     "fusion": (f"{FLAG}=true", "0"),
     "classic": (f"{FLAG}=false", "0"),
     "classic -O0": (f"{FLAG}=false", "1"),
+    "classic O1": (f"{FLAG}=false --xla_backend_optimization_level=1", "0"),
 }
 
 

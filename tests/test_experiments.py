@@ -245,6 +245,7 @@ def test_cnn_lazy_plateau_matches_linearized_model(tmp_path):
     assert 50 < disp[1] / disp[2] < 200
 
 
+@pytest.mark.optimized
 def test_cnn_runs_on_cifar10_format(tmp_path):
     folder = gf.data.write_cifar10_like(tmp_path / "cifar", num_per_batch=8)
     exp = ex.CNNAlphaSweep.quick().replace(

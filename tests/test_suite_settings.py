@@ -1,5 +1,5 @@
 """The suite's compile settings (`tests/conftest.py`): less optimization, except for the tests
-marked `optimized`."""
+marked `optimized`, which compile at XLA's backend optimization level 1."""
 
 import os
 
@@ -21,5 +21,8 @@ def test_unmarked_tests_compile_less_optimized():
 
 
 @pytest.mark.optimized
-def test_optimized_tests_compile_fully():
+def test_optimized_tests_compile_with_optimizations():
     assert _less_optimized() is False
+    # The level that conftest adds to XLA_FLAGS, unless XLA_FLAGS set one before the run.
+    levels = [f for f in os.environ.get("XLA_FLAGS", "").split() if "backend_optimization" in f]
+    assert levels and levels[-1].startswith("--xla_backend_optimization_level="), levels
