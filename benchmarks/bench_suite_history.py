@@ -18,7 +18,7 @@ its ratio to `base`. The environment's `XLA_FLAGS` and `JAX_DISABLE_MOST_OPTIMIZ
 removed for every run, so that each suite applies its own settings.
 
 Run: `python benchmarks/bench_suite_history.py [--base REV] [--full] [--json PATH]` from the
-repository root (about 12 minutes with `--full` on 2 cores).
+repository root (about 12 minutes on 2 cores, 16 with `--full`).
 """
 
 import argparse
