@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +55,7 @@ RENAMES = {
 
 
 def _env(pythonpath: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ)
     for name in ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS", "PYTEST_ADDOPTS"):
         env.pop(name, None)
     if pythonpath is not None:
@@ -94,7 +95,7 @@ def match(base_ids: list[str], ids: list[str]) -> tuple[list[str], list[str]]:
     return found, missing
 
 
-def _timed(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
+def _timed(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -123,10 +124,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_root = Path(tmp) / "base"
         base_root.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", args.base], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(base_root)], input=archive, check=True)
+        archive = subprocess.run(["git", "archive", args.base], cwd=ROOT, capture_output=True)
+        if archive.returncode != 0:
+            sys.exit(
+                f"--base {args.base}: git archive failed ({archive.stderr.decode().strip()}); "
+                "give a commit of this repository's history (a shallow clone may lack it)."
+            )
+        subprocess.run(["tar", "-x", "-C", str(base_root)], input=archive.stdout, check=True)
         shared = ROOT.parent / "shared"
         if shared.is_dir():
             (Path(tmp) / "shared").symlink_to(shared)
@@ -140,19 +144,20 @@ def main(argv=None) -> int:
         for node in missing:
             print(f"  no match: {node}")
 
-        runs = {}
-        runs["base"] = _timed([], base_root, base_env)
-        runs["same tests now"] = _timed(found, ROOT, env)
+        # Each row is printed as soon as its run ends, so a failing later run loses none.
+        print(f"\n{'run':<18} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ratio':>6}  pytest")
+        plan = [("base", [], base_root, base_env), ("same tests now", found, ROOT, env)]
         if args.full:
-            runs["whole suite now"] = _timed([], ROOT, env)
-
-    base = runs["base"]
-    print(f"\n{'run':<18} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ratio':>6}  pytest")
-    for name, r in runs.items():
-        print(
-            f"{name:<18} {r['wall_s']:8.1f} {r['wall_s'] / base['wall_s']:6.2f} "
-            f"{r['cpu_s']:8.1f} {r['cpu_s'] / base['cpu_s']:6.2f}  {r['summary']}"
-        )
+            plan.append(("whole suite now", [], ROOT, env))
+        runs: dict[str, dict[str, Any]] = {}
+        for name, ids_, cwd, run_env in plan:
+            r = runs[name] = _timed(ids_, cwd, run_env)
+            base = runs["base"]
+            print(
+                f"{name:<18} {r['wall_s']:8.1f} {r['wall_s'] / base['wall_s']:6.2f} "
+                f"{r['cpu_s']:8.1f} {r['cpu_s'] / base['cpu_s']:6.2f}  {r['summary']}",
+                flush=True,
+            )
     if args.json:
         payload = {
             "base": args.base,
