@@ -30,6 +30,10 @@ from ._estimators import (  # noqa: E402
     parameter_spectrum as parameter_spectrum,
     tangent_spectrum as tangent_spectrum,
 )
+from ._fingerprint import (  # noqa: E402
+    problem_fingerprint as problem_fingerprint,
+    tree_fingerprint as tree_fingerprint,
+)
 from ._kernel_flow import (  # noqa: E402
     KernelFlow as KernelFlow,
     infinite_width_flow as infinite_width_flow,
@@ -75,10 +79,8 @@ from ._sweep import (  # noqa: E402
     AlphaSweep as AlphaSweep,
     Sweep as Sweep,
     SweepStatus as SweepStatus,
-    problem_fingerprint as problem_fingerprint,
     sweep as sweep,
     sweep_alpha as sweep_alpha,
-    tree_fingerprint as tree_fingerprint,
 )
 from ._version import __version__ as __version__  # noqa: E402
 from .models import symmetric_init as symmetric_init  # noqa: E402

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._fingerprint import stable_repr as stable_repr
 from ._io import _clean, write_json
 
 _KEY = re.compile(r"^[A-Za-z0-9_.=+-]{1,200}$")
 _FORMAT = 2
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 class StoreError(ValueError):
@@ -48,12 +48,6 @@ def _content_hash(record: Any) -> str:
     # exactly through JSON, so re-serializing what was read gives the same text.
     text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def stable_repr(obj: Any) -> str:
-    """`repr(obj)` without memory addresses (`<function f at 0x7f...>` -> `<function f>`), so
-    that it is the same in every process and every run."""
-    return _ADDRESS.sub("", repr(obj))
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -445,13 +439,20 @@ def identity_differences(stored: Any, now: Mapping[str, Any]) -> list[str]:
     "..."}`), as a list of names; `["fingerprint (none stored)"]` when the record has none."""
     if not isinstance(stored, Mapping):
         return ["fingerprint (none stored)"]
+    if "format" in now and stored.get("format") != now["format"]:
+        # Hashes of another scheme cannot be compared part by part.
+        return [
+            f"fingerprint format (stored {stored.get('format', 'before format 3')}, now "
+            f"{now['format']}: written by another version of gradflow)"
+        ]
+    names = {"solve": "solve options", "measure": "`measure` (its code or closure)"}
     differ = []
     for part in sorted(set(stored) | set(now)):
         a, b = stored.get(part), now.get(part)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             differ += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
-            differ.append(f"{part} options" if part == "solve" else part)
+            differ.append(names.get(part, part))
     return differ
 
 
@@ -511,10 +512,10 @@ def resume(
         shown = [f"{keys[i]} (differs in: {', '.join(d)})" for i, d in list(stale.items())[:5]]
         more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
         raise StoreError(
-            f"{len(stale)} point(s) in {store.folder} were computed for another problem than "
-            f"{now}: {'; '.join(shown)}{more}. A changed problem never reuses "
-            "stored points: pass another store folder, or overwrite=True (--overwrite) to "
-            "recompute them."
+            f"{len(stale)} point(s) in {store.folder} were computed for another computation "
+            f"than {now}: {'; '.join(shown)}{more}. A stored point is reused only for the same "
+            "problem (model and loss as traced, arrays), solve options and `measure`: pass "
+            "another store folder, or overwrite=True (--overwrite) to recompute them."
         )
     pending = [i for i in positions if i not in records and owned(i)]
     return Resumed(records, pending)

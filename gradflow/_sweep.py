@@ -3,10 +3,7 @@ programs, checkpointed per point, returned as one immutable result stacked along
 and the alpha sweep with its rate fits, on top of it."""
 
 import dataclasses
-import functools
-import hashlib
 import time
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +15,18 @@ import numpy as np
 
 from ._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
+from ._fingerprint import (
+    FORMAT,
+    callable_fingerprint,
+    problem_fingerprint,
+    stable_repr,
+    tree_fingerprint,
+)
 from ._keys import point_key
 from ._problem import Problem
 from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, solve
 from ._stats import RateFit, fit_rate
-from ._store import ResultStore, resume, stable_repr
+from ._store import ResultStore, resume
 from ._theory import PredictedExponents
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
@@ -178,49 +182,6 @@ def _num(v: Any) -> float | None:
 
 def _point_key(point: dict[str, Any]) -> str:
     return point_key(**point)
-
-
-def _feed(h: "hashlib._Hash", obj: Any, depth: int = 0) -> None:
-    leaves, treedef = jax.tree_util.tree_flatten(obj)
-    # The tree structure carries the types and static fields (widths, activations, `center`).
-    h.update(stable_repr(treedef).encode())
-    for leaf in leaves:
-        if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
-            a = np.ascontiguousarray(np.asarray(leaf))
-            h.update(f"|array {a.dtype.str} {a.shape}|".encode())
-            h.update(a.tobytes())
-        elif isinstance(leaf, functools.partial) and depth < 4:
-            h.update(b"|partial|")
-            _feed(h, (leaf.func, leaf.args, leaf.keywords), depth + 1)
-        elif isinstance(leaf, types.FunctionType) and depth < 4:
-            # A plain function is named by where it lives, what it closes over and its default
-            # arguments (a lambda over another constant is another model); its bytecode is
-            # left out so that a Python upgrade does not invalidate every store.
-            h.update(f"|function {leaf.__module__}.{leaf.__qualname__}|".encode())
-            cells = []
-            for cell in leaf.__closure__ or ():
-                try:
-                    cells.append(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    cells.append(None)
-            _feed(h, (cells, leaf.__defaults__, leaf.__kwdefaults__), depth + 1)
-        else:
-            h.update(f"|{type(leaf).__qualname__} {stable_repr(leaf)}|".encode())
-
-
-def tree_fingerprint(tree: Any) -> str:
-    """A short hash of a PyTree: the bytes, dtype and shape of every array leaf, and the tree
-    structure (types, static fields); functions by module, name and closure. Equal for equal
-    trees in every process and every run."""
-    h = hashlib.sha256()
-    _feed(h, tree)
-    return h.hexdigest()[:16]
-
-
-def problem_fingerprint(problem: Problem) -> dict[str, str]:
-    """The identity of a problem, one hash per field (`apply`, `params0`, `inputs`, `loss`,
-    `alpha`, `center`), so that a refusal can say which part changed."""
-    return {f.name: tree_fingerprint(getattr(problem, f.name)) for f in dataclasses.fields(problem)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +551,8 @@ class _Run:
     def __init__(self, build, points, keys, plans, measure, store, devices, index, count):
         self.build, self.points, self.keys = build, points, keys
         self.plans, self.measure = plans, measure
+        # Whatever shapes a stored record is part of its identity: the measure's code too.
+        self.measure_id = callable_fingerprint(measure)
         self.store, self.devices = store, devices
         self.index, self.count = index, count
         n = len(points)
@@ -642,8 +605,10 @@ class _Run:
                 )
             if self.store is not None:  # the identity is what a stored point is checked by
                 identities[i] = {
+                    "format": FORMAT,
                     "problem": problem_fingerprint(problem),
                     "solve": self.plans[i].id,
+                    "measure": self.measure_id,
                 }
             if self.solves(i):
                 problems[i] = problem

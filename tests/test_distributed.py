@@ -192,7 +192,7 @@ def test_experiment_points_resume_only_for_the_same_point(tmp_path):
         store.put("k=2", {**rec, "fingerprint": {"point": "0" * 16}})
         legacy = {k: v for k, v in store.get("k=1").items() if k != "fingerprint"}
         store.put("k=1", legacy)
-    with pytest.raises(gf.StoreError, match=r"1 point\(s\) .* another problem than experiment "
+    with pytest.raises(gf.StoreError, match=r"1 point\(s\) .* another computation than experiment "
                        r"'squares' now defines: k=2 \(differs in: point\)"):  # fmt: skip
         ex.run(exp, tmp_path, progress=False)
     again = ex.run(exp, tmp_path, progress=False, overwrite=True)

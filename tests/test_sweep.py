@@ -170,7 +170,7 @@ def test_changed_build_never_reuses_stored_points(tmp_path):
     assert not any(first.resumed)
     with pytest.raises(
         gf.StoreError,
-        match=r"2 point\(s\) in .* computed for another problem than `build` now returns: "
+        match=r"2 point\(s\) in .* computed for another computation than `build` now returns: "
         r"tau=0.5_seed=0 \(differs in: loss\); tau=0.5_seed=1 \(differs in: loss\)\. .*"
         "overwrite=True",
     ):
