@@ -5,6 +5,7 @@ import math
 import os
 import platform
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ def write_json(obj: Any, path: str | Path) -> Path:
     atomic so an interrupted run never leaves a truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # One temporary name per process: processes of a distributed run may write the same file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A unique temporary name per write: processes of a distributed run, or threads of one
+    # process, may write the same file at once; the last rename wins whole.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
         tmp.replace(path)

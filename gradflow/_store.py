@@ -20,7 +20,9 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,9 +93,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-# Locks this process holds, by path, with how many open stores use each (a process may reopen
-# a folder it already holds, e.g. a notebook cell run twice).
-_HELD: dict[Path, int] = {}
+# Locks this process holds, by path: the thread that holds each and how many open stores of
+# that thread use it. The thread that holds a folder may reopen it (a notebook cell run twice);
+# another thread of the process is refused like another process. `_GUARD` makes the check and
+# the update one step.
+_HELD: dict[Path, "_Holder"] = {}
+_GUARD = threading.RLock()
+
+
+@dataclasses.dataclass
+class _Holder:
+    thread: threading.Thread
+    count: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,11 +269,26 @@ class ResultStore:
         return self.folder / "locks"
 
     def _acquire(self) -> None:
+        with _GUARD:
+            self._acquire_locked()
+
+    def _acquire_locked(self) -> None:
         self.locks_folder.mkdir(exist_ok=True)
         name = f"process-{self.process_index}-of-{self.process_count}.json"
         path = (self.locks_folder / name).resolve()
-        if path in _HELD:
-            _HELD[path] += 1
+        holder = _HELD.get(path)
+        if holder is not None and holder.thread is not threading.current_thread():
+            if holder.thread.is_alive():
+                raise StoreError(
+                    f"{self.folder} is in use by another thread of this process "
+                    f"({holder.thread.name!r}); two threads writing one store would overwrite "
+                    "each other's points. Wait for that thread to finish (or close its store), "
+                    "or give this thread another output folder."
+                )
+            # The thread that held it ended without closing the store: take it over.
+            holder.thread, holder.count = threading.current_thread(), 0
+        if holder is not None:
+            holder.count += 1
             self._lock = path
             self._check_others(path)
             return
@@ -273,7 +299,7 @@ class ResultStore:
             "count": self.process_count,
             "since": time.time(),
         }
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(mine))
         try:
             for _ in range(3):
@@ -291,7 +317,7 @@ class ResultStore:
                 raise StoreError(f"could not take the lock {path}; try again")
         finally:
             tmp.unlink(missing_ok=True)
-        _HELD[path] = 1
+        _HELD[path] = _Holder(threading.current_thread(), 1)
         self._lock = path
         try:
             self._check_others(path)
@@ -336,15 +362,16 @@ class ResultStore:
 
     def close(self) -> None:
         """Release the folder (remove this process's lock). Idempotent."""
-        path, self._lock = self._lock, None
-        if path is None or path not in _HELD:
-            return
-        _HELD[path] -= 1
-        if _HELD[path] <= 0:
-            del _HELD[path]
-            held = _Lock.read(path)
-            if held is not None and held.pid == os.getpid():
-                path.unlink(missing_ok=True)
+        with _GUARD:
+            path, self._lock = self._lock, None
+            if path is None or path not in _HELD:
+                return
+            _HELD[path].count -= 1
+            if _HELD[path].count <= 0:
+                del _HELD[path]
+                held = _Lock.read(path)
+                if held is not None and held.pid == os.getpid():
+                    path.unlink(missing_ok=True)
 
     def __enter__(self) -> "ResultStore":
         return self
