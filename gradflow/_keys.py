@@ -12,7 +12,9 @@ def point_key(
 ) -> str:
     """The key of one point of an experiment: `name=value` for each keyword, in order, between
     an optional `prefix` and `suffix`, joined by `_`. Integers are written in full, other
-    numbers with `digits` significant digits (`f"{value:.{digits}g}"`), strings and booleans
+    numbers with `digits` significant digits (`f"{value:.{digits}g}"`) where that form reads
+    back as the same float, else in the shortest form that does (`repr`: `1.0000001`,
+    `0.00630957344480193`), so distinct values always have distinct keys; strings and booleans
     as they are.
 
     A run finds the points already stored under these keys, so a key must not change for a
@@ -23,7 +25,7 @@ def point_key(
     **Arguments:**
 
     - `prefix`, `suffix`: a bare word before or after the `name=value` parts.
-    - `digits`: significant digits of the numbers that are not integers.
+    - `digits`: significant digits of the numbers that are not integers, where they are exact.
     - `values`: the point's coordinates, as `name=value`.
 
     **Returns:** the key, a file-name-safe string.
@@ -57,5 +59,26 @@ def _value(name: str, value: Any, digits: int) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)) and not math.isnan(value):
-        return f"{float(value):.{digits}g}"
+        value = float(value)
+        short = f"{value:.{digits}g}"
+        # Exact: the short form only where it reads back as the same float, else the shortest
+        # form that does (`repr`), so two distinct values never share a key.
+        return short if float(short) == value else repr(value)
     raise ValueError(f"Point coordinate `{name}` must be a number or a string; got {value!r}.")
+
+
+def duplicate_keys(keys: "list[str]", points: "list[Any]") -> str | None:
+    """`None` if the keys are distinct, else a message naming each repeated key and the
+    points that share it (by position and value)."""
+    where: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        where.setdefault(key, []).append(i)
+    repeated = {k: idx for k, idx in where.items() if len(idx) > 1}
+    if not repeated:
+        return None
+    shown = [
+        f"{k!r} for " + " and ".join(f"points[{i}]={points[i]!r}" for i in idx)
+        for k, idx in list(repeated.items())[:3]
+    ]
+    more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    return f"{len(repeated)} key(s) repeat: " + "; ".join(shown) + more

@@ -22,7 +22,7 @@ from ._fingerprint import (
     stable_repr,
     tree_fingerprint,
 )
-from ._keys import point_key
+from ._keys import duplicate_keys, point_key
 from ._problem import Problem
 from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, solve
 from ._stats import RateFit, fit_rate
@@ -475,8 +475,12 @@ def sweep(
             raise ValueError(
                 f"`keys` must hold one key per point; got {len(keys)} for {len(points)}."
             )
-    if len(set(keys)) != len(keys):
-        raise ValueError("`points` holds duplicates; every point must be distinct.")
+    repeated = duplicate_keys(keys, points)
+    if repeated is not None:
+        raise ValueError(
+            f"`points` holds duplicates: {repeated}. Every point must be distinct (drop the "
+            "repeats, or pass distinct `keys`)."
+        )
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size}.")
     if only is not None and set(only) - set(keys):

@@ -16,6 +16,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
+from gradflow.experiments import point_key
 
 TS = [0.0, 1.0, 2.0]
 N, D, M = 8, 3, 10
@@ -260,8 +261,12 @@ def test_shapes_form_separate_programs_and_bad_input():
     np.testing.assert_allclose(sw.final("loss")[1], ref.loss[-1], rtol=1e-7)
     ref = gf.solve(by_width(6, 1), t1=2.0, ts=TS, rtol=1e-12, atol=1e-14, linearized=False)
     np.testing.assert_allclose(sw.final("loss")[5], ref.loss[-1], rtol=1e-7)
-    with pytest.raises(ValueError, match="`points` holds duplicates"):
-        gf.sweep(build, [POINTS[0], POINTS[0]], t1=1.0)
+    with pytest.raises(
+        ValueError,
+        match=r"`points` holds duplicates: 1 key\(s\) repeat: 'tau=0.5_seed=0' for points\[0\]="
+        r"\{'tau': 0.5, 'seed': 0\} and points\[2\]=",
+    ):
+        gf.sweep(build, [POINTS[0], POINTS[1], POINTS[0]], t1=1.0)
     with pytest.raises(ValueError, match="`throw` is not supported"):
         gf.sweep(build, POINTS, t1=1.0, throw=True)
     with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
@@ -443,3 +448,27 @@ def test_sweep_keeps_parameters_when_they_stack():
                              jax.tree_util.tree_leaves(one.params)):  # fmt: skip
             # batch_size=1 is one plain solve: the same program, the same numbers.
             np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_points_that_differ_in_the_seventh_digit_have_their_own_keys(tmp_path):
+    # Keys are exact: two alphas 1e-7 apart are two points, each stored and read back as
+    # itself (its own alpha, against its own solve).
+    alphas = [1.0000001, 1.0000002]
+    pts = [{"tau": 1.0, "seed": 0, "alpha": a} for a in alphas]
+    sw = gf.sweep(build, pts, store=tmp_path, **OPTS)
+    assert sw.keys == ("tau=1_seed=0_alpha=1.0000001", "tau=1_seed=0_alpha=1.0000002")
+    again = gf.sweep(build, pts, store=tmp_path, **OPTS)
+    assert all(again.resumed)
+    np.testing.assert_array_equal(np.asarray(again.solution.alpha), alphas)
+    for k, a in enumerate(alphas):
+        assert float(point_key(alpha=a).split("=")[1]) == a
+
+
+def test_point_keys_read_back_as_the_same_float():
+    # The key's number parses back to the exact float (Python's float parsing as the reference),
+    # and the short form is kept where it is exact.
+    rng = np.random.default_rng(0)
+    values = np.concatenate([10.0 ** rng.uniform(-8, 8, 500), rng.normal(size=500)])
+    for v in values:
+        assert float(point_key(x=v).removeprefix("x=")) == v
+    assert point_key(tau=0.01, alpha=1e-5, m=2.5) == "tau=0.01_alpha=1e-05_m=2.5"

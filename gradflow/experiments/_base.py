@@ -2,6 +2,7 @@
 figures."""
 
 import abc
+import collections
 import dataclasses
 import os
 import re
@@ -15,8 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import _memory
 from .._io import environment, write_json
-from .._keys import point_key
+from .._keys import duplicate_keys, point_key
+from .._memory import ArraySize
 from .._store import ResultStore, config_hash, resume
 
 if typing.TYPE_CHECKING:
@@ -54,17 +57,28 @@ class AbstractExperiment(abc.ABC):
         field (its type, and what [`gradflow.experiments.option`][] declares), then
         `check_options` for what involves several options or a data path.
 
-        **Raises:** `ValueError` naming the option, its value and the fix.
+        **Raises:** `ValueError` naming the option, its value and the fix; for sizes whose
+        arrays (`largest_arrays`) cannot fit in memory, the memory they need and the machine's.
         """
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             _check_option(f.name, getattr(self, f.name), hints[f.name], f.metadata)
         self.check_options()
+        # XLA aborts the process on an allocation it cannot make: refuse such sizes here.
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        _memory.refuse_if_too_large(self.largest_arrays(), values)
 
     def check_options(self) -> None:
         """The checks `validate` runs after the per-option ones: those that involve several
         options or a data path (none by default); raise `ValueError` naming the option and
         the fix."""
+
+    def largest_arrays(self) -> list[ArraySize]:
+        """The largest arrays one point holds at once, each with the options that set its
+        size (none by default). `validate` refuses a configuration whose arrays add up to more
+        than the machine's memory, naming the options of the largest: their sum is a lower
+        bound of what the point needs, so a configuration that fits is never refused."""
+        return []
 
     @abc.abstractmethod
     def points(self) -> list[tuple[str, dict[str, Any]]]:
@@ -139,6 +153,7 @@ def option(
     even: bool = False,
     within: str | None = None,
     choices: Sequence[str] | None = None,
+    repeats: bool = False,
 ) -> Any:
     """An option of an experiment: a dataclass field with its default, its meaning and what
     [`gradflow.experiments.AbstractExperiment.validate`][] checks of it, e.g.
@@ -146,7 +161,8 @@ def option(
 
     Every option is checked against its annotation (`int`, `float`, `bool`, `str`, a
     `tuple[...]` of them, `... | None`; numbers must be finite); a tuple must hold at least one
-    value, and the constraints below apply to each of its values.
+    value, each value once unless `repeats` (a tuple of a sweep lists its points: a repeated
+    value would be one point twice), and the constraints below apply to each of its values.
 
     **Arguments:**
 
@@ -156,6 +172,7 @@ def option(
     - `even`: the value must be an even integer >= 2 (a doubled init pairs the neurons).
     - `within`: an interval such as `"[0, 1)"` or `"(0, 1)"` the value must lie in.
     - `choices`: the strings the value may take.
+    - `repeats`: a tuple may hold a value more than once (e.g. the channels of the layers).
 
     **Returns:** a `dataclasses.field`.
     """
@@ -165,7 +182,7 @@ def option(
         _interval(within)
     if choices is not None and (isinstance(choices, str) or not choices):
         raise ValueError(f"`choices` must be a non-empty list of strings; got {choices!r}.")
-    meta = {"help": help, "positive": positive, "even": even, "within": within}
+    meta = {"help": help, "positive": positive, "even": even, "within": within, "repeats": repeats}
     meta["choices"] = None if choices is None else tuple(choices)
     return dataclasses.field(default=default, metadata=types.MappingProxyType(meta))
 
@@ -267,6 +284,16 @@ def _check_option(name: str, value: Any, hint: Any, meta: Any) -> None:
                 f"Option `{name}` must {'be among' if among else 'list'} "
                 f"{_expected(element, meta, plural=True)}; got {name}={value!r}."
             )
+        if not meta.get("repeats"):
+            # Exact comparison: 10 and 10.0 repeat, 1.0000001 and 1.0000002 do not.
+            counts = collections.Counter(value)
+            repeated = [v for v, k in counts.items() if k > 1]
+            if repeated:
+                times = {2: "twice"}.get(counts[repeated[0]], f"{counts[repeated[0]]} times")
+                raise ValueError(
+                    f"Option `{name}` lists {repeated[0]!r} {times}; each value is one point, so "
+                    f"list each value once; got {name}={value!r}."
+                )
     elif not _admits(value, hint, meta):
         raise ValueError(
             f"Option `{name}` must be {_expected(hint, meta, plural=False)}; got {name}={value!r}."
@@ -453,8 +480,12 @@ def run(
     out = Path(out)
     points = experiment.points()
     keys = [k for k, _ in points]
-    if len(set(keys)) != len(keys):
-        raise RuntimeError(f"experiment {experiment.name!r} produced duplicate point keys")
+    repeated = duplicate_keys(keys, [p for _, p in points])
+    if repeated is not None:
+        raise ValueError(
+            f"experiment {experiment.name!r} has repeated points: {repeated}. Drop the repeated "
+            "values from its options."
+        )
     if only is not None:
         unknown = sorted(set(only) - set(keys))
         if unknown:
