@@ -1,6 +1,7 @@
 """Losses `R: F -> R_+` on the output space, with the constants the theorems need."""
 
 import abc
+import numbers
 
 import equinox as eqx
 import jax
@@ -18,6 +19,34 @@ def _check_finite(name: str, value: ArrayLike) -> None:
             f"`{name}` contains NaN or inf values; clean or drop those samples before building "
             "the loss."
         )
+
+
+def _check_probability_rows(targets: np.ndarray) -> None:
+    """Every row of the `(n, k)` array `targets` is a probability vector: entries >= 0 that sum
+    to 1, up to float32 rounding. Summing k entries each rounded to relative precision u
+    errs by at most k u (Higham, *Accuracy and Stability of Numerical Algorithms*, Sec. 4.2),
+    so `k * eps32` (float32 is the coarsest dtype targets come in) lets any rounded
+    probability vector through and no vector of class indices or counts."""
+    tol = targets.shape[1] * float(np.finfo(np.float32).eps)
+    fix = (
+        "For class indices use `gf.CrossEntropyLoss.from_labels(labels, num_classes)`, or pass "
+        "one-hot targets `jax.nn.one_hot(labels, k)`."
+    )
+    requirement = (
+        "`targets` of CrossEntropyLoss must be probability vectors (one-hot, or soft labels): "
+        "entries >= 0, each row summing to 1"
+    )
+    negative = np.flatnonzero(np.any(targets < -tol, axis=1))
+    if negative.size:
+        i = int(negative[0])
+        raise ValueError(
+            f"{requirement}; row {i} has a negative entry, {float(targets[i].min())!r}. {fix}"
+        )
+    sums = targets.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > tol)
+    if off.size:
+        i = int(off[0])
+        raise ValueError(f"{requirement}; row {i} sums to {float(sums[i])!r}. {fix}")
 
 
 def empirical_norm(f: Outputs) -> Scalar:
@@ -129,11 +158,21 @@ class LogisticLoss(AbstractLoss):
 
 
 class CrossEntropyLoss(AbstractLoss):
-    r"""Softmax cross-entropy for one-hot targets of shape `(n, k)`:
+    r"""Softmax cross-entropy for targets of shape `(n, k)` whose rows are probability vectors
+    (one-hot labels, or soft labels such as label smoothing):
     $R(f) = -\tfrac1n \sum_i \langle y_i, \log \mathrm{softmax}(f_i) \rangle$.
 
     $M = 1/2$ (the Hessian $\mathrm{diag}(p) - pp^\top$ has spectral norm at most 1/2); not
     strongly convex.
+
+    **Arguments:**
+
+    - `targets`: an `(n, k)` array, `k >= 2`, each row non-negative and summing to 1 (up to
+      float32 rounding, $k \epsilon_{32}$). Class indices are refused (read as one row of
+      one class, the loss would be 0 for every output and the parameters would never move):
+      pass them through [`gradflow.CrossEntropyLoss.from_labels`][].
+
+    Under a trace (`jax.jit`, `jax.vmap`) only the shape is checked: the values are unknown.
     """
 
     targets: Array
@@ -144,9 +183,75 @@ class CrossEntropyLoss(AbstractLoss):
         if targets.ndim != 2:
             raise ValueError(
                 f"`targets` of CrossEntropyLoss must be one-hot of shape (n, k); got shape "
-                f"{targets.shape}. Convert labels with `jax.nn.one_hot(labels, k)`."
+                f"{targets.shape}. Convert labels with `jax.nn.one_hot(labels, k)`, or use "
+                "`gf.CrossEntropyLoss.from_labels(labels, num_classes)`."
             )
+        k = targets.shape[1]
+        if k < 2:
+            raise ValueError(
+                f"`targets` of CrossEntropyLoss have shape {targets.shape}: "
+                f"{'one class' if k == 1 else 'no class'}, whose softmax is 1 for any output, so "
+                "the loss is 0 and the parameters never move. Class indices (labels 0..k-1) go "
+                "through `gf.CrossEntropyLoss.from_labels(labels, num_classes)`, or pass one-hot "
+                "targets `jax.nn.one_hot(labels, k)` of shape (n, k) with k >= 2."
+            )
+        if not isinstance(targets, jax.core.Tracer):
+            _check_probability_rows(np.asarray(targets, np.float64))
         self.targets = targets.astype(jnp.result_type(float))
+
+    @classmethod
+    def from_labels(cls, labels: ArrayLike, num_classes: int) -> "CrossEntropyLoss":
+        """The loss for class indices: one-hot targets `(n, num_classes)` from `labels`.
+
+        **Arguments:**
+
+        - `labels`: class indices in `[0, num_classes)`, shape `(n,)` or `(n, 1)`; integers,
+          or floats holding whole numbers.
+        - `num_classes`: the number of classes `k >= 2` (the model's outputs per sample).
+
+        **Returns:** a [`gradflow.CrossEntropyLoss`][] with targets
+        `jax.nn.one_hot(labels, num_classes)`. Under a trace only the shapes are checked.
+        """
+        if (
+            isinstance(num_classes, (bool, np.bool_))
+            or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 2
+        ):
+            raise ValueError(
+                f"`num_classes` must be an integer >= 2 (the model's outputs per sample); got "
+                f"num_classes={num_classes!r}."
+            )
+        num_classes = int(num_classes)
+        labels = jnp.asarray(labels)
+        if not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)):
+            raise ValueError(
+                f"`labels` must have shape (n,) or (n, 1), one class index per sample; got "
+                f"shape {labels.shape}. One-hot or soft targets of shape (n, k) go to "
+                "`gf.CrossEntropyLoss(targets)` directly."
+            )
+        labels = labels.reshape(-1)
+        if not isinstance(labels, jax.core.Tracer):
+            values = np.asarray(labels)
+            if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.number):
+                raise ValueError(f"`labels` must be class indices; got dtype {values.dtype}.")
+            _check_finite("labels", values)
+            whole = values == np.round(values)
+            if not np.all(whole):
+                raise ValueError(
+                    f"`labels` must be whole numbers; got {values[~whole][0].item()!r}. For soft "
+                    "labels pass targets of shape (n, k) to `gf.CrossEntropyLoss(targets)`."
+                )
+            outside = (values < 0) | (values >= num_classes)
+            if np.any(outside):
+                raise ValueError(
+                    f"`labels` must be class indices in [0, {num_classes}); got "
+                    f"{values[outside][0].item()!r}. Give the right `num_classes`, or map the labels "
+                    "to 0..num_classes-1."
+                )
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            # Whole numbers (checked above where concrete): `one_hot` takes integer indices.
+            labels = labels.astype(jnp.int32)
+        return cls(jax.nn.one_hot(labels, num_classes, dtype=jnp.result_type(float)))
 
     def __call__(self, outputs: Outputs) -> Scalar:
         logp = jax.nn.log_softmax(outputs, axis=-1)

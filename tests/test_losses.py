@@ -298,3 +298,77 @@ def test_empirical_norm(getkey):
         np.sqrt(np.mean(np.sum(f**2, axis=1))),
         rtol=1e-14,
     )
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        np.array([[0], [2], [1], [1]]),  # class indices in a column, the usual labels
+        np.array([[1.0], [1.0], [1.0]]),  # one class: softmax is 1, the loss is 0 for any f
+    ],
+)
+def test_cross_entropy_refuses_class_indices(targets):
+    # Read as one-hot, an (n, 1) column makes the loss identically 0: the solve "succeeds" and
+    # the parameters never move. It is refused, naming both ways to pass labels.
+    with pytest.raises(
+        ValueError,
+        match=r"`targets` of CrossEntropyLoss have shape \(\d, 1\).*one class.*"
+        r"`gf\.CrossEntropyLoss\.from_labels\(labels, num_classes\)`.*`jax\.nn\.one_hot",
+    ):
+        gf.CrossEntropyLoss(targets)
+
+
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        (np.array([[1.0, 0.0], [0.0, 2.0]]), r"row 1 sums to 2\.0"),
+        (np.array([[1, 0, 0], [0, 0, 0]]), r"row 1 sums to 0\.0"),
+        (np.array([[0.5, 0.5], [1.5, -0.5]]), r"row 1 has a negative entry, -0\.5"),
+    ],
+)
+def test_cross_entropy_targets_must_be_probability_rows(targets, message):
+    with pytest.raises(ValueError, match=r"must be probability vectors.*" + message):
+        gf.CrossEntropyLoss(targets)
+
+
+def test_cross_entropy_accepts_soft_labels_within_rounding():
+    # Label smoothing in float32: each row sums to 1 up to float32 rounding (~1e-7), accepted.
+    k = 10
+    smooth = (
+        np.full((3, k), 0.1 / k, np.float32) + np.float32(0.9) * np.eye(k, dtype=np.float32)[:3]
+    )
+    assert abs(float(smooth.sum(axis=1)[0]) - 1.0) > 0  # not exactly 1
+    loss = gf.CrossEntropyLoss(smooth)
+    # The value against numpy's formula at f = 0: log k per row (1e-6, float32 targets).
+    np.testing.assert_allclose(float(loss(jnp.zeros((3, k)))), np.log(k), rtol=1e-6)
+
+
+def test_cross_entropy_from_labels():
+    labels = np.array([2, 0, 1, 2])
+    expected = np.eye(3)[labels]  # numpy's one-hot, independent of jax.nn.one_hot
+    for given in (labels, labels[:, None], labels.astype(float), jnp.asarray(labels)):
+        loss = gf.CrossEntropyLoss.from_labels(given, 3)
+        assert isinstance(loss, gf.CrossEntropyLoss)
+        np.testing.assert_array_equal(np.asarray(loss.targets), expected)
+        assert jnp.issubdtype(loss.targets.dtype, jnp.floating)
+    with pytest.raises(ValueError, match=r"`labels` must be class indices in \[0, 3\); got 3"):
+        gf.CrossEntropyLoss.from_labels(np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match=r"`labels` must be class indices in \[0, 3\); got -1"):
+        gf.CrossEntropyLoss.from_labels(np.array([0, -1]), 3)
+    with pytest.raises(ValueError, match=r"`labels` must be whole numbers; got 0\.5"):
+        gf.CrossEntropyLoss.from_labels(np.array([0.5, 1.0]), 3)
+    with pytest.raises(ValueError, match=r"`labels` must have shape \(n,\) or \(n, 1\)"):
+        gf.CrossEntropyLoss.from_labels(np.eye(3), 3)
+    for bad in (1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"`num_classes` must be an integer >= 2"):
+            gf.CrossEntropyLoss.from_labels(labels, bad)
+
+
+def test_cross_entropy_checks_values_only_when_concrete():
+    # Under a trace the values are unknown: the shape is checked, the rows are not (as for
+    # `_check_finite`). The traced loss equals the eager one (exactly: the same arrays).
+    onehot = np.eye(3)[[0, 2]]
+    traced = jax.jit(lambda y: gf.CrossEntropyLoss(y).targets)(jnp.asarray(onehot))
+    np.testing.assert_array_equal(np.asarray(traced), onehot)
+    labels = jax.jit(lambda y: gf.CrossEntropyLoss.from_labels(y, 3).targets)(jnp.array([0, 2]))
+    np.testing.assert_array_equal(np.asarray(labels), onehot)
