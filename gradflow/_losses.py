@@ -245,8 +245,8 @@ class CrossEntropyLoss(AbstractLoss):
             if np.any(outside):
                 raise ValueError(
                     f"`labels` must be class indices in [0, {num_classes}); got "
-                    f"{values[outside][0].item()!r}. Give the right `num_classes`, or map the labels "
-                    "to 0..num_classes-1."
+                    f"{values[outside][0].item()!r}. Give the right `num_classes`, or map the "
+                    "labels to 0..num_classes-1."
                 )
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             # Whole numbers (checked above where concrete): `one_hot` takes integer indices.
