@@ -74,6 +74,14 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TwoLayerAlphaSweep)}
+    experiment = TwoLayerAlphaSweep(**options)
+    try:
+        # Options that argparse cannot check alone (a repeated alpha, sizes that cannot fit
+        # in memory), before any folder is made.
+        experiment.validate()
+    except ValueError as exc:  # `validate` raises nothing else: the options are the user's
+        raise UsageError(str(exc)) from None
     writable_folder(args.out)
     enable_compilation_cache(args.no_cache)
     if args.activation == "relu":
@@ -86,8 +94,6 @@ def _run_alpha_sweep(args: argparse.Namespace) -> int:
     from gradflow.experiments import run
 
     start = time.perf_counter()
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TwoLayerAlphaSweep)}
-    experiment = TwoLayerAlphaSweep(**options)
     try:
         result = run(experiment, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as exc:  # another configuration in --out (StoreError), bad options

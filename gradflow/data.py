@@ -8,8 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _memory
+from ._memory import ArraySize
 from ._typing import Array
 from .models import ACTIVATIONS
+
+
+def _refuse_if_too_large(what: str, elements: int, **sizes: int) -> None:
+    """A `ValueError` naming `sizes` when `elements` numbers cannot fit in memory: XLA would
+    abort the process (SIGABRT) on the allocation."""
+    itemsize = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64)).itemsize
+    arrays = [ArraySize(what, int(elements), tuple(sizes), itemsize)]
+    _memory.refuse_if_too_large(arrays, sizes, kind="Argument")
 
 
 def uniform_sphere(key: Array, num: int, dim: int) -> Array:
@@ -17,6 +27,7 @@ def uniform_sphere(key: Array, num: int, dim: int) -> Array:
     Gaussians)."""
     if num < 1 or dim < 1:
         raise ValueError(f"`num` and `dim` must be positive; got num={num}, dim={dim}.")
+    _refuse_if_too_large("num x dim points", int(num) * int(dim), num=num, dim=dim)
     x = jax.random.normal(key, (num, dim))
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
@@ -77,6 +88,13 @@ def teacher_student(
             raise ValueError(f"`{name}` must be a positive integer; got {name}={v}.")
     if int(teacher_width) < 1:
         raise ValueError(f"`teacher_width` must be a positive integer; got {teacher_width}.")
+    _refuse_if_too_large(
+        "(n_train + n_test) x dim inputs",
+        (int(n_train) + int(n_test)) * int(dim),
+        n_train=n_train,
+        n_test=n_test,
+        dim=dim,
+    )
     ka, kb, kx, kt = jax.random.split(key, 4)
     a = uniform_sphere(ka, int(teacher_width), int(dim))
     b = output_scale * jnp.where(jax.random.bernoulli(kb, 0.5, (int(teacher_width), 1)), 1.0, -1.0)

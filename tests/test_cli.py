@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +327,42 @@ def test_every_experiment_option_is_described():
         text = cls.quick().describe_options()
         assert text.count("\n      ") == len(fields), name
         assert all(f"\n      {f.metadata['help']}" in text for f in fields), name
+
+
+# A size per experiment whose arrays cannot fit in any machine's memory (at least 1 PiB).
+_TOO_LARGE = [
+    (["alpha-sweep", "--samples", "1000000000000"], "samples"),
+    (["reproduce", "tau-sweep", "--quick", "--set", "n_train=1000000000000"], "n_train"),
+    (["reproduce", "width", "--quick", "--set", "widths=8,1000000000000"], "widths"),
+    (["reproduce", "trajectories", "--quick", "--set", "width=10000000000000"], "width"),
+    (
+        ["reproduce", "population-sgd", "--quick", "--set", "batch_size=10000000000000"],
+        "batch_size",
+    ),
+    (["reproduce", "cnn", "--quick", "--set", "epochs=100000000000000"], "epochs"),
+    (["reproduce", "cnn", "--quick", "--set", "stages=8,0,100000000000"], "stages"),
+    (["reproduce", "tensor", "--quick", "--set", "dim=1000000"], "dim"),
+    (["reproduce", "homogeneity", "--quick", "--set", "width=1000000000000"], "width"),
+    (["reproduce", "regimes", "--quick", "--set", "n_trains=15,1000000000"], "n_trains"),
+]
+
+
+@pytest.mark.parametrize("argv, option", _TOO_LARGE, ids=[" ".join(a[:2]) for a, _ in _TOO_LARGE])
+def test_sizes_that_cannot_fit_are_refused_with_the_memory_they_need(
+    argv, option, tmp_path, monkeypatch, capsys
+):
+    # XLA aborts the process (SIGABRT) on an allocation it cannot make: such sizes are refused
+    # where the options are checked, naming the option, the memory needed and the limit.
+    import gradflow.experiments as ex
+
+    _forbid(monkeypatch, ex, "run")
+    assert main(_quiet(*argv, "--out", str(tmp_path / "out"))) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(
+        rf"`{option}`=\S+ .*needs? at least \d+(\.\d+)? [PEZY]iB of memory.*this machine has "
+        r"\d+(\.\d+)? [KMGT]iB",
+        err,
+    ), err
+    assert re.search(rf"; lower .*\b{option}\b", err), err
+    assert not (tmp_path / "out").exists()

@@ -75,3 +75,24 @@ def test_cifar10_reader_errors_name_the_fix(tmp_path):
     (folder / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="is not a CIFAR-10 python batch"):
         gf.data.cifar10(folder)
+
+
+def test_generators_refuse_sizes_that_cannot_fit_before_allocating(getkey, monkeypatch):
+    # XLA aborts the process on an allocation it cannot make; the generators check first.
+    from gradflow import _memory
+
+    monkeypatch.setattr(_memory, "memory_limit", lambda: 2**20)  # 1 MiB
+    x = gf.data.uniform_sphere(getkey(), 1000, 10)  # 80 kB: fits
+    assert x.shape == (1000, 10)
+    # 200000 x 10 float64 = 16 MB = 15.3 MiB.
+    message = (
+        r"`num`=200000 and `dim`=10 need at least 15\.3 MiB .* this machine has 1 MiB; lower num"
+    )
+    with pytest.raises(ValueError, match=message):
+        gf.data.uniform_sphere(getkey(), 200_000, 10)
+    message = r"`n_train`=200000, `n_test`=5 and `dim`=10 need at least 15\.3 MiB of memory"
+    with pytest.raises(ValueError, match=message):
+        gf.data.teacher_student(getkey(), 200_000, 5, 10)
+    # Under vmap the sizes are known when tracing: refused before anything runs.
+    with pytest.raises(ValueError, match="need at least"):
+        jax.vmap(lambda k: gf.data.teacher_student(k, 200_000, 5, 10))(jax.random.split(getkey()))

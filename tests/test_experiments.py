@@ -730,3 +730,31 @@ def test_paper_figures_notebook_runs_and_asserts_its_claims():
     # Each experiment at quick size, as in the tests above (whose programs it reuses when it runs
     # in their pytest worker), and the notebook's own assertions on the paper's claims.
     run_notebook("paper_figures.ipynb")
+
+
+def test_every_experiment_declares_its_largest_arrays(monkeypatch):
+    from gradflow import _memory
+
+    for name, cls in ex.EXPERIMENTS.items():
+        arrays = cls().largest_arrays()
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert arrays and all(set(a.options) <= fields and a.options for a in arrays), name
+    # The paper's sizes fit in 16 GiB: never refused there ...
+    monkeypatch.setattr(_memory, "memory_limit", lambda: 16 * 2**30)
+    for cls in ex.EXPERIMENTS.values():
+        cls().validate()
+    # ... and each is refused in 16 KiB, naming its options and both sizes.
+    monkeypatch.setattr(_memory, "memory_limit", lambda: 2**14)
+    for name, cls in ex.EXPERIMENTS.items():
+        with pytest.raises(ValueError, match=r"need.? at least .* but this machine has 16 KiB"):
+            cls().validate()
+
+
+def test_the_memory_estimate_counts_the_tangent_kernel_of_every_trial():
+    # tau-sweep, quick sizes with n = 10^12: each of the 2 trials holds its n x n tangent
+    # kernel and its eigenvectors (2 n^2 float64), 2 * 2 * 8 * 10^24 bytes = 26.5 YiB; the
+    # data and parameters (~10^14 bytes) do not show in 3 digits.
+    assert 2 * 2 * 8 * 1e24 / 2**80 == pytest.approx(26.47, abs=0.005)
+    message = r"`n_train`=1000000000000 and `trials`=2 need at least 26\.5 YiB of memory"
+    with pytest.raises(ValueError, match=message):
+        ex.TauSweep.quick().replace(n_train=10**12)

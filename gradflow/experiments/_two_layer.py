@@ -20,6 +20,7 @@ import numpy as np
 from .. import models
 from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from .._solve import GradientDescent, solve
 from .._sweep import SweepStatus, sweep
@@ -274,3 +275,59 @@ def train_trials(
     }
     paths = {"iterations": np.asarray(iters), "test_loss": test, "train_loss": train}
     return record, paths
+
+
+def num_saves_at_least(num_steps: int, num_saves: int) -> int:
+    """How many iterates [`gradflow.experiments.log_spaced_steps`][] saves (the log-spaced
+    grid, capped at 10^5 requested points so that counting them allocates little)."""
+    from ._base import log_spaced_steps
+
+    return len(log_spaced_steps(int(num_steps), min(int(num_saves), 100_000)))
+
+
+def trials_arrays(
+    *,
+    n_train: int,
+    n_test: int,
+    dim: int,
+    width: int,
+    trials: int,
+    num_steps: int,
+    num_saves: int,
+    names: dict[str, str],
+) -> list[ArraySize]:
+    """The largest arrays of one point of [`gradflow.experiments.train_trials`][] (its trials
+    batched with `jax.vmap`), for an experiment's `largest_arrays`: each trial's tangent kernel
+    and its eigenvectors (the exact linearized baseline, $2 n^2$), its data, its hidden
+    pre-activations and its saved parameters, and the grid of saved iterations. `names` maps
+    `n_train`, `n_test`, `dim`, `width`, `trials` and `num_saves` to the experiment's option
+    names."""
+    n, nt, d, m, t = (int(v) for v in (n_train, n_test, dim, width, trials))
+    saves = num_saves_at_least(num_steps, num_saves)
+    o = names
+    return [
+        ArraySize(
+            "the tangent kernel of the exact linearized baseline and its eigenvectors, "
+            f"2 x {o['n_train']}^2 per trial",
+            2 * n * n * t,
+            (o["n_train"], o["trials"]),
+        ),
+        ArraySize(
+            f"the data, ({o['n_train']} + {o['n_test']}) x {o['dim']} per trial",
+            (n + nt) * d * t,
+            (o["n_train"], o["n_test"], o["dim"], o["trials"]),
+        ),
+        ArraySize(
+            f"the hidden pre-activations, {o['n_train']} x {o['width']} per trial",
+            n * m * t,
+            (o["width"], o["n_train"], o["trials"]),
+        ),
+        ArraySize(
+            f"the saved parameters, {saves} saves x {o['width']} x ({o['dim']} + 1) per trial",
+            saves * m * (d + 1) * t,
+            (o["width"], o["num_saves"], o["dim"], o["trials"]),
+        ),
+        ArraySize(
+            f"the grid of saved iterations, {o['num_saves']}", int(num_saves), (o["num_saves"],)
+        ),
+    ]

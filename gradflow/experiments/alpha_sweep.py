@@ -10,6 +10,7 @@ import jax
 
 from .. import data as gdata, models
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from .._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
 from ._base import AbstractFlowExperiment, option, pyplot, savefig
@@ -79,6 +80,18 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
                 f"Option `width` must be even for init=doubled (pairs of opposite neurons); "
                 f"got {self.width}."
             )
+
+    def largest_arrays(self) -> list[ArraySize]:
+        n, d, m = self.samples, self.dim, self.width
+        return [
+            ArraySize("the hidden pre-activations, samples x width", n * m, ("samples", "width")),
+            ArraySize("the data, samples x dim", n * d, ("samples", "dim")),
+            ArraySize(
+                "the parameters of the model and of its linearization, 2 x width x (dim + 1)",
+                2 * m * (d + 1),
+                ("width", "dim"),
+            ),
+        ]
 
     @functools.cached_property
     def problem(self) -> Problem:

@@ -14,6 +14,7 @@ from jax.flatten_util import ravel_pytree
 from .. import data as gdata, models
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._operators import gram, jacobian, power_iteration, unit_normal
 from .._problem import Problem
 from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
@@ -105,6 +106,48 @@ class CNNAlphaSweep(AbstractExperiment):
                     f"{', '.join(missing)}; pass the extracted 'cifar-10-batches-py' folder "
                     "holding data_batch_1..5 and test_batch as data_path."
                 )
+
+    def largest_arrays(self) -> list[ArraySize]:
+        # The sizes of the data set, known without reading it: digits (80% of 1797 images for
+        # training) or CIFAR-10 (50000 + 10000).
+        side, channels, n_full, n_test_full = (
+            (8, 1, 1437, 360) if self.data == "digits" else (32, 3, 50_000, 10_000)
+        )
+        n = min(self.n_train or n_full, n_full)
+        n_test = min(self.n_test or n_test_full, n_test_full)
+        params, widest, cin = 0, 0, channels
+        for c in self.stages:
+            if int(c) == 0:
+                side //= 2
+                continue
+            params += 9 * cin * int(c)
+            widest = max(widest, side * side * int(c))
+            cin = int(c)
+        batch = min(self.batch_size, n)
+        return [
+            ArraySize(
+                "the activations of a conv layer on every training image (the final "
+                "accuracy), n_train x height x width x channels",
+                n * widest,
+                ("stages", "n_train"),
+            ),
+            ArraySize(
+                "the parameters, their init and the momentum, 3 x the conv weights",
+                3 * params,
+                ("stages",),
+            ),
+            ArraySize(
+                "the batch order of every epoch, epochs x n_train (int32)",
+                self.epochs * (n // batch) * batch,
+                ("epochs", "n_train"),
+                itemsize=4,
+            ),
+            ArraySize(
+                "the images, (n_train + n_test) x height x width x channels",
+                (n + n_test) * (8 * 8 * 1 if self.data == "digits" else 32 * 32 * 3),
+                ("n_train", "n_test"),
+            ),
+        ]
 
     def architecture(self) -> models.VGG:
         """`stages` lists conv channels with 0 marking a 2x2 max-pool between stages."""

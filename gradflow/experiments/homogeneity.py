@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import data as gdata
 from .._keys import point_key
+from .._memory import ArraySize
 from .._problem import Problem
 from .._sweep import Sweep
 from ._base import AbstractFlowExperiment, finish_axes, option, pyplot, savefig
@@ -60,6 +61,18 @@ class Homogeneity(AbstractFlowExperiment):
     @classmethod
     def quick(cls) -> "Homogeneity":
         return cls(taus=(0.3, 3.0), t1=5.0)
+
+    def largest_arrays(self) -> list[ArraySize]:
+        n, d, m = self.n_train, self.dim, self.width
+        return [
+            ArraySize(
+                f"the saved parameters, {len(self._ts())} saves x width x (dim + 1)",
+                len(self._ts()) * m * (d + 1),
+                ("width", "dim"),
+            ),
+            ArraySize("the hidden pre-activations, n_train x width", n * m, ("n_train", "width")),
+            ArraySize("the data, n_train x dim", n * d, ("n_train", "dim")),
+        ]
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [{"tau": float(t), "flow": f} for t in self.taus for f in ("direct", "rescaled")]

@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 from ._two_layer import paper_init, paper_model
@@ -60,6 +61,33 @@ class PopulationSGD(AbstractExperiment):
     @classmethod
     def quick(cls) -> "PopulationSGD":
         return cls(num_steps=1500, log10_taus=(-2.0, 1.0), trials=2, num_eval=2000)
+
+    def largest_arrays(self) -> list[ArraySize]:
+        d, m, t = self.dim, self.width, self.trials
+        return [
+            ArraySize(
+                "each step's fresh samples and their pre-activations, batch_size x (dim + "
+                "width) per trial",
+                self.batch_size * (d + m) * t,
+                ("batch_size", "dim", "width", "trials"),
+            ),
+            ArraySize(
+                "the evaluation samples and their pre-activations, num_eval x (dim + width) "
+                "per trial",
+                self.num_eval * (d + m) * t,
+                ("num_eval", "dim", "width", "trials"),
+            ),
+            ArraySize(
+                "each step's PRNG key and batch loss, 2 x num_steps per trial",
+                2 * self.num_steps * t,
+                ("num_steps", "trials"),
+            ),
+            ArraySize(
+                "the parameters and their gradient, 2 x width x (dim + 1) per trial",
+                2 * m * (d + 1) * t,
+                ("width", "dim", "trials"),
+            ),
+        ]
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [(point_key(tau=10.0**t), {"tau": float(10.0**t)}) for t in self.log10_taus]

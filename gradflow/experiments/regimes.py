@@ -12,6 +12,7 @@ from .. import data as gdata, models
 from .._closed_form import linear_flow_closed_form
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
@@ -81,6 +82,23 @@ class Regimes(AbstractFlowExperiment):
         return cls(
             dim=8, width=20, n_trains=(15, 60), n_test=200, tau=0.2, num_steps=5000, trials=1
         )
+
+    def largest_arrays(self) -> list[ArraySize]:
+        n, nt, d, m = max(self.n_trains), self.n_test, self.dim, self.width
+        return [
+            ArraySize(
+                "the tangent kernel and its eigenvectors of the lazy models, 2 x n^2 for the "
+                "largest n of n_trains",
+                2 * n * n,
+                ("n_trains",),
+            ),
+            ArraySize("the data, (n + n_test) x dim", (n + nt) * d, ("n_trains", "n_test", "dim")),
+            ArraySize(
+                "the hidden pre-activations, (n + n_test) x width",
+                (n + nt) * m,
+                ("width", "n_trains", "n_test"),
+            ),
+        ]
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [{"n_train": int(n), "trial": t} for n in self.n_trains for t in range(self.trials)]

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import data as gdata
 from .._keys import point_key
+from .._memory import ArraySize
 from ._base import (
     AbstractExperiment,
     finish_axes,
@@ -22,6 +23,7 @@ from ._two_layer import (
     paper_init,
     paper_problem,
     train_trials,
+    trials_arrays,
 )
 
 
@@ -180,6 +182,26 @@ class TauSweep(AbstractExperiment):
                 "Option `log10_tau_max` must be >= `log10_tau_min`; got "
                 f"{self.log10_tau_max} < {self.log10_tau_min}."
             )
+
+    def largest_arrays(self) -> list[ArraySize]:
+        span = max(0.0, self.log10_tau_max - self.log10_tau_min)
+        return [
+            *trials_arrays(
+                n_train=self.n_train,
+                n_test=self.n_test,
+                dim=self.dim,
+                width=self.width,
+                trials=self.trials,
+                num_steps=self.num_steps,
+                num_saves=self.num_saves,
+                names={k: k for k in ("n_train", "n_test", "dim", "width", "trials", "num_saves")},
+            ),
+            ArraySize(
+                "the grid of taus, (log10_tau_max - log10_tau_min) / log10_tau_step + 1 points",
+                int(span / self.log10_tau_step) + 1,
+                ("log10_tau_step", "log10_tau_min", "log10_tau_max"),
+            ),
+        ]
 
     def taus(self) -> np.ndarray:
         num = int(round((self.log10_tau_max - self.log10_tau_min) / self.log10_tau_step)) + 1

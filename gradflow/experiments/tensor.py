@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata, models
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
@@ -66,6 +67,23 @@ class TensorCompletion(AbstractFlowExperiment):
     @classmethod
     def quick(cls) -> "TensorCompletion":
         return cls(log10_taus=(-1.0, 1.0), trials=1)
+
+    def largest_arrays(self) -> list[ArraySize]:
+        entries = self.dim * (self.dim + 1) * (self.dim + 2) // 6
+        observed = max(1, round(self.observed_fraction * entries))
+        return [
+            ArraySize(
+                "the indices of the distinct entries, dim (dim + 1) (dim + 2) / 6 x 3",
+                3 * entries,
+                ("dim",),
+            ),
+            ArraySize(
+                "the components gathered at the observed entries, width x observed_fraction x "
+                "dim (dim + 1) (dim + 2) / 6",
+                self.width * observed,
+                ("dim", "width", "observed_fraction"),
+            ),
+        ]
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [

@@ -10,11 +10,12 @@ import numpy as np
 from .. import data as gdata
 from .._keys import point_key
 from .._losses import SquareLoss
+from .._memory import ArraySize
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
 from ._base import AbstractFlowExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
-from ._two_layer import paper_init, paper_learning_rate, paper_problem
+from ._two_layer import num_saves_at_least, paper_init, paper_learning_rate, paper_problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,24 @@ class Trajectories(AbstractFlowExperiment):
     @classmethod
     def quick(cls) -> "Trajectories":
         return cls(num_steps=20_000, num_saves=60)
+
+    def largest_arrays(self) -> list[ArraySize]:
+        n, m = self.n_train + self.n_test, self.width
+        saves = num_saves_at_least(self.num_steps, self.num_saves)
+        return [
+            ArraySize(
+                f"the saved parameters and the neurons' paths, {saves} saves x width x 5",
+                saves * m * 5,
+                ("width", "num_saves"),
+            ),
+            ArraySize("the data, (n_train + n_test) x 2", n * 2, ("n_train", "n_test")),
+            ArraySize(
+                "the hidden pre-activations, n_train x width",
+                self.n_train * m,
+                ("n_train", "width"),
+            ),
+            ArraySize("the grid of saved iterations, num_saves", self.num_saves, ("num_saves",)),
+        ]
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [{"tau": float(t), "method": m} for t in self.taus for m in self.methods]

@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata
 from .._kernel_flow import infinite_width_flow
 from .._keys import point_key
+from .._memory import ArraySize
 from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 from ._two_layer import (
     METHOD_HELP,
@@ -18,6 +19,7 @@ from ._two_layer import (
     paper_learning_rate,
     paper_problem,
     train_trials,
+    trials_arrays,
 )
 
 # The authors' steps: 1/m with the 1/sqrt(m) scaling, 0.05/m with the 1/m scaling.
@@ -105,6 +107,21 @@ class WidthSweep(AbstractExperiment):
 
     def check_options(self) -> None:
         self.methods()
+
+    def largest_arrays(self) -> list[ArraySize]:
+        return trials_arrays(
+            n_train=self.n_train,
+            n_test=self.n_test,
+            dim=self.dim,
+            width=max(self.widths),
+            trials=self.trials,
+            num_steps=self.num_steps,
+            num_saves=self.num_saves,
+            names={
+                **{k: k for k in ("n_train", "n_test", "dim", "trials", "num_saves")},
+                "width": "widths",
+            },
+        )
 
     def methods(self) -> dict[str, str]:
         """The method of each scaling: `method` is `"gd"`, `"flow"`, or per scaling, e.g.
