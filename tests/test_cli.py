@@ -329,6 +329,29 @@ def test_every_experiment_option_is_described():
         assert all(f"\n      {f.metadata['help']}" in text for f in fields), name
 
 
+@pytest.mark.parametrize(
+    "argv, repeat",
+    [
+        (["alpha-sweep", "--alphas", "10,10"], "`alphas` lists 10.0 twice"),
+        (["alpha-sweep", "--alphas", "1,10,1e1"], "`alphas` lists 10.0 twice"),
+        (["reproduce", "homogeneity", "--quick", "--set", "taus=0.3,3,0.3"], "0.3 twice"),
+        (["reproduce", "width", "--quick", "--set", "widths=8,16,8,8"], "8 3 times"),
+        (["reproduce", "trajectories", "--quick", "--set", "methods=gd,gd"], "'gd' twice"),
+    ],
+)
+def test_a_repeated_sweep_value_is_one_line_exit_2(argv, repeat, tmp_path, monkeypatch, capsys):
+    # Each value of a sweep is one point: a repeat is the user's error, named before anything
+    # is computed or any folder made.
+    import gradflow.experiments as ex
+
+    _forbid(monkeypatch, ex, "run")
+    assert main(_quiet(*argv, "--out", str(tmp_path / "out"))) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert repeat in err and "list each value once" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 # A size per experiment whose arrays cannot fit in any machine's memory (at least 1 PiB).
 _TOO_LARGE = [
     (["alpha-sweep", "--samples", "1000000000000"], "samples"),

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import re
 import shutil
+import typing
 import warnings
 from typing import ClassVar
 
@@ -730,6 +731,35 @@ def test_paper_figures_notebook_runs_and_asserts_its_claims():
     # Each experiment at quick size, as in the tests above (whose programs it reuses when it runs
     # in their pytest worker), and the notebook's own assertions on the paper's claims.
     run_notebook("paper_figures.ipynb")
+
+
+def _tuple_options(cls):
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is tuple]
+
+
+@pytest.mark.parametrize("name", sorted(ex.EXPERIMENTS))
+def test_a_repeated_value_of_a_sweep_option_is_refused_by_name(name):
+    # A tuple option lists the points of a sweep: a repeated value would be one point twice.
+    quick = ex.EXPERIMENTS[name].quick()
+    for f in _tuple_options(type(quick)):
+        value = getattr(quick, f.name)
+        if f.metadata["repeats"]:
+            quick.replace(**{f.name: value + value[:1]})  # e.g. VGG channels 16,16
+            continue
+        with pytest.raises(ValueError, match=rf"Option `{f.name}` lists {value[0]!r} twice"):
+            quick.replace(**{f.name: value + value[:1]})
+    # Values are compared exactly: 10 and 10.0 repeat, 1.0000001 and 1.0000002 do not.
+    if name == "alpha-sweep":
+        with pytest.raises(ValueError, match=re.escape("`alphas` lists 10 twice")):
+            quick.replace(alphas=(10, 10.0))
+        quick.replace(alphas=(1.0000001, 1.0000002))
+
+
+def test_only_the_cnn_stages_may_repeat_a_value():
+    options = [(n, f) for n, c in ex.EXPERIMENTS.items() for f in _tuple_options(c)]
+    assert len(options) == 11
+    assert [(n, f.name) for n, f in options if f.metadata["repeats"]] == [("cnn", "stages")]
 
 
 def test_every_experiment_declares_its_largest_arrays(monkeypatch):

@@ -60,6 +60,7 @@ class CNNAlphaSweep(AbstractExperiment):
     stages: tuple[int, ...] = option(
         (16, 16, 0, 32, 32),
         "VGG channels per conv layer, 0 for a 2x2 max-pool (comma-separated)",
+        repeats=True,
     )
     alphas: tuple[float, ...] = option(
         (1.0, 10.0, 100.0, 1000.0, 10000.0),
