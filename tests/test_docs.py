@@ -123,3 +123,79 @@ def test_plain_modules_export_only_their_own_definitions(tmp_path):
     path = tmp_path / "plot.py"
     path.write_text("from ._sweep import AlphaSweep\nLABELS = {}\ndef plot(): ...\n")
     assert _public_names(path, "pkg") == {"LABELS": None, "plot": None}
+
+
+# ------------------------------------------------------------------------------ the README
+
+
+def _fenced_blocks(path: Path, language: str) -> list[tuple[int, str]]:
+    """The fenced code blocks of `language` in the Markdown file `path`, as (the line of the
+    opening fence, the code), in order."""
+    text = path.read_text()
+    pattern = rf"^```{language}[ \t]*\n(.*?)^```[ \t]*$"
+    return [
+        (text.count("\n", 0, m.start()) + 1, m[1])
+        for m in re.finditer(pattern, text, flags=re.M | re.S)
+    ]
+
+
+def test_fenced_blocks_are_read_from_the_markdown(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n```python\nx = 1\n```\n\ntext\n```bash\nls\n```\n```python\ny = x\n```\n"
+    )
+    assert _fenced_blocks(page, "python") == [(3, "x = 1\n"), (11, "y = x\n")]
+    assert _fenced_blocks(page, "bash") == [(8, "ls\n")]
+
+
+def test_every_python_block_of_the_readme_runs_as_written(tmp_path, monkeypatch):
+    # The README's Python blocks are one session, run in order in one namespace, as a reader
+    # pastes them into a Python prompt (the README says so); taken from README.md itself.
+    blocks = _fenced_blocks(ROOT / "README.md", "python")
+    assert blocks
+    monkeypatch.chdir(tmp_path)  # the blocks may write (a sweep's store)
+    namespace: dict = {"__name__": "__main__"}
+    for line, code in blocks:
+        # Padded so that a traceback names the README's own line.
+        compiled = compile("\n" * line + code, str(ROOT / "README.md"), "exec")
+        try:
+            exec(compiled, namespace)
+        except Exception as exc:
+            raise AssertionError(f"the python block at README.md:{line} failed: {exc!r}") from exc
+
+
+def _readme_commands() -> list[tuple[int, list[str]]]:
+    """Every `gradflow ...` command in the README's bash blocks, as (line, its words)."""
+    import shlex
+
+    commands = []
+    for line, code in _fenced_blocks(ROOT / "README.md", "bash"):
+        for offset, text in enumerate(code.splitlines()):
+            for part in text.split("#")[0].split("&&"):
+                words = shlex.split(part)
+                if words and words[0] == "gradflow":
+                    commands.append((line + 1 + offset, words))
+    return commands
+
+
+def test_every_gradflow_command_of_the_readme_parses(capsys):
+    # Each `gradflow` command of a bash block is parsed by the real parser (not run: they
+    # compute for minutes); a template (NAME, [--option]) gets its subcommand's --help.
+    from gradflow.cli import build_parser, main
+
+    commands = _readme_commands()
+    assert len(commands) >= 3
+    for line, words in commands:
+        template = any(w.isupper() or w.startswith("[") for w in words[1:])
+        if template:
+            with pytest.raises(SystemExit) as exc:
+                main([words[1], "--help"])
+            assert exc.value.code == 0, f"README.md:{line}: {' '.join(words)}"
+            continue
+        try:
+            args = build_parser().parse_args(words[1:])
+        except SystemExit:
+            raise AssertionError(
+                f"README.md:{line}: {' '.join(words)}: {capsys.readouterr().err}"
+            ) from None
+        assert args.command == words[1]

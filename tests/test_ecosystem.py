@@ -1,7 +1,8 @@
 """Models from equinox and flax: `gf.Problem.from_module` and the flax recipes of the README.
 
-Ground truth: the same network written as a plain function `apply(params, x)` with the same
-weights, and its tangent kernel from a Jacobian materialized with `jax.jacfwd`.
+The README's own blocks run as written in `tests/test_docs.py`; here each recipe is checked
+against a ground truth: the same network written as a plain function `apply(params, x)` with
+the same weights, and its tangent kernel from a Jacobian materialized with `jax.jacfwd`.
 """
 
 import equinox as eqx
@@ -158,7 +159,8 @@ def test_flax_nnx_recipe(getkey):
             return self.l2(jnp.tanh(self.l1(x)))
 
     x, y = _data(getkey())
-    # The README's recipe: split once, merge inside `apply`. nnx initializes in float32.
+    # The README's recipe (split once, merge inside `apply`), here with nnx's default float32
+    # parameters (the README asks for float64): the problem computes in float32.
     graphdef, params, rest = nnx.split(Net(nnx.Rngs(0)), nnx.Param, ...)
 
     def apply(p, x):
