@@ -17,6 +17,31 @@ def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _alpha_array(alpha: Any, dtype) -> Array:
+    """`alpha` as an array of `dtype`, or a `TypeError` naming it for a value that is not a
+    real number: None, a string, a bool, a complex number (numpy's or JAX's own messages
+    would name none of these)."""
+    problem = None
+    if alpha is None or isinstance(alpha, (bool, np.bool_, str, bytes)):
+        problem = f"{type(alpha).__name__} {alpha!r}"
+    else:
+        try:
+            array = jnp.asarray(alpha)
+        except (TypeError, ValueError):
+            problem = f"{type(alpha).__name__} {alpha!r}"
+        else:
+            if not (
+                jnp.issubdtype(array.dtype, jnp.integer)
+                or jnp.issubdtype(array.dtype, jnp.floating)
+            ):
+                problem = f"{alpha!r} of dtype {array.dtype}"
+    if problem is not None:
+        raise TypeError(
+            f"`alpha` must be a real number > 0 (a float, or a real scalar array); got {problem}."
+        )
+    return array.astype(dtype)
+
+
 def _check_alpha(alpha: Array) -> Array:
     """`alpha` must be a finite scalar > 0: a ValueError for a concrete value, and a runtime
     error (`eqx.error_if`) for a traced one, e.g. under `jax.vmap` over alphas."""
@@ -126,6 +151,11 @@ class Problem(eqx.Module):
     ):
         if not callable(apply):
             raise TypeError(f"`apply` must be a callable `apply(params, inputs)`; got {apply!r}.")
+        if not isinstance(center, (bool, np.bool_)):
+            raise TypeError(
+                f"`center` must be True or False (subtract the initial outputs or not); got "
+                f"center={center!r}."
+            )
         if not isinstance(loss, AbstractLoss):
             raise TypeError(
                 "`loss` must be a gradflow loss such as `gf.SquareLoss(targets)`; got "
@@ -157,7 +187,7 @@ class Problem(eqx.Module):
             _check_finite("inputs", leaf)
         inputs = _cast_floats(inputs, dtype)
         loss = _cast_floats(loss, dtype)
-        alpha = _check_alpha(jnp.asarray(alpha, dtype=dtype))
+        alpha = _check_alpha(_alpha_array(alpha, dtype))
         out = jax.eval_shape(apply, params0, inputs)
         target_shape = loss.targets.shape
         if not hasattr(out, "shape") or out.shape != target_shape:
@@ -186,7 +216,7 @@ class Problem(eqx.Module):
         self.inputs = inputs
         self.loss = loss
         self.alpha = alpha
-        self.center = center
+        self.center = bool(center)
 
     @property
     def num_params(self) -> int:
@@ -247,7 +277,7 @@ class Problem(eqx.Module):
     def with_alpha(self, alpha: ArrayLike) -> "Problem":
         """The same problem at another scale (no recompilation: `alpha` is an array leaf).
         `alpha` is checked as in the constructor (under a trace, at run time)."""
-        alpha = _check_alpha(jnp.asarray(alpha, self.alpha.dtype))
+        alpha = _check_alpha(_alpha_array(alpha, self.alpha.dtype))
         return eqx.tree_at(lambda p: p.alpha, self, alpha)
 
     @classmethod
@@ -284,6 +314,11 @@ class Problem(eqx.Module):
             raise TypeError(
                 f"`module` must be an equinox module; got {type(module).__name__}. For a plain "
                 "function use `gf.Problem(apply, params0, inputs, loss)`."
+            )
+        if not isinstance(per_example, (bool, np.bool_)):
+            raise TypeError(
+                "`per_example` must be True or False (True: the module maps one example and "
+                f"is vmapped over the inputs); got per_example={per_example!r}."
             )
         params0, static = eqx.partition(module, eqx.is_inexact_array)
         apply = ModuleApply(static, bool(per_example))

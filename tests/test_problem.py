@@ -124,3 +124,42 @@ def test_with_alpha_changes_only_alpha(getkey):
         jax.tree_util.tree_leaves((other.params0, other.inputs, other.loss)),
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("bad", [None, "abc", 1 + 2j, np.complex128(1.0), True, {"a": 1.0}])
+def test_problem_alpha_type_names_alpha(getkey, bad):
+    # A TypeError naming `alpha`, not numpy's or JAX's message about a conversion.
+    problem = small_problem(getkey())
+    args = (problem.apply, problem.params0, problem.inputs, problem.loss)
+    with pytest.raises(TypeError, match=r"`alpha` must be a real number > 0 .*; got "):
+        gf.Problem(*args, alpha=bad)
+    with pytest.raises(TypeError, match=r"`alpha` must be a real number > 0 .*; got "):
+        problem.with_alpha(bad)
+
+
+def test_problem_alpha_accepts_real_numbers_and_arrays(getkey):
+    problem = small_problem(getkey())
+    args = (problem.apply, problem.params0, problem.inputs, problem.loss)
+    for good in (2, 2.0, np.float32(2.0), np.int64(2), np.asarray(2.0), jax.numpy.asarray(2)):
+        assert float(gf.Problem(*args, alpha=good).alpha) == 2.0
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, None])
+def test_problem_center_must_be_a_bool(getkey, bad):
+    # `center="no"` used to be taken as True.
+    problem = small_problem(getkey())
+    args = (problem.apply, problem.params0, problem.inputs, problem.loss)
+    with pytest.raises(TypeError, match=r"`center` must be True or False.*; got center="):
+        gf.Problem(*args, center=bad)
+    assert gf.Problem(*args, center=np.bool_(False)).center is False
+
+
+def test_from_module_per_example_must_be_a_bool():
+    import equinox as eqx
+
+    mlp = eqx.nn.MLP(2, 1, 3, 1, key=jax.random.PRNGKey(0))
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    with pytest.raises(TypeError, match=r"`per_example` must be True or False.*; got per_example="):
+        gf.Problem.from_module(mlp, x, gf.SquareLoss(y), per_example="no")
+    with pytest.raises(TypeError, match=r"`center` must be True or False"):
+        gf.Problem.from_module(mlp, x, gf.SquareLoss(y), center="yes")
