@@ -139,7 +139,14 @@ def test_every_failure_code_has_a_message_naming_it():
 
     messages = _throw_messages()
     assert len(messages) == len(gf.RESULTS)
-    for name in ("max_steps_reached", "max_steps_at_kinks", "diverged", "solver_failed"):
+    names = (
+        "max_steps_reached",
+        "max_steps_at_kinks",
+        "diverged",
+        "solver_failed",
+        "step_size_collapsed",
+    )
+    for name in names:
         item = getattr(gf.RESULTS, name)
         message = messages[int(item._value)]
         assert message == f"gradflow.solve failed with RESULTS.{name}: {gf.RESULTS[item]}"
@@ -401,3 +408,97 @@ def test_solve_info_from_dict_names_unknown_and_missing_keys():
         gf.SolveInfo.from_dict([("solver", "Tsit5")])
     with pytest.raises(dataclasses.FrozenInstanceError):
         good.rtol = 1e-6
+
+
+# ------------------------------------------------------------ tolerances and step sizes
+
+
+def _counted(problem):
+    """`problem` with an `apply` that counts its calls (each trace of the model is one), so a
+    test can tell that a refused argument was refused before anything was traced."""
+    calls = []
+
+    def apply(params, inputs):
+        calls.append(1)
+        return problem.apply(params, inputs)
+
+    counted = gf.Problem(
+        apply, problem.params0, problem.inputs, problem.loss, alpha=1.0, center=problem.center
+    )
+    calls.clear()
+    return counted, calls
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rtol": 1e-20, "atol": 0.0}, r"`rtol=1e-20` is below float64 resolution.*rtol >= 1e-14"),
+        (
+            {"stepsize_controller": dfx.PIDController(rtol=1e-16, atol=1e-18)},
+            r"`stepsize_controller.rtol=1e-16` is below float64 resolution",
+        ),
+    ],
+)
+def test_tolerance_below_float64_resolution_is_refused(getkey, kwargs, message):
+    # It used to run, collapse its step size, and end as `RESULTS.diverged`, blaming a healthy
+    # model. Refused up front, before "auto" estimates the stiffness (nothing is traced).
+    problem, calls = _counted(small(getkey))
+    with pytest.raises(ValueError, match=message):
+        gf.solve(problem, t1=1.0, **kwargs)
+    assert not calls, "the model was traced before the tolerance was refused"
+
+
+def test_float32_tolerance_refused_before_the_auto_estimate():
+    # "auto" estimates the stiffness (20 Hessian-vector products) only for a solve it will run.
+    problem, calls = _counted(_float32_problem())
+    with pytest.raises(ValueError, match="`rtol=1e-08` is below float32 resolution"):
+        gf.solve(problem, t1=1.0)
+    assert not calls
+
+
+def test_tight_float64_tolerance_at_the_bound_succeeds(getkey):
+    # rtol = 1e-14 (the bound) is met on a healthy float64 model: against rtol = 1e-10
+    # (an independent, looser solve), the final loss agrees to that looser tolerance.
+    problem = small(getkey)
+    tight = gf.solve(problem, t1=1.0, ts=[1.0], solver=dfx.Tsit5(), rtol=1e-14, atol=1e-16)
+    loose = gf.solve(problem, t1=1.0, ts=[1.0], solver=dfx.Tsit5(), rtol=1e-10, atol=1e-12)
+    assert tight.succeeded and loose.succeeded
+    np.testing.assert_allclose(tight.loss, loose.loss, rtol=1e-8)
+
+
+def _with_a_dead_parameter(problem):
+    """`problem` with one more parameter leaf that the model ignores: its gradient is 0, so
+    its entries of the state stay exactly 0 for all time."""
+
+    def apply(params, inputs):
+        return problem.apply(params["net"], inputs)
+
+    params = {"net": problem.params0, "dead": jnp.zeros(2)}
+    return gf.Problem(apply, params, problem.inputs, problem.loss, center=True)
+
+
+def test_step_size_collapse_is_not_divergence(getkey):
+    # Two healthy float64 models whose error control cannot be met: `atol=0` with a parameter
+    # that never moves (its relative tolerance asks for an error of exactly 0: a 0/0 in the
+    # error norm), and `atol=0` at rtol 1e-13 (the gap starts at 0, and its relative error is
+    # rounding). Both used to end as `RESULTS.diverged`, blaming the model.
+    base = small(getkey)
+    cases = {
+        "dead parameter, atol=0": (_with_a_dead_parameter(base), 1e-8),
+        "rtol=1e-13, atol=0": (base, 1e-13),
+    }
+    ts = np.linspace(0.0, 1.0, 5)
+    # Ground truth: the same models with atol > 0 succeed, with finite losses.
+    for name, (problem, rtol) in cases.items():
+        ok = gf.solve(problem, t1=1.0, ts=ts, solver=dfx.Tsit5(), rtol=rtol, atol=1e-14)
+        assert ok.succeeded and np.all(np.isfinite(ok.loss)), name
+        sol = gf.solve(problem, t1=1.0, ts=ts, solver=dfx.Tsit5(), rtol=rtol, atol=0.0)
+        assert sol.result == gf.RESULTS.step_size_collapsed, (name, sol.result)
+        assert "step size collapsed" in sol.message and "`atol > 0`" in sol.message
+        # It stops where the step collapsed (here in the first step, so no save time is
+        # reached: NaN), not at max_steps.
+        assert int(sol.stats["num_steps"]) < 100, (name, sol.stats)
+        with pytest.raises(
+            gf.SolveError, match=r"RESULTS\.step_size_collapsed: The step size collapsed"
+        ):
+            gf.solve(problem, t1=1.0, ts=ts, solver=dfx.Tsit5(), rtol=rtol, atol=0.0, throw=True)
