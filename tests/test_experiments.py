@@ -576,11 +576,17 @@ _STORED_KEYS = {
     "trajectories": ("tau=0.1_gd tau=0.1_flow tau=2_gd tau=2_flow",) * 2,
     "tau-sweep": (
         "tau=0.01 tau=0.1 tau=1 tau=10",
-        "tau=0.00630957 tau=0.00794328 tau=0.01 tau=0.0125893 tau=0.0158489 tau=0.0199526 "
-        "tau=0.0251189 tau=0.0316228 tau=0.0398107 tau=0.0501187 tau=0.0630957 tau=0.0794328 "
-        "tau=0.1 tau=0.125893 tau=0.158489 tau=0.199526 tau=0.251189 tau=0.316228 tau=0.398107 "
-        "tau=0.501187 tau=0.630957 tau=0.794328 tau=1 tau=1.25893 tau=1.58489 tau=1.99526 "
-        "tau=2.51189 tau=3.16228 tau=3.98107 tau=5.01187 tau=6.30957 tau=7.94328 tau=10",
+        # Exact keys: each number is the float of the point (`repr` where 6 digits are not).
+        "tau=0.006309573444801929 tau=0.007943282347242814 tau=0.01 tau=0.012589254117941675 "
+        "tau=0.015848931924611134 tau=0.0199526231496888 tau=0.025118864315095794 "
+        "tau=0.03162277660168379 tau=0.039810717055349734 tau=0.05011872336272722 "
+        "tau=0.06309573444801933 tau=0.07943282347242814 tau=0.1 tau=0.12589254117941673 "
+        "tau=0.15848931924611134 tau=0.19952623149688797 tau=0.251188643150958 "
+        "tau=0.31622776601683794 tau=0.3981071705534972 tau=0.5011872336272722 "
+        "tau=0.6309573444801932 tau=0.7943282347242815 tau=1 tau=1.2589254117941673 "
+        "tau=1.5848931924611136 tau=1.9952623149688795 tau=2.51188643150958 "
+        "tau=3.1622776601683795 tau=3.9810717055349722 tau=5.011872336272722 "
+        "tau=6.309573444801933 tau=7.943282347242816 tau=10",
     ),
     "width": (
         "sqrt_m=8 sqrt_m=128 mean_field_m=8 mean_field_m=128 sqrt_m=inf",
@@ -592,7 +598,8 @@ _STORED_KEYS = {
     ),
     "population-sgd": (
         "tau=0.01 tau=10",
-        "tau=0.01 tau=0.0316228 tau=0.1 tau=0.316228 tau=1 tau=3.16228 tau=10",
+        "tau=0.01 tau=0.03162277660168379 tau=0.1 tau=0.31622776601683794 tau=1 "
+        "tau=3.1622776601683795 tau=10",
     ),
     "cnn": (
         "alpha=1_trial=0 alpha=100_trial=0 alpha=10000_trial=0 linearized_trial=0",
@@ -609,7 +616,7 @@ _STORED_KEYS = {
         "tau=0.1_trial=0 tau=10_trial=0",
         " ".join(
             f"tau={tau}_trial={t}"
-            for tau in ("0.1", "0.3162", "1", "3.162", "10")
+            for tau in ("0.1", "0.31622776601683794", "1", "3.1622776601683795", "10")
             for t in range(3)
         ),
     ),
@@ -626,8 +633,10 @@ def test_point_keys_are_the_stored_ones(name):
 
 def test_point_key_formats_numbers_as_the_stored_keys():
     assert ex.point_key(tau=0.01, trial=3) == "tau=0.01_trial=3"
-    assert ex.point_key(tau=np.float64(10.0) ** -0.5) == f"tau={10**-0.5:.6g}" == "tau=0.316228"
-    assert ex.point_key(tau=10**-0.5, trial=np.int64(2), digits=4) == "tau=0.3162_trial=2"
+    # Exact: 6 significant digits where they read back as the same float, else `repr`.
+    assert ex.point_key(tau=np.float64(10.0) ** -0.5) == "tau=0.31622776601683794"
+    assert ex.point_key(tau=0.3162, trial=np.int64(2), digits=4) == "tau=0.3162_trial=2"
+    assert ex.point_key(tau=0.31625, digits=4) == "tau=0.31625"
     assert ex.point_key(prefix="sqrt", m=8) == "sqrt_m=8"
     assert ex.point_key(prefix="sqrt", m=float("inf")) == "sqrt_m=inf"
     assert ex.point_key(tau=2.0, suffix="gd") == "tau=2_gd"
