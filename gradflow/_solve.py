@@ -4,7 +4,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import diffrax as dfx
 import equinox as eqx
@@ -94,6 +94,13 @@ class GradientDescent(eqx.Module):
     learning_rate: float = eqx.field(static=True)
 
     def __check_init__(self):
+        if isinstance(self.learning_rate, (bool, np.bool_)) or not isinstance(
+            self.learning_rate, numbers.Real
+        ):
+            raise TypeError(
+                "`learning_rate` must be a real number > 0, e.g. `gf.GradientDescent(0.1)`; "
+                f"got {type(self.learning_rate).__name__} {self.learning_rate!r}."
+            )
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"`learning_rate` must be a finite number > 0; got {self.learning_rate}."
@@ -663,6 +670,218 @@ def _check_times(ts: np.ndarray) -> np.ndarray:
     return ts
 
 
+def _real_argument(name: str, value: Any, requirement: str, ok) -> float:
+    """`value` as a float if it is a real number (Python, numpy, or a concrete 0-d array; not
+    a bool) and `ok(value)`; otherwise a `TypeError` (not a number) or a `ValueError` (out of
+    range) that names the argument."""
+    real = not isinstance(value, (bool, np.bool_)) and (
+        isinstance(value, numbers.Real)
+        or (
+            isinstance(value, (np.ndarray, jax.Array))
+            and value.ndim == 0
+            and (
+                jnp.issubdtype(value.dtype, jnp.integer)
+                or jnp.issubdtype(value.dtype, jnp.floating)
+            )
+        )
+    )
+    if not real:
+        raise TypeError(
+            f"`{name}` must be {requirement} (a real number); got {type(value).__name__} {value!r}."
+        )
+    if _is_traced(value):
+        raise TypeError(
+            f"`{name}` must be a concrete number, not a traced value (under `jax.jit` or "
+            "`jax.vmap`): it fixes the program `solve` compiles. Pass a Python number."
+        )
+    x = float(value)
+    if not ok(x):
+        raise ValueError(f"`{name}` must be {requirement}; got {name}={x!r}.")
+    return x
+
+
+def _bool_argument(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; got {name}={value!r}.")
+    return bool(value)
+
+
+class _Arguments(NamedTuple):
+    """The arguments of `solve` that need no problem, checked and normalized."""
+
+    t1: float | None  # `ts[-1]` when only `ts` is given; for gradient descent num * eta
+    ts: np.ndarray | None
+    rtol: float
+    atol: float
+    dt0: float | None
+    max_steps: int
+    num_steps: int | None  # gradient descent: t1 / eta, when t1 is known
+
+
+def _checked_arguments(
+    *,
+    t1: Any = None,
+    ts: Any = None,
+    rtol: Any = 1e-8,
+    atol: Any = 1e-10,
+    dt0: Any = None,
+    solver: Any = None,
+    max_steps: Any = 100_000,
+    linearized: Any = True,
+    save_params: Any = False,
+    stepsize_controller: Any = None,
+    throw: Any = False,
+) -> _Arguments:
+    if ts is not None:
+        # Checked as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
+        if _is_traced(ts):
+            raise TypeError(
+                "`ts` must be concrete times, not a traced value (under `jax.jit` or "
+                "`jax.vmap`): the number of save times fixes the compiled program."
+            )
+        raw = np.asarray(ts)
+        if raw.dtype.kind not in "iuf":
+            raise TypeError(
+                f"`ts` must be an array of times (real numbers), e.g. `np.linspace(0, t1, 11)`; "
+                f"got {ts!r} (dtype {raw.dtype})."
+            )
+        ts = _check_times(raw.astype(float))
+    if t1 is not None:
+        t1 = _real_argument("t1", t1, "a finite time > 0", lambda x: math.isfinite(x) and x > 0)
+    elif ts is not None:
+        t1 = float(ts[-1])
+        if not t1 > 0:
+            raise ValueError(
+                f"`t1` must be a finite time > 0; got t1={t1} (ts[-1], as `t1` is not given)."
+            )
+    rtol = _real_argument("rtol", rtol, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
+    atol = _real_argument(
+        "atol", atol, "a finite number >= 0", lambda x: math.isfinite(x) and x >= 0
+    )
+    if dt0 is not None:
+        dt0 = _real_argument(
+            "dt0",
+            dt0,
+            "a finite number > 0 or None (the first step; None lets diffrax choose it)",
+            lambda x: math.isfinite(x) and x > 0,
+        )
+    if (
+        isinstance(max_steps, (bool, np.bool_))
+        or not isinstance(max_steps, (int, float, np.integer, np.floating))
+        or not float(max_steps).is_integer()
+        or max_steps < 1
+    ):
+        raise ValueError(f"`max_steps` must be a positive integer; got max_steps={max_steps!r}.")
+    max_steps = int(max_steps)
+    for name, flag in (("linearized", linearized), ("save_params", save_params), ("throw", throw)):
+        _bool_argument(name, flag)
+    if isinstance(solver, str) and solver != "auto":
+        raise TypeError(
+            "`solver` must be a diffrax solver (e.g. `diffrax.Tsit5()`), "
+            f"`gf.GradientDescent(learning_rate)` or 'auto'; got {solver!r}."
+        )
+    if not (solver is None or isinstance(solver, (str, GradientDescent, dfx.AbstractSolver))):
+        raise TypeError(
+            "`solver` must be a diffrax solver instance (e.g. `diffrax.Tsit5()`), "
+            f"`gf.GradientDescent(learning_rate)` or 'auto'; got {solver!r}."
+        )
+    if stepsize_controller is not None and not isinstance(
+        stepsize_controller, dfx.AbstractStepSizeController
+    ):
+        raise TypeError(
+            "`stepsize_controller` must be a diffrax step-size controller (e.g. "
+            f"`diffrax.PIDController(rtol=1e-8, atol=1e-10)`) or None; got {stepsize_controller!r}."
+        )
+
+    num_steps = None
+    if isinstance(solver, GradientDescent):
+        eta = solver.learning_rate
+        if t1 is not None:
+            num_steps = int(round(t1 / eta))
+            if num_steps < 1 or abs(num_steps * eta - t1) > 1e-9 * t1:
+                raise ValueError(
+                    f"For gradient descent `t1` must be a whole number of steps of "
+                    f"learning_rate={eta}; got t1={t1}. Use t1 = num_steps * learning_rate."
+                )
+            t1 = num_steps * eta
+    else:
+        adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver) or solver in (None, "auto")
+        if stepsize_controller is None and not adaptive and dt0 is None:
+            raise ValueError(
+                f"`solver={type(solver).__name__}()` has no error estimate, so it cannot "
+                "choose its own steps: give `dt0` (it then takes constant steps of `dt0`), "
+                "or use an adaptive solver such as `diffrax.Tsit5()` or `diffrax.Heun()`."
+            )
+        if isinstance(stepsize_controller, dfx.ConstantStepSize) and dt0 is None:
+            raise ValueError(
+                "A constant step size needs `dt0`: give `dt0`, or leave `stepsize_controller` "
+                "unset for adaptive steps."
+            )
+        if isinstance(stepsize_controller, dfx.AbstractAdaptiveStepSizeController) and not adaptive:
+            raise ValueError(
+                f"`solver={type(solver).__name__}()` has no error estimate, so it cannot be used "
+                f"with the adaptive `stepsize_controller={type(stepsize_controller).__name__}`: "
+                "use `diffrax.ConstantStepSize()` with `dt0`, or an adaptive solver such as "
+                "`diffrax.Tsit5()`."
+            )
+        # The float64 bound holds for every dtype (float32's, 1e-6, is checked by `solve`,
+        # which knows the problem's dtype).
+        if stepsize_controller is None and adaptive:
+            _check_resolution("rtol", rtol, jnp.float64)
+        given = _controller_tolerances(stepsize_controller)
+        if given is not None and given[0] is not None:
+            _check_resolution("stepsize_controller.rtol", given[0], jnp.float64)
+    if ts is not None and t1 is not None and ts[-1] > t1 * (1 + 1e-12):
+        raise ValueError(
+            f"`ts` must lie inside [0, t1]; got ts[{len(ts) - 1}]={float(ts[-1])!r} > t1={t1!r}. "
+            "Drop the later times or raise `t1`."
+        )
+    return _Arguments(t1, ts, rtol, atol, dt0, max_steps, num_steps)
+
+
+def check_solve_arguments(
+    *,
+    t1: Any = None,
+    ts: Any = None,
+    rtol: Any = 1e-8,
+    atol: Any = 1e-10,
+    dt0: Any = None,
+    solver: Any = None,
+    max_steps: Any = 100_000,
+    linearized: Any = True,
+    save_params: Any = False,
+    stepsize_controller: Any = None,
+    throw: Any = False,
+) -> None:
+    """Check the arguments of [`gradflow.solve`][] that do not need the problem, as `solve`
+    does first, before anything is traced: for a caller that checks shared options once
+    before building any problem ([`gradflow.sweep`][]).
+
+    **Arguments:** as in [`gradflow.solve`][]; each may be left out (`t1` and `ts` too: the
+    requirement to give one of them is `solve`'s).
+
+    **Returns:** nothing. A wrong argument raises a `TypeError` (not a number, a bool, a
+    solver, a controller) or a `ValueError` (out of range, or contradicting another argument:
+    a gradient-descent `t1` or `ts` off the iterates, a solver without an error estimate and
+    no `dt0`, `rtol` below float64 resolution where the default controller uses it) that
+    names the argument and the fix. The checks that need the problem (`rtol` below float32
+    resolution for float32 parameters) are `solve`'s.
+    """
+    _checked_arguments(
+        t1=t1,
+        ts=ts,
+        rtol=rtol,
+        atol=atol,
+        dt0=dt0,
+        solver=solver,
+        max_steps=max_steps,
+        linearized=linearized,
+        save_params=save_params,
+        stepsize_controller=stepsize_controller,
+        throw=throw,
+    )
+
+
 def solve(
     problem: Problem,
     t1: float | None = None,
@@ -739,27 +958,25 @@ def solve(
         raise TypeError(f"`problem` must be a gradflow.Problem; got {type(problem).__name__}.")
     if t1 is None and ts is None:
         raise ValueError("Give the final time `t1`, or the save times `ts`.")
-    if ts is not None:
-        # Validated as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
-        ts = _check_times(np.asarray(ts, dtype=float))
-    if t1 is None:
-        t1 = float(ts[-1])
-    t1 = float(t1)
-    if not (math.isfinite(t1) and t1 > 0):
-        raise ValueError(f"`t1` must be a finite time > 0; got t1={t1}.")
-    if not (rtol > 0 and atol >= 0):
-        raise ValueError(f"Tolerances must satisfy rtol > 0, atol >= 0; got {rtol=}, {atol=}.")
+    # Every argument that needs no problem, before anything is traced.
+    args = _checked_arguments(
+        t1=t1,
+        ts=ts,
+        rtol=rtol,
+        atol=atol,
+        dt0=dt0,
+        solver=solver,
+        max_steps=max_steps,
+        linearized=linearized,
+        save_params=save_params,
+        stepsize_controller=stepsize_controller,
+        throw=throw,
+    )
+    t1, ts, rtol, atol, dt0 = args.t1, args.ts, args.rtol, args.atol, args.dt0
+    linearized, save_params, throw = bool(linearized), bool(save_params), bool(throw)
     dtype = problem.dtype
-    if (
-        isinstance(max_steps, bool)
-        or not isinstance(max_steps, (int, float, np.integer, np.floating))
-        or not float(max_steps).is_integer()
-        or max_steps < 1
-    ):
-        raise ValueError(f"`max_steps` must be a positive integer; got max_steps={max_steps!r}.")
-    max_steps = int(max_steps)
-    # The tolerance bounds of the problem's dtype, before `"auto"` estimates the stiffness:
-    # `rtol` where the default controller uses it, else a given controller's.
+    # The tolerance bounds of the problem's dtype (float32's), before `"auto"` estimates the
+    # stiffness: `rtol` where the default controller uses it, else a given controller's.
     given = _controller_tolerances(stepsize_controller)
     if given is not None and given[0] is not None:
         _check_resolution("stepsize_controller.rtol", given[0], dtype)
@@ -782,21 +999,15 @@ def solve(
         auto_meta = {"solver_reason": picked.reason, "stiffness": picked.stiffness}
 
     if isinstance(solver, GradientDescent):
-        eta = solver.learning_rate
-        num = int(round(t1 / eta))
-        if num < 1 or abs(num * eta - t1) > 1e-9 * t1:
-            raise ValueError(
-                f"For gradient descent `t1` must be a whole number of steps of "
-                f"learning_rate={eta}; got t1={t1}. Use t1 = num_steps * learning_rate."
-            )
-        t1 = num * eta
+        eta, num = solver.learning_rate, args.num_steps
         if ts is None:
             idx = np.unique(np.linspace(0, num, min(num, 100) + 1).round().astype(int))
             ts = idx * eta
         # diffrax's constant step places step k at t1 * k / num (no accumulated rounding), so
         # the iterates sit at the multiples of eta and one compilation serves every eta and num.
         controller = dfx.ConstantStepSize()
-        dfx_solver, dt0_, max_steps = dfx.Euler(), jnp.asarray(eta, dtype), max(max_steps, num)
+        dfx_solver, dt0_ = dfx.Euler(), jnp.asarray(eta, dtype)
+        max_steps = max(args.max_steps, num)
         solver_name = f"GradientDescent(learning_rate={eta})"
         tolerances = None  # no error control: `rtol` and `atol` are not used
     else:
@@ -807,15 +1018,11 @@ def solve(
             )
         if ts is None:
             ts = _default_ts(t1)
+        max_steps = args.max_steps
         adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
         if stepsize_controller is None and not adaptive:
-            # A solver without an error estimate (Euler, ...) cannot adapt its step.
-            if dt0 is None:
-                raise ValueError(
-                    f"`solver={type(solver).__name__}()` has no error estimate, so it cannot "
-                    "choose its own steps: give `dt0` (it then takes constant steps of `dt0`), "
-                    "or use an adaptive solver such as `diffrax.Tsit5()` or `diffrax.Heun()`."
-                )
+            # A solver without an error estimate (Euler, ...) cannot adapt its step: constant
+            # steps of `dt0` (`_checked_arguments` refused a missing `dt0`).
             controller, tolerances = dfx.ConstantStepSize(), None
         elif stepsize_controller is None:
             # The only place `rtol` and `atol` are used: the default controller. Array
@@ -829,23 +1036,6 @@ def solve(
             tolerances = _controller_tolerances(controller)
         dfx_solver, dt0_ = solver, (None if dt0 is None else jnp.asarray(dt0, dtype))
         solver_name = type(solver).__name__
-        if isinstance(controller, dfx.ConstantStepSize) and dt0_ is None:
-            raise ValueError(
-                "A constant step size needs `dt0`: give `dt0`, or leave `stepsize_controller` "
-                "unset for adaptive steps."
-            )
-        if isinstance(controller, dfx.AbstractAdaptiveStepSizeController) and not adaptive:
-            raise ValueError(
-                f"`solver={type(solver).__name__}()` has no error estimate, so it cannot be used "
-                f"with the adaptive `stepsize_controller={type(controller).__name__}`: use "
-                "`diffrax.ConstantStepSize()` with `dt0`, or an adaptive solver such as "
-                "`diffrax.Tsit5()`."
-            )
-    if ts[-1] > t1 * (1 + 1e-12):
-        raise ValueError(
-            f"`ts` must lie inside [0, t1]; got ts[{len(ts) - 1}]={float(ts[-1])!r} > t1={t1!r}. "
-            "Drop the later times or raise `t1`."
-        )
     # Times share the parameters' dtype: diffrax promotes the state to the time dtype.
     ts = jnp.asarray(np.asarray(ts, dtype=np.dtype(dtype)))
     # With a single save time XLA hoists the metrics (a forward pass) into the step loop, which

@@ -446,6 +446,10 @@ def test_tolerance_below_float64_resolution_is_refused(getkey, kwargs, message):
     with pytest.raises(ValueError, match=message):
         gf.solve(problem, t1=1.0, **kwargs)
     assert not calls, "the model was traced before the tolerance was refused"
+    from gradflow._solve import check_solve_arguments
+
+    with pytest.raises(ValueError, match=message):
+        check_solve_arguments(t1=1.0, **kwargs)
 
 
 def test_float32_tolerance_refused_before_the_auto_estimate():
@@ -502,3 +506,74 @@ def test_step_size_collapse_is_not_divergence(getkey):
             gf.SolveError, match=r"RESULTS\.step_size_collapsed: The step size collapsed"
         ):
             gf.solve(problem, t1=1.0, ts=ts, solver=dfx.Tsit5(), rtol=rtol, atol=0.0, throw=True)
+
+
+# ------------------------------------------------------------ arguments checked where they enter
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"rtol": np.inf}, ValueError, r"`rtol` must be a finite number > 0; got rtol=inf"),
+        ({"rtol": 0.0}, ValueError, r"`rtol` must be a finite number > 0; got rtol=0.0"),
+        ({"rtol": "1e-6"}, TypeError, r"`rtol` must be a finite number > 0 \(a real number\)"),
+        ({"rtol": True}, TypeError, r"`rtol` must be .*; got bool True"),
+        ({"atol": np.inf}, ValueError, r"`atol` must be a finite number >= 0; got atol=inf"),
+        ({"atol": -1e-10}, ValueError, r"`atol` must be a finite number >= 0; got atol=-1e-10"),
+        ({"atol": None}, TypeError, r"`atol` must be a finite number >= 0 \(a real number\)"),
+        ({"dt0": -0.1}, ValueError, r"`dt0` must be a finite number > 0 or None .*dt0=-0.1"),
+        ({"dt0": 0}, ValueError, r"`dt0` must be a finite number > 0 or None .*dt0=0.0"),
+        ({"dt0": np.nan}, ValueError, r"`dt0` must be a finite number > 0 or None .*dt0=nan"),
+        ({"dt0": "0.1"}, TypeError, r"`dt0` must be a finite number > 0 or None"),
+        ({"t1": "1.0"}, TypeError, r"`t1` must be a finite time > 0 \(a real number\)"),
+        ({"t1": True}, TypeError, r"`t1` must be a finite time > 0 \(a real number\)"),
+        ({"ts": "abc"}, TypeError, r"`ts` must be an array of times \(real numbers\)"),
+        ({"ts": ["0", "1"]}, TypeError, r"`ts` must be an array of times \(real numbers\)"),
+        ({"linearized": "no"}, TypeError, r"`linearized` must be True or False"),
+        ({"save_params": 1}, TypeError, r"`save_params` must be True or False"),
+        ({"throw": "yes"}, TypeError, r"`throw` must be True or False"),
+        ({"solver": dfx.Tsit5}, TypeError, r"`solver` must be a diffrax solver instance"),
+        ({"stepsize_controller": "pid"}, TypeError, r"`stepsize_controller` must be a diffrax"),
+    ],
+)
+def test_solve_arguments_are_checked_before_anything_is_traced(getkey, kwargs, error, message):
+    problem, calls = _counted(small(getkey))
+    kwargs = {"t1": 1.0, **kwargs}
+    with pytest.raises(error, match=message):
+        gf.solve(problem, **kwargs)
+    assert not calls, "the model was traced before the argument was refused"
+    # The same error without a problem: what `gf.sweep` checks once for its shared arguments.
+    from gradflow._solve import check_solve_arguments
+
+    with pytest.raises(error, match=message):
+        check_solve_arguments(**kwargs)
+
+
+def test_check_solve_arguments_without_a_problem():
+    from gradflow._solve import check_solve_arguments
+
+    # Every kind of solver, and nothing returned.
+    for solver in (None, "auto", dfx.Tsit5(), gf.RKC(), gf.GradientDescent(0.1)):
+        assert check_solve_arguments(t1=1.0, solver=solver) is None
+    assert check_solve_arguments() is None  # t1 and ts may be per point (a sweep)
+    assert check_solve_arguments(ts=[0.0, 0.5], rtol=np.float32(1e-6), max_steps=1e5) is None
+    # Contradictions between arguments, refused without a problem.
+    with pytest.raises(ValueError, match="whole number of steps"):
+        check_solve_arguments(t1=1.05, solver=gf.GradientDescent(0.1))
+    with pytest.raises(ValueError, match=r"`solver=Euler\(\)` has no error estimate.*give `dt0`"):
+        check_solve_arguments(t1=1.0, solver=dfx.Euler())
+    with pytest.raises(ValueError, match=r"`ts` must lie inside \[0, t1\]"):
+        check_solve_arguments(t1=1.0, ts=[0.0, 2.0])
+    with pytest.raises(TypeError, match="`solver` must be a diffrax solver"):
+        check_solve_arguments(solver="tsit5")
+    # rtol is bound by float64's resolution only where the default controller uses it.
+    assert check_solve_arguments(t1=1.0, rtol=1e-20, solver=gf.GradientDescent(0.5)) is None
+    assert check_solve_arguments(t1=1.0, rtol=1e-20, solver=dfx.Euler(), dt0=0.1) is None
+    # The boundary: 1e-14 is accepted.
+    assert check_solve_arguments(t1=1.0, rtol=1e-14) is None
+
+
+@pytest.mark.parametrize("bad", ["0.1", None, True, 1 + 0j])
+def test_gradient_descent_learning_rate_type(bad):
+    with pytest.raises(TypeError, match=r"`learning_rate` must be a real number > 0.*; got "):
+        gf.GradientDescent(bad)
