@@ -89,6 +89,7 @@ class GradientDescent(eqx.Module):
     gradient flow, $w_{k+1} = w_k - \eta \nabla F_\alpha(w_k)$, at times $t_k = k \eta$.
 
     Pass it as `solve(problem, t1=num_steps * learning_rate, solver=gf.GradientDescent(eta))`.
+    The iterates are the only states: save times `ts` must be multiples of `learning_rate`.
     """
 
     learning_rate: float = eqx.field(static=True)
@@ -645,6 +646,10 @@ def _check_resolution(name: str, rtol: float, dtype) -> None:
     )
 
 
+# The step budget of a flow when `max_steps` is not given.
+_MAX_STEPS = 100_000
+
+
 def _default_ts(t1: float, num: int = 101) -> np.ndarray:
     return np.linspace(0.0, t1, num)
 
@@ -710,11 +715,11 @@ class _Arguments(NamedTuple):
     """The arguments of `solve` that need no problem, checked and normalized."""
 
     t1: float | None  # `ts[-1]` when only `ts` is given; for gradient descent num * eta
-    ts: np.ndarray | None
+    ts: np.ndarray | None  # for gradient descent snapped to the iterates k * eta
     rtol: float
     atol: float
     dt0: float | None
-    max_steps: int
+    max_steps: int | None  # None: the default budget (see `solve`)
     num_steps: int | None  # gradient descent: t1 / eta, when t1 is known
 
 
@@ -726,7 +731,7 @@ def _checked_arguments(
     atol: Any = 1e-10,
     dt0: Any = None,
     solver: Any = None,
-    max_steps: Any = 100_000,
+    max_steps: Any = None,
     linearized: Any = True,
     save_params: Any = False,
     stepsize_controller: Any = None,
@@ -765,14 +770,17 @@ def _checked_arguments(
             "a finite number > 0 or None (the first step; None lets diffrax choose it)",
             lambda x: math.isfinite(x) and x > 0,
         )
-    if (
-        isinstance(max_steps, (bool, np.bool_))
-        or not isinstance(max_steps, (int, float, np.integer, np.floating))
-        or not float(max_steps).is_integer()
-        or max_steps < 1
-    ):
-        raise ValueError(f"`max_steps` must be a positive integer; got max_steps={max_steps!r}.")
-    max_steps = int(max_steps)
+    if max_steps is not None:
+        if (
+            isinstance(max_steps, (bool, np.bool_))
+            or not isinstance(max_steps, (int, float, np.integer, np.floating))
+            or not float(max_steps).is_integer()
+            or max_steps < 1
+        ):
+            raise ValueError(
+                f"`max_steps` must be a positive integer or None; got max_steps={max_steps!r}."
+            )
+        max_steps = int(max_steps)
     for name, flag in (("linearized", linearized), ("save_params", save_params), ("throw", throw)):
         _bool_argument(name, flag)
     if isinstance(solver, str) and solver != "auto":
@@ -804,6 +812,20 @@ def _checked_arguments(
                     f"learning_rate={eta}; got t1={t1}. Use t1 = num_steps * learning_rate."
                 )
             t1 = num_steps * eta
+        if ts is not None:
+            # Gradient descent has iterates only: a time between two of them would return an
+            # interpolation that no iterate has.
+            k = np.round(ts / eta)
+            off = np.flatnonzero(np.abs(ts - k * eta) > 1e-9 * np.maximum(ts, eta))
+            if off.size:
+                i = int(off[0])
+                raise ValueError(
+                    f"For gradient descent `ts` must be iterates, multiples of learning_rate="
+                    f"{eta}; got ts[{i}]={float(ts[i])!r}, between iterates {int(ts[i] // eta)} "
+                    f"and {int(ts[i] // eta) + 1}. Save at iterations: ts = eta * "
+                    "np.arange(0, num_steps + 1, every) (or eta * np.array(iterations))."
+                )
+            ts = k * eta
     else:
         adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver) or solver in (None, "auto")
         if stepsize_controller is None and not adaptive and dt0 is None:
@@ -847,7 +869,7 @@ def check_solve_arguments(
     atol: Any = 1e-10,
     dt0: Any = None,
     solver: Any = None,
-    max_steps: Any = 100_000,
+    max_steps: Any = None,
     linearized: Any = True,
     save_params: Any = False,
     stepsize_controller: Any = None,
@@ -894,7 +916,7 @@ def solve(
     stepsize_controller: dfx.AbstractStepSizeController | None = None,
     linearized: bool = True,
     save_params: bool = False,
-    max_steps: int = 100_000,
+    max_steps: int | None = None,
     throw: bool = False,
 ) -> Solution:
     r"""Integrate the gradient flow $w' = -\nabla F_\alpha(w)$ and, with `linearized=True`, the
@@ -911,7 +933,9 @@ def solve(
     - `problem`: a [`gradflow.Problem`][].
     - `t1`: the final time (for gradient descent, `num_steps * learning_rate`).
     - `ts`: times at which to save the metrics; default 101 evenly spaced points in `[0, t1]`
-      (for gradient descent, iterates only). If `t1` is omitted it is `ts[-1]`.
+      (for gradient descent, up to 101 iterates). If `t1` is omitted it is `ts[-1]`. For
+      gradient descent every save time must be an iterate, a multiple of the learning rate
+      $\eta$ (to a relative 1e-9, then placed on it exactly): `ts = eta * iterations`.
     - `solver`: `"auto"` (the default, also `None`), any diffrax solver, or
       [`gradflow.GradientDescent`][] for the discrete algorithm through the same code path.
       `"auto"` ([`gradflow.choose_solver`][]) first estimates the flow's stiffness,
@@ -946,7 +970,10 @@ def solve(
     - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
     - `max_steps`: the step budget; exceeding it gives `RESULTS.max_steps_reached`
       (`RESULTS.max_steps_at_kinks` for a model with kinks, whose message says to loosen
-      `rtol`).
+      `rtol`). `None` (the default): 100 000 steps for a flow, and for gradient descent as
+      many as `t1` needs. A given budget is honoured for gradient descent too: fewer steps
+      than `t1 / learning_rate` stop at `max_steps` with `RESULTS.max_steps_reached`, the
+      iterates before it saved.
     - `throw`: raise [`gradflow.SolveError`][] instead of returning an unsuccessful result,
       with a message naming the failure (`gradflow.solve failed with RESULTS.diverged: ...`).
       Under a trace (`jax.vmap`, `jax.jit`) the result is not known until run time, and the
@@ -1004,10 +1031,11 @@ def solve(
             idx = np.unique(np.linspace(0, num, min(num, 100) + 1).round().astype(int))
             ts = idx * eta
         # diffrax's constant step places step k at t1 * k / num (no accumulated rounding), so
-        # the iterates sit at the multiples of eta and one compilation serves every eta and num.
+        # the iterates sit at the multiples of eta and one compilation serves every eta and num
+        # (the default budget is a constant, 100 000, until a run needs more).
         controller = dfx.ConstantStepSize()
         dfx_solver, dt0_ = dfx.Euler(), jnp.asarray(eta, dtype)
-        max_steps = max(args.max_steps, num)
+        max_steps = max(_MAX_STEPS, num) if args.max_steps is None else args.max_steps
         solver_name = f"GradientDescent(learning_rate={eta})"
         tolerances = None  # no error control: `rtol` and `atol` are not used
     else:
@@ -1018,7 +1046,7 @@ def solve(
             )
         if ts is None:
             ts = _default_ts(t1)
-        max_steps = args.max_steps
+        max_steps = _MAX_STEPS if args.max_steps is None else args.max_steps
         adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
         if stepsize_controller is None and not adaptive:
             # A solver without an error estimate (Euler, ...) cannot adapt its step: constant

@@ -556,7 +556,7 @@ def test_check_solve_arguments_without_a_problem():
     for solver in (None, "auto", dfx.Tsit5(), gf.RKC(), gf.GradientDescent(0.1)):
         assert check_solve_arguments(t1=1.0, solver=solver) is None
     assert check_solve_arguments() is None  # t1 and ts may be per point (a sweep)
-    assert check_solve_arguments(ts=[0.0, 0.5], rtol=np.float32(1e-6), max_steps=1e5) is None
+    assert check_solve_arguments(ts=[0.0, 0.5], rtol=np.float32(1e-6), max_steps=None) is None
     # Contradictions between arguments, refused without a problem.
     with pytest.raises(ValueError, match="whole number of steps"):
         check_solve_arguments(t1=1.05, solver=gf.GradientDescent(0.1))

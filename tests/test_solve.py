@@ -365,3 +365,69 @@ def test_solution_to_dict_is_json_ready(getkey):
     d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
     assert d["succeeded"] and d["solver"] == "Tsit5" and d["alpha"] == 10.0
     assert d["param_gap"][0] == 0.0 and d["param_gap"][1] > 0
+
+
+# ------------------------------------------------------------ gradient descent: a discrete method
+
+
+def _gd_loop(problem, eta, steps):
+    """Hand-written gradient descent: the losses R(alpha h(w_k)) for k = 0..steps."""
+    grad = jax.jit(jax.grad(problem.objective))
+    w, losses = problem.params0, []
+    for _ in range(steps + 1):
+        losses.append(float(problem.loss(problem.alpha * problem.h(w))))
+        w = jax.tree_util.tree_map(lambda p, g: p - eta * g, w, grad(w))
+    return np.array(losses)
+
+
+def test_gradient_descent_honours_max_steps(getkey):
+    # A given budget below t1 / eta used to be raised silently to t1 / eta.
+    problem = two_layer_problem(getkey(), n=6, d=3, m=5, alpha=2.0)
+    eta, steps, budget = 0.1, 10, 4
+    ts = eta * np.arange(steps + 1)
+    solver = gf.GradientDescent(eta)
+    sol = gf.solve(problem, t1=eta * steps, ts=ts, solver=solver, max_steps=budget)
+    assert sol.result == gf.RESULTS.max_steps_reached
+    assert int(sol.stats["num_steps"]) == budget
+    # The iterates within the budget are the hand-written loop's (rounding: 1e-12 relative);
+    # the later ones were not computed (NaN).
+    expected = _gd_loop(problem, eta, budget)
+    np.testing.assert_allclose(sol.loss[: budget + 1], expected, rtol=1e-12)
+    assert np.all(np.isnan(sol.loss[budget + 1 :]))
+    # A budget that suffices, and the default (as many steps as t1 needs), succeed.
+    assert gf.solve(problem, t1=eta * steps, ts=ts, solver=solver, max_steps=steps).succeeded
+    assert gf.solve(problem, t1=eta * steps, ts=ts, solver=solver).succeeded
+
+
+def test_gradient_descent_default_budget_covers_long_runs():
+    # More iterations than the flow's default budget (100 000): the default is "as many as t1
+    # needs". A linear model on one sample, F(w) = (w - 1)^2 / 2 from w0 = 0: gradient descent
+    # has w_k - 1 = -(1 - eta)^k, so the loss is (1 - eta)^(2k) / 2. Against that closed form
+    # (rounding accumulates to ~1e-11 over the steps: 1e-9 relative).
+    problem = gf.Problem(
+        lambda p, x: x @ p["w"],
+        {"w": jnp.zeros((1, 1))},
+        jnp.ones((1, 1)),
+        gf.SquareLoss(jnp.ones((1, 1))),
+    )
+    eta, steps = 1e-5, 120_000
+    sol = gf.solve(problem, t1=eta * steps, ts=[eta * steps], solver=gf.GradientDescent(eta))
+    assert sol.succeeded and int(sol.stats["num_steps"]) == steps
+    np.testing.assert_allclose(float(sol.loss[-1]), 0.5 * (1 - eta) ** (2 * steps), rtol=1e-9)
+
+
+def test_gradient_descent_refuses_save_times_between_iterates(getkey):
+    problem = two_layer_problem(getkey(), n=6, d=3, m=5, alpha=2.0)
+    solver = gf.GradientDescent(0.1)
+    with pytest.raises(
+        ValueError,
+        match=r"`ts` must be iterates, multiples of learning_rate=0.1; got ts\[1\]=0.15, "
+        r"between iterates 1 and 2.*ts = eta \* np.arange",
+    ):
+        gf.solve(problem, t1=1.0, ts=[0.0, 0.15, 1.0], solver=solver)
+    # Times within 1e-9 (relative) of an iterate are that iterate, placed on it exactly.
+    eta, steps = 0.1, 10
+    ts = eta * np.arange(0, steps + 1, 5) * (1 + 1e-12)
+    sol = gf.solve(problem, t1=eta * steps, ts=ts, solver=solver)
+    np.testing.assert_array_equal(np.asarray(sol.ts), eta * np.array([0.0, 5.0, 10.0]))
+    np.testing.assert_allclose(sol.loss, _gd_loop(problem, eta, steps)[::5], rtol=1e-12)
