@@ -58,6 +58,7 @@ class SolveError(RuntimeError):
     """Raised by `solve(..., throw=True)` when the solve does not succeed."""
 
 
+# The names of the result codes, indexed by the code's value (the order of definition).
 _RESULT_NAMES = (
     "successful",
     "max_steps_reached",
@@ -68,9 +69,41 @@ _RESULT_NAMES = (
 )
 
 
+class _ResultItem(type(RESULTS.successful)):
+    """A [`gradflow.RESULTS`][] item that prints as its name, `RESULTS.diverged` (equinox's
+    items print as `module.RESULTS<message>`, which is `...RESULTS<>` for success). Still an
+    `eqx.Enumeration` item: traced, compared and indexed (`RESULTS[item]`, the message) as
+    equinox's own."""
+
+    def __repr__(self) -> str:
+        value = self._value
+        if _is_traced(value):
+            return "RESULTS<traced>"
+        codes = np.asarray(value)
+        if codes.ndim == 0:
+            return f"RESULTS.{_RESULT_NAMES[int(codes)]}"
+        # Batched (a stacked sweep, a vmapped solve): the names, in the array's shape.
+        names = np.vectorize(lambda c: _RESULT_NAMES[int(c)])(codes) if codes.size else codes
+        return f"RESULTS{np.array2string(names, separator=', ', formatter={'all': str})}"
+
+    __str__ = __repr__
+
+
+def _named(item: RESULTS) -> RESULTS:
+    return item if type(item) is _ResultItem else _ResultItem(item._value, RESULTS)
+
+
+# Every RESULTS item gradflow hands out prints its name: the items on the class and those
+# `RESULTS.where` builds. (Both are equinox internals; `tests/test_solve.py` pins them.)
+for _name in _RESULT_NAMES:
+    RESULTS._name_to_item[_name] = _named(RESULTS._name_to_item[_name])
+_equinox_where = RESULTS.where
+RESULTS.where = classmethod(lambda cls, pred, a, b: _named(_equinox_where(pred, a, b)))
+
+
 def _failure_message(result: RESULTS) -> str:
     """`gradflow.solve failed with RESULTS.<name>: <message>` for a concrete result."""
-    name = next(n for n in _RESULT_NAMES if bool(result == getattr(RESULTS, n)))
+    name = _RESULT_NAMES[int(result._value)]
     return f"gradflow.solve failed with RESULTS.{name}: {RESULTS[result]}"
 
 
@@ -321,6 +354,22 @@ class Solution(eqx.Module):
     @property
     def succeeded(self) -> bool:
         return bool(self.result == RESULTS.successful)
+
+    def __repr__(self) -> str:
+        # equinox's form (arrays as dtype and shape), with the scalars (`alpha`, the step
+        # counts) by value and the result by name: what `print(sol)` is read for.
+        def scalar(x):
+            if isinstance(x, (jax.Array, np.ndarray, np.generic)) and np.ndim(x) == 0:
+                return x if _is_traced(x) else x.item()
+            return x
+
+        shown = dataclasses.replace(
+            self,
+            stats={k: scalar(v) for k, v in self.stats.items()},
+            alpha=scalar(self.alpha),
+            result=_named(self.result),
+        )
+        return eqx.tree_pformat(shown)
 
     @property
     def message(self) -> str:

@@ -431,3 +431,39 @@ def test_gradient_descent_refuses_save_times_between_iterates(getkey):
     sol = gf.solve(problem, t1=eta * steps, ts=ts, solver=solver)
     np.testing.assert_array_equal(np.asarray(sol.ts), eta * np.array([0.0, 5.0, 10.0]))
     np.testing.assert_allclose(sol.loss, _gd_loop(problem, eta, steps)[::5], rtol=1e-12)
+
+
+# ------------------------------------------------------------ what a person reads
+
+
+def test_results_print_their_names(getkey):
+    assert repr(gf.RESULTS.successful) == "RESULTS.successful"
+    assert str(gf.RESULTS.diverged) == "RESULTS.diverged"
+    # Built by `where`, passed through jit: still named, still equinox items (message lookup).
+    picked = gf.RESULTS.where(jnp.asarray(True), gf.RESULTS.diverged, gf.RESULTS.successful)
+    assert repr(picked) == "RESULTS.diverged" and "NaN or inf" in gf.RESULTS[picked]
+    assert repr(jax.jit(lambda r: r)(gf.RESULTS.step_size_collapsed)) == (
+        "RESULTS.step_size_collapsed"
+    )
+    # Stacked (a sweep's points): every name.
+    stacked = jax.tree_util.tree_map(
+        lambda *x: np.stack(x), gf.RESULTS.successful, gf.RESULTS.max_steps_reached
+    )
+    assert repr(stacked) == "RESULTS[successful, max_steps_reached]"
+    seen = []
+    jax.jit(lambda r: seen.append(repr(r)) or r)(gf.RESULTS.successful)
+    assert seen == ["RESULTS<traced>"]
+    # The names are the enumeration's own, in order (the repr indexes them by value).
+    from gradflow._solve import _RESULT_NAMES
+
+    assert len(_RESULT_NAMES) == len(gf.RESULTS)
+    for i, name in enumerate(_RESULT_NAMES):
+        assert int(getattr(gf.RESULTS, name)._value) == i
+
+    sol = gf.solve(scalar_problem(10.0), ts=SCALAR_TS, solver=dfx.Tsit5(), save_params=True)
+    assert repr(sol.result) == "RESULTS.successful" and str(sol.result) == "RESULTS.successful"
+    text = repr(sol)
+    assert "result=RESULTS.successful" in text and "gradflow._solve" not in text
+    # Scalars by value: alpha and the step counts, read against the solution itself.
+    assert "alpha=10.0" in text
+    assert f"'num_steps': {int(sol.stats['num_steps'])}" in text
