@@ -3,6 +3,7 @@ programs, checkpointed per point, returned as one immutable result stacked along
 and the alpha sweep with its rate fits, on top of it."""
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from ._fingerprint import (
 )
 from ._keys import duplicate_keys, point_key
 from ._problem import Problem
-from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, solve
+from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, check_solve_arguments, solve
 from ._stats import RateFit, fit_rate
 from ._store import ResultStore, resume
 from ._theory import PredictedExponents
@@ -489,6 +490,7 @@ def sweep(
         )
     if t1 is None and ts is None and options is None:
         raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
+    _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, measure, build)
     index, count = share(process_index, process_count)
     if count > 1 and store is None:
         raise ValueError(
@@ -521,6 +523,49 @@ def sweep(
         if opened_here:
             store.close()
     return run.result(time.perf_counter() - start)
+
+
+def _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, measure, build):
+    """The arguments every point shares, checked once at the call: a bad one is the caller's
+    error, raised before the first point is built (a point's failure is for what differs
+    between points)."""
+    if not callable(build):
+        raise TypeError(
+            f"`build` must be a function `build(**point) -> gf.Problem`; got {build!r}."
+        )
+    for name, fn in (("callback", callback), ("options", options), ("measure", measure)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"`{name}` must be a function or None; got {name}={fn!r}.")
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"`overwrite` must be True or False; got overwrite={overwrite!r}.")
+    unknown = sorted(set(solve_kwargs) - set(_SOLVE_PARAMETERS))
+    if unknown:
+        raise TypeError(
+            f"`sweep` got unknown solve option(s) {unknown}: pass the options of "
+            f"`gradflow.solve` ({', '.join(sorted(_SOLVE_PARAMETERS))})."
+        )
+    if devices is not None:
+        if isinstance(devices, (jax.Device, str)) or not isinstance(devices, Sequence):
+            raise TypeError(
+                f"`devices` must be a list of jax devices such as `jax.local_devices()`; got "
+                f"{devices!r}."
+            )
+        if len(devices) == 0:
+            raise ValueError(
+                "`devices` is empty: pass at least one device, e.g. `jax.local_devices()`, or "
+                "leave it unset (one device)."
+            )
+        bad = [d for d in devices if not isinstance(d, jax.Device)]
+        if bad:
+            raise TypeError(f"`devices` must hold jax devices; got {bad[0]!r}.")
+    # The shared solve options, as `solve` checks them (a per-point `options(**point)` may
+    # still set `t1`, `ts` or others per point; those are checked when the point is planned).
+    check_solve_arguments(t1=t1, ts=ts, **solve_kwargs)
+
+
+_SOLVE_PARAMETERS = tuple(
+    name for name in inspect.signature(solve).parameters if name not in ("problem", "t1", "ts")
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -472,3 +472,29 @@ def test_point_keys_read_back_as_the_same_float():
     for v in values:
         assert float(point_key(x=v).removeprefix("x=")) == v
     assert point_key(tau=0.01, alpha=1e-5, m=2.5) == "tau=0.01_alpha=1e-05_m=2.5"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"t1": -1.0}, ValueError, r"`t1` must be a finite time > 0; got t1=-1"),
+        ({"t1": 1.0, "rtol": -1.0}, ValueError, r"rtol"),
+        ({"t1": 1.0, "rtol": "1e-6"}, TypeError, r"rtol"),
+        ({"t1": 1.0, "dt0": 0.0}, ValueError, r"dt0"),
+        ({"t1": 1.0, "devices": []}, ValueError, r"`devices` is empty"),
+        ({"t1": 1.0, "devices": "cpu"}, TypeError, r"`devices` must be a list of jax devices"),
+        ({"t1": 1.0, "rtoll": 1e-6}, TypeError, r"unknown solve option\(s\) \['rtoll'\]"),
+        ({"t1": 1.0, "measure": 3}, TypeError, r"`measure` must be a function or None"),
+    ],
+)
+def test_bad_shared_arguments_raise_once_before_any_point_is_built(kwargs, error, message):
+    # A bad argument that every point shares is the caller's error, not each point's failure.
+    built = []
+
+    def counting(tau, seed):
+        built.append((tau, seed))
+        return build(tau, seed)
+
+    with pytest.raises(error, match=message):
+        gf.sweep(counting, POINTS[:2], **kwargs)
+    assert built == []

@@ -65,7 +65,7 @@ def test_options_keys_and_measures_are_per_point_and_stored(tmp_path):
         return {**options(seed, step), "solver": gf.GradientDescent(step / 2)}
 
     with pytest.raises(gf.StoreError, match=r"4 point\(s\) .*differs in: solve options"):
-        gf.sweep(build, POINTS, keys=keys, options=other, store=tmp_path, **OPTS)
+        gf.sweep(build, POINTS, keys=keys, options=other, measure=measure, store=tmp_path, **OPTS)
     with pytest.raises(ValueError, match="`keys` must hold one key per point; got 1 for 4"):
         gf.sweep(build, POINTS, keys=["a"], options=options, **OPTS)
 
