@@ -3,6 +3,7 @@ programs, checkpointed per point, returned as one immutable result stacked along
 and the alpha sweep with its rate fits, on top of it."""
 
 import dataclasses
+import enum
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -42,9 +43,10 @@ METRICS = ("param_distance", "param_gap", "output_gap", "loss", "linear_loss")
 """The time series of a [`gradflow.Solution`][] that a [`gradflow.Sweep`][] keeps per point."""
 
 
-class SweepStatus(eqx.Enumeration):
-    """How one point of a [`gradflow.Sweep`][] ended: `sweep.status == gf.SweepStatus.computed`
-    is a boolean array over the points."""
+class SweepStatus(enum.Enum):
+    """How one point of a [`gradflow.Sweep`][] ended (`sweep.status[i]`); each member's value
+    is its description. `sweep.is_(gf.SweepStatus.computed)` is a boolean array over the
+    points."""
 
     computed = "solved in this call"
     resumed = "read back from the store, solved by an earlier call"
@@ -82,7 +84,7 @@ class Sweep(eqx.Module):
     points: tuple[dict[str, Any], ...] = eqx.field(static=True)
     solution: Solution | None
     measures: dict[str, np.ndarray]
-    status: SweepStatus
+    status: tuple[SweepStatus, ...] = eqx.field(static=True)
     errors: tuple[str | None, ...] = eqx.field(static=True)
     infos: tuple[SolveInfo | None, ...] = eqx.field(static=True)
     seconds: np.ndarray
@@ -103,8 +105,10 @@ class Sweep(eqx.Module):
         return self.is_(SweepStatus.resumed)
 
     def is_(self, status: SweepStatus) -> np.ndarray:
-        """Boolean per point: `status[i] == status`."""
-        return np.asarray(self.status == status)
+        """Boolean per point: `status[i] is status`."""
+        if not isinstance(status, SweepStatus):
+            raise TypeError(f"`status` must be a gf.SweepStatus member; got {status!r}.")
+        return np.array([s is status for s in self.status], dtype=bool)
 
     def _series(self, name: str) -> np.ndarray:
         if name not in METRICS:
@@ -148,7 +152,7 @@ class Sweep(eqx.Module):
                 {
                     "key": key,
                     "point": dict(self.points[i]),
-                    "status": _status_name(self.status, i),
+                    "status": self.status[i].name,
                     "error": self.errors[i],
                     "seconds": float(self.seconds[i]),
                     "sup": {m: _num(sups[m][i]) for m in METRICS},
@@ -167,14 +171,6 @@ class Sweep(eqx.Module):
             "compiled_groups": self.compiled_groups,
             "seconds": self.wall_seconds,
         }
-
-
-_STATUS_NAMES = ("computed", "resumed", "failed", "raised", "elsewhere")
-
-
-def _status_name(status: SweepStatus, i: int) -> str:
-    value = int(np.asarray(status._value)[i])
-    return next(n for n in _STATUS_NAMES if int(getattr(SweepStatus, n)._value) == value)
 
 
 def _num(v: Any) -> float | None:
@@ -331,9 +327,8 @@ def _stack_measures(measures: list[dict[str, Any] | None]) -> dict[str, np.ndarr
     return out
 
 
-def _statuses(names: list[str]) -> SweepStatus:
-    items = [getattr(SweepStatus, n) for n in names]
-    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+def _statuses(names: list[str]) -> tuple[SweepStatus, ...]:
+    return tuple(SweepStatus[n] for n in names)
 
 
 # ---------------------------------------------------------------------------------------------

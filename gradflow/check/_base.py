@@ -1,6 +1,7 @@
 """The report every theorem check returns, and the comparisons it is made of."""
 
 import dataclasses
+import enum
 import math
 from typing import Any
 
@@ -12,9 +13,9 @@ from .._problem import Problem
 from .._stats import fit_rate
 
 
-class VERDICTS(eqx.Enumeration):
-    """The verdict of a [`gradflow.check.CheckReport`][] (`report.result`); each item's text,
-    `VERDICTS[item]`, is what the table and the JSON show (`report.verdict`).
+class VERDICTS(enum.Enum):
+    """The verdict of a [`gradflow.check.CheckReport`][] (`report.result`); each member's
+    value, `item.value`, is what the table and the JSON show (`report.verdict`).
 
     - `passed` (`"pass"`): the hypotheses hold and every applicable comparison passes.
     - `failed` (`"FAIL"`): the hypotheses hold but a comparison fails.
@@ -33,9 +34,9 @@ class VERDICTS(eqx.Enumeration):
     hypotheses_fail = "hypotheses fail"
 
 
-class KINDS(eqx.Enumeration):
+class KINDS(enum.Enum):
     r"""How a fitted exponent $s$ is compared with the predicted one
-    ([`gradflow.check.ExponentCheck`][] `kind`); each item's text is its name, as the JSON
+    ([`gradflow.check.ExponentCheck`][] `kind`); each member's value is its name, as the JSON
     shows it.
 
     - `equal`: $|s - \text{predicted}| \le$ `tolerance`.
@@ -46,12 +47,6 @@ class KINDS(eqx.Enumeration):
     equal = "equal"
     at_least = "at_least"
     at_most = "at_most"
-
-
-def _is(item, *options) -> bool:
-    """Whether the enumeration item `item` is one of `options` (items are not hashable, and
-    their `==` returns an array)."""
-    return any(bool(item == o) for o in options)
 
 
 class _Record(eqx.Module):
@@ -88,13 +83,13 @@ class ExponentCheck(_Record):
     tolerance: float
     xs: np.ndarray
     ys: np.ndarray
-    kind: KINDS
+    kind: KINDS = eqx.field(static=True)
     applicable: bool
     passed: bool
     note: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "kind": KINDS[self.kind]}
+        return {**super().to_dict(), "kind": self.kind.value}
 
 
 class ConstantCheck(_Record):
@@ -197,23 +192,23 @@ class CheckReport(eqx.Module):
 
     @property
     def verdict(self) -> str:
-        """The verdict's text, `VERDICTS[report.result]`."""
-        return VERDICTS[self.result]
+        """The verdict's text, `report.result.value`."""
+        return self.result.value
 
     @property
     def as_predicted(self) -> bool:
         """The outcome is the one the theory predicts: a pass, or a negative control whose
         distances do not decay."""
-        return _is(self.result, VERDICTS.passed, VERDICTS.no_decay)
+        return self.result in (VERDICTS.passed, VERDICTS.no_decay)
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         """Table rows `(quantity, prediction, measurement, margin, ok)`."""
         out = []
         for e in self.exponents:
-            if _is(e.kind, KINDS.equal):
+            if e.kind is KINDS.equal:
                 pred = f"slope {e.predicted:+.3f} +- {e.tolerance:g}"
                 margin = f"|diff| {abs(e.measured - e.predicted):.4f}"
-            elif _is(e.kind, KINDS.at_least):
+            elif e.kind is KINDS.at_least:
                 pred = f"slope >= {e.predicted:+.2f}"
                 margin = f"{e.measured - e.predicted:+.3f}"
             else:
@@ -282,7 +277,7 @@ def exponent_check(
 ) -> ExponentCheck:
     if not isinstance(kind, KINDS):
         raise ValueError(
-            "`kind` must be a gradflow.check.KINDS item (KINDS.equal, KINDS.at_least or "
+            "`kind` must be a gradflow.check.KINDS member (KINDS.equal, KINDS.at_least or "
             f"KINDS.at_most); got {kind!r}."
         )
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
@@ -292,9 +287,9 @@ def exponent_check(
         slope, ci, intercept = fit.slope, fit.ci, fit.intercept
     else:
         slope, ci, intercept = math.nan, (math.nan, math.nan), math.nan
-    if _is(kind, KINDS.equal):
+    if kind is KINDS.equal:
         passed = bool(abs(slope - predicted) <= tolerance)
-    elif _is(kind, KINDS.at_least):
+    elif kind is KINDS.at_least:
         passed = bool(slope >= predicted)
     else:
         passed = bool(slope <= predicted)

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import KINDS, CheckReport, _is
+from ._base import KINDS, CheckReport
 
 _CYCLE = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
@@ -61,11 +61,11 @@ def plot_check_exponents(report: CheckReport, ax: Any = None) -> Any:
                 label=f"  fit slope {e.measured:+.3f} [{e.ci[0]:+.3f}, {e.ci[1]:+.3f}]",
             )
         gx, gy = np.exp(np.mean(np.log(x))), np.exp(np.mean(np.log(y)))
-        if e.applicable or not _is(e.kind, KINDS.equal):
+        if e.applicable or e.kind is not KINDS.equal:
             ref = e.predicted
-            if _is(e.kind, KINDS.equal):
+            if e.kind is KINDS.equal:
                 word = "theory"
-            elif _is(e.kind, KINDS.at_least):
+            elif e.kind is KINDS.at_least:
                 word = "theory: at least"
             else:
                 word = "theory: at most"
