@@ -12,9 +12,10 @@ Every diagnostic that needs a norm or a spectrum speaks of one of these operator
 
 The linear ones are `lineax` operators (`mv`, `transpose`, `@`, `/`), built inside a trace.
 On top of them: `power_iteration` (optionally shifted, warm-startable, with a traced iteration
-cap) and `lanczos` (full reorthogonalization). The scale criterion, the spectra, the Lipschitz
-estimate, the stiffness estimate of `solver="auto"`, the stabilized solvers' spectral radius and
-the CNN experiment's kernel eigenvalue all run on these.
+cap), `lanczos` (full reorthogonalization, a fixed number of steps) and `lanczos_largest` (the top
+eigenvalue, stopped by the residual of its Ritz pair). The scale criterion, the spectra, the
+Lipschitz estimate, the stiffness estimate of `solver="auto"`, the stabilized solvers' spectral
+radius and the CNN experiment's kernel eigenvalue all run on these.
 """
 
 from collections.abc import Callable
@@ -235,6 +236,20 @@ def second_derivative_norm(
 # ----------------------------------------------------------------------------------- Lanczos
 
 
+def _flat_matvec(
+    operator: lx.AbstractLinearOperator | Callable[[Array], Array],
+) -> Callable[[Array], Array]:
+    if not isinstance(operator, lx.AbstractLinearOperator):
+        return operator
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), operator.in_structure())
+    unravel = ravel_pytree(zeros)[1]
+
+    def matvec(q):
+        return ravel_pytree(operator.mv(unravel(q)))[0]
+
+    return matvec
+
+
 def lanczos(
     operator: lx.AbstractLinearOperator | Callable[[Array], Array], v0: Array, num_iters: int
 ) -> Array:
@@ -251,16 +266,7 @@ def lanczos(
 
     **Returns:** the ascending Ritz values, shape `(num_iters,)`.
     """
-    if isinstance(operator, lx.AbstractLinearOperator):
-        zeros = jax.tree_util.tree_map(
-            lambda s: jnp.zeros(s.shape, s.dtype), operator.in_structure()
-        )
-        unravel = ravel_pytree(zeros)[1]
-
-        def matvec(q):
-            return ravel_pytree(operator.mv(unravel(q)))[0]
-    else:
-        matvec = operator
+    matvec = _flat_matvec(operator)
     dim = v0.shape[0]
     q_mat = jnp.zeros((num_iters + 1, dim), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
     idx = jnp.arange(num_iters + 1)
@@ -288,3 +294,108 @@ def lanczos(
     _, diag, off = jax.lax.fori_loop(0, num_iters, body, (q_mat, zeros, zeros))
     tri = jnp.diag(diag) + jnp.diag(off[:-1], 1) + jnp.diag(off[:-1], -1)
     return jnp.linalg.eigvalsh(tri)
+
+
+class LanczosResult(NamedTuple):
+    """What `lanczos_largest` returns: the largest Ritz value, the residual norm of its Ritz
+    pair (an eigenvalue of the operator lies within it of the value), and the products spent."""
+
+    value: Array
+    residual: Array
+    steps: Array
+
+
+def lanczos_largest(
+    operator: lx.AbstractLinearOperator | Callable[[Array], Array],
+    v0: Array,
+    *,
+    max_iters: int,
+    rtol: float | Array,
+) -> LanczosResult:
+    r"""The largest eigenvalue of a symmetric operator $A$ by the Lanczos iteration from `v0`,
+    stopped at the first step $k$ whose top Ritz pair $(\theta, y)$ has the residual
+    $\|A y - \theta y\| = \beta_k |s_k| \le$ `rtol` $|\theta|$ (ARPACK's test; $s$ the
+    eigenvector of the tridiagonal $T_k$, $\beta_k$ the next off-diagonal entry).
+
+    By the Kahan-Weinstein bound an eigenvalue of $A$ lies within the residual of $\theta$
+    (Parlett, *The Symmetric Eigenvalue Problem*, Thm. 4.5.1 and Sec. 13.2), and $\theta$ never
+    exceeds $\lambda_{\max}$ (Cauchy interlacing): so the value is a lower bound on
+    $\lambda_{\max}$, within `rtol` of an eigenvalue; from a random start, of the top one
+    except with negligible probability. The Krylov space holds the power iterate, so after $k$
+    products the value is at least the Rayleigh quotient of $k - 1$ power steps, and on a
+    clustered top of the spectrum far above it.
+
+    Three vectors of memory (no reorthogonalization beyond the current vector: orthogonality
+    is lost only once a Ritz value converges, which stops the loop here), one product per step,
+    in a `jax.lax.while_loop` (jit- and vmap-friendly). An exhausted Krylov space (a zero
+    $\beta_k$: a dimension below `max_iters`, or an eigenvector as start) stops with the exact
+    value of that space.
+
+    **Arguments:**
+
+    - `operator`: a symmetric `lineax` operator (on any PyTree: it is flattened), or a matvec on
+      flat vectors.
+    - `v0`: the flat start vector (normalized here).
+    - `max_iters`: cap on the products (static, at least 1).
+    - `rtol`: the stopping tolerance on the residual, relative to the value.
+
+    **Returns:** a `LanczosResult`.
+    """
+    if max_iters < 1:
+        raise ValueError(f"`max_iters` must be at least 1; got max_iters={max_iters}.")
+    matvec = _flat_matvec(operator)
+    dtype = v0.dtype
+    idx = jnp.arange(max_iters)
+
+    def top_ritz(diag, off, k):
+        # The largest eigenpair of T_k (the leading k x k block) from a fixed-size eigh: the
+        # rest of the diagonal is set below T_k's Gershgorin interval (by its width, its ends'
+        # sizes and the coupling to the next vector, so it stays apart when T_k is zero), so
+        # the largest eigenvalue and its vector are T_k's.
+        used = idx < k
+        inner = jnp.where(idx < k - 1, off, 0.0)
+        radius = jnp.abs(inner) + jnp.abs(jnp.concatenate([jnp.zeros((1,), dtype), inner[:-1]]))
+        lo = jnp.min(jnp.where(used, diag - radius, jnp.inf))
+        hi = jnp.max(jnp.where(used, diag + radius, -jnp.inf))
+        pad = lo - (hi - lo) - jnp.abs(lo) - jnp.abs(hi) - jnp.abs(off[k - 1])
+        tri = (
+            jnp.diag(jnp.where(used, diag, pad))
+            + jnp.diag(inner[:-1], 1)
+            + jnp.diag(inner[:-1], -1)
+        )
+        values, vectors = jnp.linalg.eigh(tri)
+        return values[-1], vectors[k - 1, -1]
+
+    def body(carry):
+        k, q_prev, q, beta_prev, diag, off, _, _ = carry
+        w = matvec(q) - beta_prev * q_prev
+        a = jnp.vdot(q, w)
+        w = w - a * q
+        # A second pass against the current vector keeps the recurrence's local orthogonality
+        # in rounding; it also corrects the diagonal entry.
+        c = jnp.vdot(q, w)
+        w, a = w - c * q, a + c
+        b = jnp.linalg.norm(w)
+        diag, off = diag.at[k].set(a), off.at[k].set(b)
+        theta, s = top_ritz(diag, off, k + 1)
+        q_next = w / jnp.where(b > 0, b, 1.0)
+        return k + 1, q, q_next, b, diag, off, theta, jnp.abs(b * s)
+
+    def cond(carry):
+        k, *_, theta, residual = carry
+        return (k < max_iters) & (residual > rtol * jnp.abs(theta))
+
+    zeros = jnp.zeros((max_iters,), dtype)
+    q0 = v0 / jnp.linalg.norm(v0)
+    init = (
+        jnp.zeros((), jnp.int32),
+        jnp.zeros_like(q0),
+        q0,
+        jnp.zeros((), dtype),
+        zeros,
+        zeros,
+        jnp.zeros((), dtype),
+        jnp.asarray(jnp.inf, dtype),
+    )
+    steps, *_, value, residual = jax.lax.while_loop(cond, body, init)
+    return LanczosResult(value, residual, steps)

@@ -233,3 +233,78 @@ def test_power_iteration_rejects_an_unknown_estimate():
     op = lx.MatrixLinearOperator(jnp.eye(2))
     with pytest.raises(ValueError, match="`estimate` must be 'rayleigh' or 'norm'"):
         ops.power_iteration(op, jnp.ones(2), num_iters=3, rtol=None, estimate="max")
+
+
+@eqx.filter_jit
+def _largest(mat, v0, rtol, max_iters):
+    op = lx.MatrixLinearOperator(mat, lx.symmetric_tag)
+    return ops.lanczos_largest(op, v0, max_iters=max_iters, rtol=rtol)
+
+
+def _power_quotient(mat, v0, steps):
+    # The Rayleigh quotient after `steps` power iterations (numpy): the value a Krylov space
+    # of dimension steps + 1 can only improve on.
+    v = v0 / np.linalg.norm(v0)
+    for _ in range(steps):
+        v = mat @ v
+        v = v / np.linalg.norm(v)
+    return float(v @ mat @ v)
+
+
+@pytest.mark.parametrize("spectrum", ["clustered top", "indefinite"])
+def test_lanczos_largest_against_eigvalsh(getkey, spectrum):
+    rng = _rng(getkey())
+    dim = 60
+    if spectrum == "clustered top":  # as the Hessians of `solver="auto"`
+        eigs = np.concatenate([[1.0, 0.97, 0.9, 0.85], rng.uniform(-0.05, 0.3, dim - 4)])
+    else:
+        eigs = rng.standard_normal(dim)
+    mat = _symmetric(rng, eigs)
+    exact = np.linalg.eigvalsh(mat)
+    v0 = rng.standard_normal(dim)
+    for rtol in (5e-2, 1e-3):
+        run = _largest(mat, v0, rtol, dim)
+        value, residual, steps = float(run.value), float(run.residual), int(run.steps)
+        # Stopped on the residual, which bounds the distance to an eigenvalue (Kahan-Weinstein);
+        # never above lambda_max; at least the power iteration's quotient with as many products.
+        assert residual <= rtol * abs(value)
+        assert np.min(np.abs(exact - value)) <= residual * (1 + 1e-8) + 1e-13
+        assert value <= exact[-1] + 1e-13
+        assert value >= _power_quotient(mat, v0, steps - 1) - 1e-13
+        # And here the eigenvalue is the largest: within the residual of it.
+        assert exact[-1] - value <= residual * (1 + 1e-8) + 1e-13
+    assert steps < dim
+
+
+def test_lanczos_largest_edge_cases(getkey):
+    rng = _rng(getkey())
+    # A dimension below the cap: the Krylov space runs out and the value is exact.
+    small = _symmetric(rng, [3.0, -4.0, 1.0, 0.5, 2.0])
+    run = _largest(small, rng.standard_normal(5), 1e-14, 20)
+    np.testing.assert_allclose(run.value, 3.0, rtol=1e-12)
+    assert int(run.steps) <= 5
+    # An eigenvector as start: one product, the eigenvalue, residual 0 (rounding).
+    vec = np.linalg.eigh(small)[1][:, 2]  # eigenvalue 1, not the largest
+    run = _largest(small, vec, 1e-8, 20)
+    assert int(run.steps) == 1 and abs(float(run.value) - 1.0) < 1e-12
+    # The zero operator: 0, not NaN.
+    run = _largest(np.zeros((4, 4)), rng.standard_normal(4), 5e-2, 20)
+    assert float(run.value) == 0.0 and float(run.residual) == 0.0 and int(run.steps) == 1
+    # float32: to its resolution.
+    mat32 = _symmetric(rng, [2.0, 1.0, 0.5, -0.5, 0.1, 0.2]).astype(np.float32)
+    run = _largest(mat32, rng.standard_normal(6).astype(np.float32), 1e-4, 20)
+    assert run.value.dtype == np.float32
+    np.testing.assert_allclose(run.value, 2.0, rtol=1e-4)
+
+
+def test_lanczos_largest_under_vmap(getkey):
+    # Each matrix stops at its own step; vmapped, every one gives what it gives alone.
+    rng = _rng(getkey())
+    mats = np.stack([_symmetric(rng, [4.0 + i, 3.9, 1.0, 0.5, -0.5, 0.2, 0.1]) for i in range(3)])
+    v0 = rng.standard_normal(7)
+    batched = jax.vmap(lambda m: _largest(m, v0, 1e-3, 7))(jnp.asarray(mats))
+    for i, mat in enumerate(mats):
+        alone = _largest(mat, v0, 1e-3, 7)
+        np.testing.assert_allclose(batched.value[i], alone.value, rtol=1e-13)
+        assert int(batched.steps[i]) == int(alone.steps)
+    assert len({int(s) for s in batched.steps}) > 1
