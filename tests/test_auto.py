@@ -1,8 +1,11 @@
-"""`solver="auto"`: kink detection, the choice it makes, and its accuracy on a ReLU flow."""
+"""`solver="auto"`: kink detection, the choice it makes, its accuracy on a ReLU flow, and the
+stiffness estimate (against the dense Hessian) and its cache."""
 
+import collections
 import dataclasses
 
 import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from helpers import two_layer_problem
 
 import gradflow as gf
+from gradflow import _auto
 
 KINKS = [("relu", True), ("tanh", False), ("softplus", False), ("quadratic", False)]
 
@@ -76,9 +80,9 @@ def test_auto_choice_is_recorded_in_a_typed_info(getkey):
     info = gf.solve(tanh, t1=1.0, ts=[1.0]).info
     assert isinstance(info, gf.SolveInfo)
     # The stiffness recorded is lambda_max(w0) * t1 (t1 = 1): against the top eigenvalue of
-    # the dense Hessian (numpy), which the 20-step power iteration reaches to within 2% below.
+    # the dense Hessian (numpy), which the estimate reaches to within its 5% from below.
     lam = _materialized_lambda_max(tanh)
-    assert 0.98 * lam <= info.stiffness <= lam * (1 + 1e-9)
+    assert 0.95 * lam <= info.stiffness <= lam * (1 + 1e-9)
     assert info.stiffness < gf.stiff_threshold(1e-8)  # hence not RKC
     assert info.solver_reason.startswith("smooth model") and f"{info.stiffness:.3g}" in (
         info.solver_reason
@@ -162,11 +166,15 @@ def test_auto_on_relu_flow_against_tight_reference(getkey):
     assert len(traces) == count  # the choice is cached: no retrace, no recompilation
 
 
-def _materialized_lambda_max(problem):
-    # The largest eigenvalue of the Hessian of F_alpha at w0, from the dense Hessian (numpy).
+def _materialized_eigenvalues(problem):
+    # The eigenvalues of the Hessian of F_alpha at w0, from the dense Hessian (numpy).
     flat, unravel = jax.flatten_util.ravel_pytree(problem.params0)
     hess = jax.hessian(lambda w: problem.objective(unravel(w)))(flat)
-    return float(np.linalg.eigvalsh(np.asarray(hess))[-1])
+    return np.linalg.eigvalsh(np.asarray(hess))
+
+
+def _materialized_lambda_max(problem):
+    return float(_materialized_eigenvalues(problem)[-1])
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +189,145 @@ def stiff():
 def test_stiffness_estimate_against_the_dense_hessian(stiff):
     problem, exact = stiff
     est = gf.stiffness(problem)
-    # Power iteration from below, 20 products: within 2% of the top eigenvalue here.
-    assert 0.98 * exact <= est <= exact * (1 + 1e-9)
+    # Lanczos from below, stopped at a 5% residual: within 5% of the top eigenvalue.
+    assert 0.95 * exact <= est <= exact * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "activation, alpha, m", [("tanh", 1.0, 10), ("softplus", 30.0, 12), ("relu", 3.0, 16)]
+)
+def test_stiffness_estimate_tolerance_on_several_hessians(getkey, activation, alpha, m):
+    # The stated accuracy against numpy's eigenvalues of the dense Hessian (jax.hessian): the
+    # estimate never exceeds lambda_max, lies within 5% of an eigenvalue (the residual bound the
+    # iteration stops on), and here of the largest one; it took fewer products than the old 20.
+    problem = two_layer_problem(getkey(), n=15, d=4, m=m, activation=activation, alpha=alpha)
+    eigs = _materialized_eigenvalues(problem)
+    run = _auto._lambda_max(problem)
+    est = float(run.value)
+    assert est <= eigs[-1] * (1 + 1e-9)
+    assert np.min(np.abs(eigs - est)) <= float(run.residual) * (1 + 1e-6) + 1e-12
+    assert float(run.residual) <= 0.05 * est
+    assert est >= 0.95 * eigs[-1]
+    assert int(run.steps) < 20
+
+
+class _CountEstimates:
+    """Counts the stiffness estimates made (calls of the compiled estimate)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        self.inner = _auto._lambda_max
+        monkeypatch.setattr(_auto, "_lambda_max", self)
+        # Start from an empty cache (the old code has none).
+        monkeypatch.setattr(_auto, "_STIFFNESS_CACHE", collections.OrderedDict(), raising=False)
+
+    def __call__(self, problem):
+        self.calls += 1
+        return self.inner(problem)
+
+
+def test_a_repeated_solve_pays_no_second_estimate(getkey, monkeypatch):
+    count = _CountEstimates(monkeypatch)
+    problem = two_layer_problem(getkey(), n=8, d=3, m=6, activation="tanh", alpha=10.0)
+    first = gf.solve(problem, t1=1.0, ts=[1.0], linearized=False)
+    assert count.calls == 1 and first.info.solver_choice == "auto"
+    # The same problem again, over other horizons (a sweep over t1), and the public estimate.
+    for t1 in (1.0, 2.0, 0.5):
+        info = gf.solve(problem, t1=t1, ts=[t1], linearized=False).info
+        assert info.stiffness == first.info.stiffness * t1
+    assert gf.stiffness(problem) == first.info.stiffness
+    gf.choose_solver(problem, 1e-3, 4.0)
+    # An equal problem built again from copies of its arrays (a notebook cell run twice).
+    copy = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), problem.params0)
+    again = gf.Problem(
+        problem.apply,
+        copy,
+        np.array(problem.inputs),
+        gf.SquareLoss(np.array(problem.loss.targets)),
+        alpha=10.0,
+        center=True,
+    )
+    assert gf.solve(again, t1=1.0, ts=[1.0], linearized=False).info == first.info
+    assert count.calls == 1
+    # A module model (`Problem.from_module`) is cached as well.
+    mlp = eqx.nn.MLP(3, 1, 4, 1, activation=jnp.tanh, key=getkey())
+    module = gf.Problem.from_module(mlp, problem.inputs, problem.loss)
+    gf.stiffness(module)
+    gf.stiffness(gf.Problem.from_module(mlp, problem.inputs, problem.loss))
+    assert count.calls == 2
+
+
+def test_an_edited_problem_gets_a_new_estimate(getkey, monkeypatch):
+    count = _CountEstimates(monkeypatch)
+    key = getkey()
+    x = np.array(jax.random.normal(getkey(), (8, 3)))  # writable numpy arrays
+    y = np.array(jax.random.normal(getkey(), (8, 1)))
+    model = gf.models.TwoLayer(6, "tanh")
+    params = model.init(key, 3)
+    problem = gf.Problem(model, params, x, gf.SquareLoss(y), alpha=10.0, center=True)
+    base = gf.stiffness(problem)
+    edited = {
+        "alpha": problem.with_alpha(10.5),
+        "params": eqx.tree_at(lambda p: p.params0["a"], problem, params["a"].at[0, 0].add(1e-9)),
+        "inputs": eqx.tree_at(lambda p: p.inputs, problem, x + 1e-3),
+        "targets": gf.Problem(model, params, x, gf.SquareLoss(y + 1.0), alpha=10.0, center=True),
+        "center": gf.Problem(model, params, x, gf.SquareLoss(y), alpha=10.0),
+        "model": gf.Problem(
+            gf.models.TwoLayer(6, "softplus"), params, x, gf.SquareLoss(y), alpha=10.0
+        ),
+        "function": gf.Problem(
+            lambda p, z: model(p, z), params, x, gf.SquareLoss(y), alpha=10.0, center=True
+        ),
+    }
+    for n, (what, other) in enumerate(edited.items(), start=2):
+        value = gf.stiffness(other)
+        assert count.calls == n, what
+        # The value is the estimate of the edited problem, not a stale one.
+        assert value == float(count.inner(other).value), what
+    assert gf.stiffness(edited["alpha"]) != base
+    # Data edited in place: the problem keeps the numpy array it was given.
+    assert problem.inputs is x
+    x[0, 0] += 0.5
+    calls = count.calls
+    moved = gf.stiffness(problem)
+    assert count.calls == calls + 1 and moved != base
+    fresh = gf.Problem(model, params, np.array(x), gf.SquareLoss(y), alpha=10.0, center=True)
+    assert moved == float(count.inner(fresh).value)
+
+
+def test_fingerprint_of_accelerator_arrays(getkey, monkeypatch):
+    # Arrays on an accelerator are digested there; forced here on CPU arrays. Equal content
+    # gives the same key, and a change of one entry of any dtype another key.
+    problem = two_layer_problem(getkey(), n=5, d=2, m=4, activation="tanh")
+    host_key = _auto._fingerprint(problem)
+    monkeypatch.setattr(_auto, "_on_host", lambda x: False)
+    key = _auto._fingerprint(problem)
+    assert key is not None and key != host_key
+    copy = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), problem)
+    assert _auto._fingerprint(copy) == key
+    assert _auto._fingerprint(problem.with_alpha(1.0 + 1e-15)) != key
+    for dtype in (jnp.float64, jnp.float32, jnp.bfloat16, jnp.int8, jnp.bool_, jnp.complex64):
+        x = jnp.zeros((3, 2), dtype)
+        y = x.at[1, 1].set(jnp.ones((), dtype))
+        swapped = jnp.zeros((3, 2), dtype).at[0, 1].set(jnp.ones((), dtype))
+        digests = [np.asarray(_auto._device_digest([a])).tobytes() for a in (x, y, swapped)]
+        assert len(set(digests)) == 3, dtype
+
+
+def test_traced_problems_are_not_estimated(getkey, monkeypatch):
+    # Parameters traced with a concrete alpha (used to fail converting a tracer to a float).
+    count = _CountEstimates(monkeypatch)
+    problem = two_layer_problem(getkey(), n=5, d=2, m=4, activation="tanh")
+    seen = []
+
+    def pick(params):
+        traced = eqx.tree_at(lambda p: p.params0, problem, params)
+        picked = gf.choose_solver(traced, 1e-6, 1.0, explain=True)
+        seen.append((_auto._fingerprint(traced), picked.stiffness, type(picked.solver)))
+        return params
+
+    jax.make_jaxpr(pick)(problem.params0)
+    assert seen == [(None, None, dfx.Tsit5)] and count.calls == 0
 
 
 def test_auto_switches_to_rkc_on_long_horizons(stiff):
@@ -191,7 +336,7 @@ def test_auto_switches_to_rkc_on_long_horizons(stiff):
     assert isinstance(gf.choose_solver(problem, 1e-6, short), dfx.Tsit5)
     picked = gf.choose_solver(problem, 1e-6, long, explain=True)
     assert isinstance(picked.solver, gf.RKC)
-    assert picked.reason.startswith("stiff") and abs(picked.stiffness / 1e4 - 1) < 0.02
+    assert picked.reason.startswith("stiff") and abs(picked.stiffness / 1e4 - 1) < 0.05
     assert isinstance(gf.choose_solver(problem, 1e-6), dfx.Tsit5)  # no horizon: not estimated
     info = gf.solve(problem, t1=long, ts=[long], rtol=1e-6).info
     assert info.solver == "RKC" and info.solver_choice == "auto"
