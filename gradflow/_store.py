@@ -501,7 +501,6 @@ def resume(
     recompute_stale: bool = False,
     positions: "list[int] | None" = None,
     now: str = "the one given now",
-    legacy: "Callable[[int, dict[str, Any]], bool] | None" = None,
 ) -> Resumed:
     """Read back the finished points among `keys` and decide what is left to compute; the one
     resume step of [`gradflow.sweep`][] and [`gradflow.experiments.run`][].
@@ -516,8 +515,7 @@ def resume(
     **Arguments:** `store` (or `None`: everything pending), the point `keys`, their
     `identities`, `owned(i)` (whether this process computes point `i`; only the owner sets a
     damaged file aside), `recompute_stale`, `positions` (the points to look at; default
-    all), `now` (what the refusal calls the current problem), and `legacy(i, record)`: whether
-    a record stored without a fingerprint (by an earlier version) is point `i` all the same.
+    all) and `now` (what the refusal calls the current computation).
     """
     positions = list(range(len(keys))) if positions is None else positions
     if store is None:
@@ -529,8 +527,6 @@ def resume(
         if rec is None:
             continue
         differ = identity_differences(rec.get("fingerprint"), identities[i])
-        if differ and "fingerprint" not in rec and legacy is not None and legacy(i, rec):
-            differ = []
         if differ:
             stale[i] = differ
         else:

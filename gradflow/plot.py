@@ -61,17 +61,3 @@ def plot_alpha_sweep(sweep: AlphaSweep, ax: Any = None, *, title: str | None = N
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return ax
-
-
-# The check figures moved up a layer, to gradflow.check (this module sits below it and does not
-# import it); the old names say where they went.
-_MOVED = ("plot_check", "plot_check_exponents", "plot_check_bounds", "plot_check_curves")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        raise AttributeError(
-            f"gradflow.plot.{name} moved next to the checks: use gradflow.check.{name} "
-            f"(`gf.check.{name}(report)`)."
-        )
-    raise AttributeError(f"module 'gradflow.plot' has no attribute {name!r}")

@@ -32,13 +32,13 @@ def two_layer_problem(
     activation="tanh",
     alpha=1.0,
     center=True,
-    symmetric=False,
+    doubled=False,
     scaling="sqrt",
 ):
     kd, kp = jax.random.split(key)
     x, y = teacher_data(kd, n, d, k)
     model = gf.models.TwoLayer(m, activation, scaling)
-    params = model.init(kp, d, k, symmetric=symmetric)
+    params = model.init(kp, d, k, doubled=doubled)
     return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=alpha, center=center)
 
 

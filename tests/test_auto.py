@@ -143,7 +143,7 @@ def test_auto_on_relu_flow_against_tight_reference(getkey):
         traces.append(1)
         return model(params, inputs)
 
-    problem = gf.Problem(apply, model.init(getkey(), 3, symmetric=True), x, gf.SquareLoss(y))
+    problem = gf.Problem(apply, model.init(getkey(), 3, doubled=True), x, gf.SquareLoss(y))
     ts = np.linspace(0.0, 2.0, 5)
     ref = gf.solve(
         problem, ts=ts, solver=dfx.Tsit5(), rtol=1e-9, atol=1e-11, linearized=False, max_steps=10**6

@@ -29,7 +29,7 @@ def build(tau, seed):
     model = gf.models.TwoLayer(M, "tanh")
     x = gf.data.uniform_sphere(jax.random.PRNGKey(100), N, D)
     y = gf.data.teacher_targets(jax.random.PRNGKey(101), x)
-    params = model.init(jax.random.PRNGKey(seed), D, symmetric=True, scale=tau)
+    params = model.init(jax.random.PRNGKey(seed), D, doubled=True, tau=tau)
     return gf.Problem(model, params, x, gf.SquareLoss(y), alpha=1.0)
 
 
@@ -182,24 +182,21 @@ def test_experiment_runner_splits_points_and_one_run_assembles_them(tmp_path):
 
 def test_experiment_points_resume_only_for_the_same_point(tmp_path):
     # The experiments resume through the sweep's resume step: a stored record is reused only
-    # if its fingerprint is the point's; one stored by an earlier version (no fingerprint) only
-    # if its point values are the point's.
+    # if its fingerprint is the point's; one without a fingerprint is never reused.
     exp = _Squares(n=3)
     first = ex.run(exp, tmp_path, progress=False)
     assert first.computed == ["k=0", "k=1", "k=2"]
     with gf.ResultStore(tmp_path, exp.config()) as store:
         rec = store.get("k=2")
         store.put("k=2", {**rec, "fingerprint": {"point": "0" * 16}})
-        legacy = {k: v for k, v in store.get("k=1").items() if k != "fingerprint"}
-        store.put("k=1", legacy)
-    with pytest.raises(gf.StoreError, match=r"1 point\(s\) .* another computation than experiment "
-                       r"'squares' now defines: k=2 \(differs in: point\)"):  # fmt: skip
+        bare = {k: v for k, v in store.get("k=1").items() if k != "fingerprint"}
+        store.put("k=1", bare)
+    with pytest.raises(gf.StoreError, match=r"2 point\(s\) .* another computation than experiment "
+                       r"'squares' now defines: k=1 \(differs in: fingerprint \(none stored\)\); "
+                       r"k=2 \(differs in: point\)"):  # fmt: skip
         ex.run(exp, tmp_path, progress=False)
     again = ex.run(exp, tmp_path, progress=False, overwrite=True)
-    assert again.computed == ["k=2"] and sorted(again.reused) == ["k=0", "k=1"]
-    with gf.ResultStore(tmp_path, exp.config()) as store:
-        store.put("k=1", {**legacy, "k": 7})  # a legacy record of another point
-    assert ex.run(exp, tmp_path, progress=False, overwrite=True).computed == ["k=1"]
+    assert again.computed == ["k=1", "k=2"] and sorted(again.reused) == ["k=0"]
 
 
 def test_distributed_flags_are_checked_before_anything_runs(tmp_path, capsys):

@@ -144,7 +144,7 @@ import gradflow as gf
 x = np.asarray(gf.data.uniform_sphere(jax.random.PRNGKey(0), 8, 3))
 y = np.asarray(gf.data.teacher_targets(jax.random.PRNGKey(1), x))
 model = gf.models.TwoLayer(6, "relu")
-params = model.init(jax.random.PRNGKey(2), 3, symmetric=True, scale=0.5)
+params = model.init(jax.random.PRNGKey(2), 3, doubled=True, tau=0.5)
 problem = gf.Problem(model, params, x, gf.SquareLoss(y), alpha=3.0, center=True)
 print(json.dumps(gf.problem_fingerprint(problem)))
 """

@@ -202,7 +202,7 @@ def _ntk(x, input_var, output_var):
 
 @pytest.mark.parametrize("init", ["TwoLayer.init", "paper_init"])
 def test_init_variance_mappings(init):
-    """The documented mappings at tau = 1.5, d = 4: `TwoLayer.init(scale=tau)` (a ~ N(0, I/d),
+    """The documented mappings at tau = 1.5, d = 4: `TwoLayer.init(tau=tau)` (a ~ N(0, I/d),
     b ~ N(0, 1), times tau) is `input_var = tau^2 / d`, `paper_init` (a ~ N(0, I_d)) is
     `input_var = tau^2`, both with `output_var = tau^2`. The mean tangent kernel of 64 nets of
     width 1024 (65536 neurons, expected relative error ~0.006) is within 0.03 of the mapped
@@ -224,7 +224,7 @@ def test_init_variance_mappings(init):
     def draw(k):
         if init == "paper_init":
             return paper_init(k, m, d, tau=tau, doubled=False)
-        return model.init(k, d, scale=tau)
+        return model.init(k, d, tau=tau)
 
     params = jax.jit(jax.vmap(draw))(jax.random.split(jax.random.PRNGKey(2), 64))
     ks = eqx.filter_vmap(

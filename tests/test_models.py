@@ -82,7 +82,7 @@ def test_activations_registry():
 @pytest.mark.parametrize("input_init", ["normal", "sphere"])
 def test_symmetric_init_cancels(getkey, input_init):
     model = gf.models.TwoLayer(M, "tanh")
-    params = model.init(getkey(), D, K, symmetric=True, input_init=input_init)
+    params = model.init(getkey(), D, K, doubled=True, input_init=input_init)
     half = M // 2
     a, b = np.asarray(params["a"]), np.asarray(params["b"])
     assert a.shape == (M, D) and b.shape == (M, K)
@@ -128,40 +128,21 @@ def test_init_scale_multiplies_every_parameter(getkey, doubled, input_init):
 
 
 @pytest.mark.parametrize(
-    "model, args, new, old, clash",
+    "model, args, old",
     [
-        (
-            gf.models.TwoLayer(M),
-            (D, K),
-            {"doubled": True, "tau": 0.3},
-            {"symmetric": True, "scale": 0.3},
-            {"doubled": True, "symmetric": False},
-        ),
-        (gf.models.TwoLayer(M), (D, K), {"tau": 0.3}, {"scale": 0.3}, {"tau": 0.7, "scale": 0.3}),
-        (
-            gf.models.TensorDecomposition(),
-            (M, D),
-            {"tau": 0.3},
-            {"scale": 0.3},
-            {"tau": 2, "scale": 3},
-        ),
-        (gf.models.DiagonalNet(3), (D,), {"tau": 0.3}, {"scale": 0.3}, {"tau": 0.7, "scale": 0.3}),
-        (gf.models.LinearNet(), (D, 2, K), {"tau": 0.3}, {"scale": 0.3}, {"tau": 2.0, "scale": 1}),
-        (gf.models.MatrixCompletion(), (D, 2, K), {"tau": 3}, {"scale": 3}, {"tau": 3, "scale": 4}),
+        (gf.models.TwoLayer(M), (D, K), {"symmetric": True}),
+        (gf.models.TwoLayer(M), (D, K), {"scale": 0.3}),
+        (gf.models.TensorDecomposition(), (M, D), {"scale": 0.3}),
+        (gf.models.DiagonalNet(3), (D,), {"scale": 0.3}),
+        (gf.models.LinearNet(), (D, 2, K), {"scale": 0.3}),
+        (gf.models.MatrixCompletion(), (D, 2, K), {"scale": 3}),
     ],
 )
-def test_older_init_names_give_the_same_parameters(getkey, model, args, new, old, clash):
-    key = getkey()
-    want = model.init(key, *args, **new)
-    got = model.init(key, *args, **old)
-    for name in want:  # the very same numbers
-        np.testing.assert_array_equal(got[name], want[name])
-    older = next(k for k in clash if k in ("symmetric", "scale"))
-    newer = {"symmetric": "doubled", "scale": "tau"}[older]
-    with pytest.raises(
-        ValueError, match=f"`{older}` is the older name of `{newer}`; pass `{newer}`"
-    ):
-        model.init(key, *args, **clash)
+def test_init_takes_tau_and_doubled_only(getkey, model, args, old):
+    # The init scale is `tau` (the paper's name) and the paired init `doubled`: one spelling.
+    (name,) = old
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+        model.init(getkey(), *args, **old)
 
 
 def test_linear_net_init_scale(getkey):
@@ -251,7 +232,7 @@ def test_doubled_init_in_a_problem(getkey):
     """A doubled init gives h(w0) = 0 up to rounding, so the centered and uncentered problems
     have the same objective to 1e-14 (an end-to-end use of the model as `apply`)."""
     model = gf.models.TwoLayer(M, "relu")
-    params = model.init(getkey(), D, K, symmetric=True)
+    params = model.init(getkey(), D, K, doubled=True)
     rng = _rng(getkey())
     x, y = rng.standard_normal((N, D)), rng.standard_normal((N, K))
     plain = gf.Problem(model, params, x, gf.SquareLoss(y), alpha=10.0)

@@ -332,9 +332,7 @@ def test_logistic_loss_flow_decreases_loss(getkey):
     x = jax.random.normal(kd, (20, 3))
     y = jnp.sign(x[:, :1])
     model = gf.models.TwoLayer(20, "tanh")
-    problem = gf.Problem(
-        model, model.init(kp, 3, symmetric=True), x, gf.LogisticLoss(y), alpha=10.0
-    )
+    problem = gf.Problem(model, model.init(kp, 3, doubled=True), x, gf.LogisticLoss(y), alpha=10.0)
     sol = gf.solve(problem, t1=20.0)
     assert sol.succeeded
     assert np.all(np.diff(np.asarray(sol.loss)) <= 1e-12)  # a gradient flow never goes uphill

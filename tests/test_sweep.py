@@ -32,7 +32,7 @@ def _apply(params, x):
 
 
 def build(tau, seed, alpha=1.0):
-    params = _MODEL.init(jax.random.PRNGKey(seed), D, symmetric=True, scale=tau)
+    params = _MODEL.init(jax.random.PRNGKey(seed), D, doubled=True, tau=tau)
     return gf.Problem(_apply, params, _X, gf.SquareLoss(_Y), alpha=alpha)
 
 
@@ -161,7 +161,7 @@ def test_solve_info_round_trips_through_the_store(tmp_path):
 
 def _other_targets(tau, seed, alpha=1.0):
     # Same shapes and model as `build`, other data: a changed `build` a store must notice.
-    params = _MODEL.init(jax.random.PRNGKey(seed), D, symmetric=True, scale=tau)
+    params = _MODEL.init(jax.random.PRNGKey(seed), D, doubled=True, tau=tau)
     return gf.Problem(_apply, params, _X, gf.SquareLoss(2.0 * _Y), alpha=alpha)
 
 
@@ -200,7 +200,7 @@ def test_problem_fingerprint_sees_data_init_model_and_static_fields():
     assert fp(build(1.0, 0)) == base  # rebuilt: same arrays, same structure
     assert fp(build(1.0, 0, alpha=2.0)) == {**base, "alpha": fp(build(1.0, 0, 2.0))["alpha"]}
     assert fp(build(1.0, 0, alpha=2.0))["alpha"] != base["alpha"]
-    params = _MODEL.init(jax.random.PRNGKey(0), D, symmetric=True, scale=1.0)
+    params = _MODEL.init(jax.random.PRNGKey(0), D, doubled=True, tau=1.0)
     # A static field only (the output scaling) and `center`: the arrays are the same.
     mf = gf.Problem(gf.models.TwoLayer(M, "tanh", "mean_field"), params, _X, gf.SquareLoss(_Y))
     sq = gf.Problem(gf.models.TwoLayer(M, "tanh", "sqrt"), params, _X, gf.SquareLoss(_Y))
@@ -250,7 +250,7 @@ def test_shapes_form_separate_programs_and_bad_input():
         if width == M:  # `build`'s problem: its group (4 points, OPTS) reuses that program
             return build(1.0, seed, alpha=10.0)
         model = gf.models.TwoLayer(width, "tanh")
-        params = model.init(jax.random.PRNGKey(seed), D, symmetric=True)
+        params = model.init(jax.random.PRNGKey(seed), D, doubled=True)
         return gf.Problem(model, params, _X, gf.SquareLoss(_Y), alpha=10.0)
 
     pts = [{"width": M, "seed": s} for s in range(4)] + [{"width": 6, "seed": s} for s in (0, 1)]
@@ -380,7 +380,7 @@ def _walled(params, x):
     return jnp.where(dist > 0.05, jnp.nan, _MODEL(params, x))
 
 
-_WALL_PARAMS = _MODEL.init(jax.random.PRNGKey(0), D, symmetric=True)
+_WALL_PARAMS = _MODEL.init(jax.random.PRNGKey(0), D, doubled=True)
 _WALL_W0 = ravel_pytree(_WALL_PARAMS)[0]
 
 

@@ -185,7 +185,7 @@ def default_problems(theorem: str, *, size: str = "default") -> list[NamedProble
             matrix_factorization(center=False),
             diagonal_net(depth=3, center=False),
             two_layer(**net),
-            two_layer(**net, activation="relu", center=False, symmetric=True),
+            two_layer(**net, activation="relu", center=False, doubled=True),
         ]
     problems = [matrix_factorization(), diagonal_net(), two_layer(**net)]
     if theorem != "next_to_lazy":

@@ -126,7 +126,7 @@ def two_layer(
     activation: str = "tanh",
     target_scale: float = 0.05,
     center: bool = True,
-    symmetric: bool = False,
+    doubled: bool = False,
     input_scale: float = 1.0,
     held_out: int = 0,
 ) -> NamedProblem:
@@ -139,15 +139,15 @@ def two_layer(
     a = jax.random.normal(kt, (3, dim)) / input_scale
     y = target_scale * jnp.tanh(x @ a.T) @ jax.random.normal(kb, (3, 1))
     model = TwoLayer(width, activation)
-    params = model.init(kp, dim, 1, symmetric=symmetric, input_init="sphere")
+    params = model.init(kp, dim, 1, doubled=doubled, input_init="sphere")
     problem = Problem(model, params, x, SquareLoss(y), center=center)
     p = width * (dim + 1)
     kind = "over" if p >= samples else "under"
-    how = "centered" if center else ("doubled init" if symmetric else "NOT centered")
+    how = "centered" if center else ("doubled init" if doubled else "NOT centered")
     extra = _count(held_out)
     return NamedProblem(
         f"twolayer-{activation}-n{samples}-m{width}"
-        + ("" if center else ("-doubled" if symmetric else "-uncentered")),
+        + ("" if center else ("-doubled" if doubled else "-uncentered")),
         f"two-layer {activation} net, n={samples}, d={dim}, m={width} "
         f"({kind}-parameterized), {how}" + (f", {extra} held-out inputs" if extra else ""),
         problem,

@@ -521,9 +521,6 @@ def run(
                 recompute_stale=overwrite,
                 positions=[i for i, k in enumerate(keys) if k in wanted],
                 now=f"experiment {experiment.name!r} now defines",
-                legacy=lambda i, rec: (
-                    config_hash({a: rec.get(a) for a in points[i][1]}) == identities[i]["point"]
-                ),
             )
             todo = [points[i] for i in found.pending]
             reused = [keys[i] for i in found.records if owner(i, count) == index]

@@ -50,14 +50,8 @@ def _trial_mean(paths: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _mean_or_none(values: Any) -> float | None:
-    return None if values is None else mean_std(values)[0]
-
-
-def _ratio_mean(num: Any, den: Any) -> float | None:
+def _ratio_mean(num: Any, den: Any) -> float:
     """Mean over the trials of num / den - 1 (each trial against its own linearized model)."""
-    if den is None:
-        return None
     a = np.asarray([np.nan if x is None else x for x in num], dtype=float)
     b = np.asarray([np.nan if x is None else x for x in den], dtype=float)
     r = a / b - 1.0
@@ -279,14 +273,11 @@ class TauSweep(AbstractExperiment):
                     "seconds": rec.get("seconds"),
                     "method": rec.get("method", "gd"),
                     "solver": (rec.get("flow") or {}).get("solver", "GradientDescent"),
-                    "evaluations_mean": mean_std(rec["evaluations"])[0]
-                    if "evaluations" in rec
-                    else None,
-                    # Points stored before the baseline existed have none: None.
-                    "linear_end_mean": _mean_or_none(rec.get("linear_test_loss_end")),
-                    "linear_inf_mean": _mean_or_none(rec.get("linear_test_loss_inf")),
+                    "evaluations_mean": mean_std(rec["evaluations"])[0],
+                    "linear_end_mean": mean_std(rec["linear_test_loss_end"])[0],
+                    "linear_inf_mean": mean_std(rec["linear_test_loss_inf"])[0],
                     "end_over_linear_mean": _ratio_mean(
-                        rec["test_loss_end"], rec.get("linear_test_loss_end")
+                        rec["test_loss_end"], rec["linear_test_loss_end"]
                     ),
                 }
             )
@@ -296,7 +287,7 @@ class TauSweep(AbstractExperiment):
         if lo and hi:
             summary["ratio_end_tau10_over_tau0.01"] = hi["test_end_mean"] / lo["test_end_mean"]
             summary["ratio_best_tau10_over_tau0.01"] = hi["test_best_mean"] / lo["test_best_mean"]
-        if rows and rows[-1]["end_over_linear_mean"] is not None:
+        if rows:
             summary["lazy_plateau_vs_linear"] = plateau_check(rows, self.plateau_tolerance)
         return summary
 

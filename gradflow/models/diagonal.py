@@ -6,7 +6,6 @@ import jax.numpy as jnp
 
 from .._typing import Array, Params
 from ._base import AbstractModel
-from ._names import renamed
 
 
 class DiagonalNet(AbstractModel):
@@ -31,11 +30,8 @@ class DiagonalNet(AbstractModel):
         beta = jnp.prod(params["w"], axis=0)
         return (inputs @ beta)[:, None]
 
-    def init(
-        self, key: Array, in_dim: int, *, tau: float = 1.0, scale: float | None = None
-    ) -> Params:
+    def init(self, key: Array, in_dim: int, *, tau: float = 1.0) -> Params:
         """Entries uniform in `[0.5, 1.5]` (away from 0, where the rank of $Dh$ would drop)
-        times the init scale `tau`. `scale` is the older name of `tau`, still accepted."""
-        tau = renamed("tau", tau, 1.0, "scale", scale)
+        times the init scale `tau`."""
         w = jax.random.uniform(key, (self.depth, in_dim), minval=0.5, maxval=1.5)
         return {"w": tau * w}

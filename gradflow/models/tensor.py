@@ -6,7 +6,6 @@ import numpy as np
 
 from .._typing import Array, Params
 from ._base import AbstractModel
-from ._names import renamed
 
 
 class TensorDecomposition(AbstractModel):
@@ -35,12 +34,10 @@ class TensorDecomposition(AbstractModel):
         *,
         tau: float = 1.0,
         doubled: bool = True,
-        scale: float | None = None,
     ) -> Params:
         r"""Components $u_a \sim N(0, I_d / d)$ times the init scale `tau`; with
         `doubled=True` (even `width`) the second half is the negated first half, so
-        $T(U_0) = 0$. `scale` is the older name of `tau`, still accepted."""
-        tau = renamed("tau", tau, 1.0, "scale", scale)
+        $T(U_0) = 0$."""
         if doubled and width % 2:
             raise ValueError(f"A doubled init needs an even `width`; got width={width}.")
         half = width // 2 if doubled else width

@@ -5,7 +5,6 @@ import numpy as np
 
 from .._typing import Array, Params
 from ._base import AbstractModel
-from ._names import renamed
 
 
 class ScalarSquare(AbstractModel):
@@ -40,13 +39,10 @@ class LinearNet(AbstractModel):
         out_dim: int,
         *,
         tau: float = 1.0,
-        scale: float | None = None,
     ):
-        """Gaussian factors scaled by `1/sqrt(d)` and `1/sqrt(r)`, times the init scale `tau`
-        (`scale` is its older name, still accepted)."""
+        """Gaussian factors scaled by `1/sqrt(d)` and `1/sqrt(r)`, times the init scale `tau`."""
         import jax
 
-        tau = renamed("tau", tau, 1.0, "scale", scale)
         k1, k2 = jax.random.split(key)
         return {
             "W1": tau * jax.random.normal(k1, (in_dim, rank)) / jnp.sqrt(in_dim),

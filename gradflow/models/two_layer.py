@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from .._typing import Array, Params
 from ._activations import resolve_activation
 from ._base import AbstractModel
-from ._names import renamed
 
 
 class TwoLayer(AbstractModel):
@@ -66,18 +65,13 @@ class TwoLayer(AbstractModel):
         doubled: bool = False,
         tau: float = 1.0,
         input_init: Literal["normal", "sphere"] = "normal",
-        symmetric: bool | None = None,
-        scale: float | None = None,
     ) -> Params:
         r"""Random parameters: input weights $a_j \sim N(0, I/d)$ (or uniform on the unit
         sphere with `input_init="sphere"`), output weights $b_j \sim N(0, 1)$, all times the
         init scale `tau` (the paper's $\tau$). With `doubled=True` (even width) the second half
         of the neurons copies the first with opposite output weights, so $f(w_0) = 0$
-        ([`gradflow.models.symmetric_init`][]). `symmetric` and `scale` are the older names of
-        `doubled` and `tau`, still accepted.
+        ([`gradflow.models.symmetric_init`][]).
         """
-        doubled = renamed("doubled", doubled, False, "symmetric", symmetric)
-        tau = renamed("tau", tau, 1.0, "scale", scale)
         return init_neurons(
             key,
             self.width,
