@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import sys
-import time
 
 from gradflow._cli_util import (
     UsageError,
@@ -68,63 +67,28 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def _run_alpha_sweep(args: argparse.Namespace) -> int:
-    if args.init == "doubled" and args.width % 2:
-        print(
-            f"gradflow: error: --init doubled needs an even --width; got {args.width}",
-            file=sys.stderr,
-        )
-        return 2
+    # A thin alias of `gradflow reproduce alpha-sweep`, with one flag per option and --out as
+    # the folder itself: the same experiment, checks, run and table.
+    from gradflow.experiments import OptionError
+    from gradflow.experiments._cli import execute
+
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TwoLayerAlphaSweep)}
-    experiment = TwoLayerAlphaSweep(**options)
     try:
-        # Options that argparse cannot check alone (a repeated alpha, sizes that cannot fit
-        # in memory), before any folder is made.
+        # What argparse cannot check alone (a repeated alpha, an odd width for the doubled
+        # init, sizes that cannot fit in memory), before any folder is made.
+        experiment = TwoLayerAlphaSweep(**options)
         experiment.validate()
-    except ValueError as exc:  # `validate` raises nothing else: the options are the user's
+    except OptionError as exc:
         raise UsageError(str(exc)) from None
     writable_folder(args.out)
     enable_compilation_cache(args.no_cache)
-    if args.activation == "relu":
-        print(
-            "note: ReLU has a kink at 0, so h is not differentiable with a Lipschitz Dh: this "
-            "model is outside the finite-horizon theorem's hypotheses, and its slopes need not "
-            "match the theory's"
-        )
-    from gradflow._sweep import PREDICTED_SLOPES
-    from gradflow.experiments import run
-
-    start = time.perf_counter()
-    try:
-        result = run(experiment, args.out, overwrite=args.overwrite, progress=not args.no_progress)
-    except ValueError as exc:  # another configuration in --out (StoreError), bad options
-        raise UsageError(str(exc)) from None
-    sweep = result.summary["sweep"]
-    print(f"{'alpha':>10} {'sup|w-w0|':>12} {'sup|w-wbar|':>12} {'sup out gap':>12}  status")
-    for i, a in enumerate(sweep.alphas):
-        status = "ok" if sweep.errors[i] is None else f"FAILED: {sweep.errors[i]}"
-        print(
-            f"{a:>10.4g} {sweep.sup['param_distance'][i]:>12.4e} "
-            f"{sweep.sup['param_gap'][i]:>12.4e} {sweep.sup['output_gap'][i]:>12.4e}  {status}"
-        )
-    if all(fit is None for fit in sweep.fits.values()):
-        usable = [a for a, e in zip(sweep.alphas, sweep.errors) if e is None and a >= args.fit_min]
-        print(
-            f"no slopes fitted: a fit needs 2 successful alphas >= --fit-min {args.fit_min:g}, "
-            f"and {len(usable)} of the {len(sweep.alphas)} alphas qualify"
-            + ("" if usable else f" (the largest alpha is {max(sweep.alphas):g})")
-            + "; lower --fit-min or add larger alphas"
-        )
-    for k, fit in sweep.fits.items():
-        if fit is not None:
-            print(
-                f"slope of sup {k:<15} {fit.slope:+.4f}  (95% CI [{fit.ci[0]:+.4f}, "
-                f"{fit.ci[1]:+.4f}], theory {PREDICTED_SLOPES[k]:+.0f}, "
-                f"alpha >= {args.fit_min:g})"
-            )
-    reused = f", {len(result.reused)} read back from {args.out}" if result.reused else ""
-    files = " and ".join(str(f) for f in result.files)
-    print(f"wrote {files} in {time.perf_counter() - start:.1f} s{reused}")
-    return 0 if all(e is None for e in sweep.errors) else 1
+    return execute(
+        experiment,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command="alpha-sweep",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ def test_bad_option_is_a_clear_error(capsys):
         main(["alpha-sweep", "--width", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
     assert main(["alpha-sweep", "--init", "doubled", "--width", "5", "--no-cache"]) == 2
-    assert "needs an even --width" in capsys.readouterr().err
+    assert "Option `width` must be even for init=doubled" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["alpha-sweep", "--seed", "1.5"])
     assert "argument --seed: Option seed='1.5' is not a valid int" in capsys.readouterr().err
@@ -104,7 +104,7 @@ def test_alpha_sweep_command_writes_figure_and_json_and_resumes(tmp_path, capsys
     # An experiment like the others: every alpha is stored, a rerun reads them back, and other
     # options in the same folder are refused (exit 2, naming the option).
     assert main(argv) == 0
-    assert "3 read back from" in capsys.readouterr().out
+    assert "3 reused from" in capsys.readouterr().out
     again = json.loads(js.read_text())["summary"]["sweep"]
     assert again["sup"] == sweep["sup"]
     assert main([*argv[:-2], "--t1", "4", "--no-cache", "--no-progress"]) == 2
@@ -265,8 +265,9 @@ def test_relu_note_and_why_no_slope_was_fitted(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: ReLU has a kink at 0" in out and "outside the finite-horizon theorem" in out
     assert (
-        "no slopes fitted: a fit needs 2 successful alphas >= --fit-min 1e+06, and 0 of the 2 "
-        "alphas qualify (the largest alpha is 100); lower --fit-min or add larger alphas" in out
+        "no slopes fitted: a fit needs 2 successful alphas >= fit_min 1e+06, and 0 of the 2 "
+        "alphas qualify (the largest alpha is 100); lower fit_min (--fit-min) or add larger "
+        "alphas" in out
     )
     assert "slope of sup" not in out
 
@@ -389,3 +390,36 @@ def test_sizes_that_cannot_fit_are_refused_with_the_memory_they_need(
     ), err
     assert re.search(rf"; lower .*\b{option}\b", err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_alpha_sweep_is_the_reproduce_experiment(tmp_path, capsys):
+    # One implementation: the short command and `reproduce alpha-sweep` run the same
+    # experiment and print the same table (numbers equal to the last digit).
+    opts = {"alphas": "10,100", "samples": "8", "dim": "3", "width": "8", "t1": "1"}
+    short = ["alpha-sweep", "--out", str(tmp_path / "a"), "--no-cache", "--no-progress"]
+    for k, v in opts.items():
+        short += [f"--{k.replace('_', '-')}", v]
+    assert main(short) == 0
+    table_short = capsys.readouterr().out.split("points computed")[0]
+    full = ["reproduce", "alpha-sweep", "--out", str(tmp_path / "b"), "--no-cache", "--no-progress"]
+    for k, v in opts.items():
+        full += ["--set", f"{k}={v}"]
+    assert main(full) == 0
+    table_full = capsys.readouterr().out.split("points computed")[0]
+    assert table_short == table_full and "slope of sup param_gap" in table_short
+
+
+def test_a_bug_after_the_run_shows_its_traceback_and_keeps_the_points(tmp_path, monkeypatch):
+    # Only the user's errors are one line (exit 2); a ValueError from a bug in `summarize`
+    # propagates with its traceback, and the finished points stay on disk for the rerun.
+    from gradflow.experiments import TwoLayerAlphaSweep
+
+    def broken(self, sweep):
+        raise ValueError("a bug in summarize")
+
+    monkeypatch.setattr(TwoLayerAlphaSweep, "summarize", broken)
+    argv = ["alpha-sweep", "--out", str(tmp_path), "--alphas", "10,100", "--samples", "8",
+            "--dim", "3", "--width", "8", "--t1", "1", "--no-cache", "--no-progress"]  # fmt: skip
+    with pytest.raises(ValueError, match="a bug in summarize"):
+        main(argv)
+    assert len(list((tmp_path / "points").glob("*.json"))) == 2

@@ -12,6 +12,7 @@ from ._base import (
     AbstractExperiment as AbstractExperiment,
     AbstractFlowExperiment as AbstractFlowExperiment,
     ExperimentResult as ExperimentResult,
+    OptionError as OptionError,
     log_spaced_steps as log_spaced_steps,
     option as option,
     run as run,

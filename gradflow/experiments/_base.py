@@ -27,6 +27,12 @@ if typing.TYPE_CHECKING:
     from .._sweep import Sweep
 
 
+class OptionError(ValueError):
+    """An experiment's option is wrong (its type, its range, a repeated value, a size that
+    cannot fit, an unknown name): the user's error, which the command line prints on one line
+    (exit 2). The message names the option and the fix."""
+
+
 @dataclasses.dataclass(frozen=True)
 class AbstractExperiment(abc.ABC):
     """One of the paper's experiments: a frozen configuration (the dataclass fields) and how to
@@ -57,16 +63,22 @@ class AbstractExperiment(abc.ABC):
         field (its type, and what [`gradflow.experiments.option`][] declares), then
         `check_options` for what involves several options or a data path.
 
-        **Raises:** `ValueError` naming the option, its value and the fix; for sizes whose
-        arrays (`largest_arrays`) cannot fit in memory, the memory they need and the machine's.
+        **Raises:** [`gradflow.experiments.OptionError`][] (a `ValueError`) naming the option,
+        its value and the fix; for sizes whose arrays (`largest_arrays`) cannot fit in memory,
+        the memory they need and the machine's.
         """
         hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            _check_option(f.name, getattr(self, f.name), hints[f.name], f.metadata)
-        self.check_options()
-        # XLA aborts the process on an allocation it cannot make: refuse such sizes here.
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        _memory.refuse_if_too_large(self.largest_arrays(), values)
+        try:
+            for f in dataclasses.fields(self):
+                _check_option(f.name, getattr(self, f.name), hints[f.name], f.metadata)
+            self.check_options()
+            # XLA aborts the process on an allocation it cannot make: refuse such sizes here.
+            values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+            _memory.refuse_if_too_large(self.largest_arrays(), values)
+        except OptionError:
+            raise
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
 
     def check_options(self) -> None:
         """The checks `validate` runs after the per-option ones: those that involve several
@@ -128,18 +140,21 @@ class AbstractExperiment(abc.ABC):
         return {"experiment": self.name, **dataclasses.asdict(self)}
 
     def replace(self, **changes: Any) -> "AbstractExperiment":
-        """A copy with some options changed, each converted to its field's type; unknown names
-        raise `ValueError` listing the valid ones."""
+        """A copy with some options changed, each converted to its field's type and checked
+        ([`gradflow.experiments.OptionError`][]; unknown names list the valid ones)."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         hints = typing.get_type_hints(type(self))
         converted = {}
         for key, value in changes.items():
             if key not in fields:
-                raise ValueError(
+                raise OptionError(
                     f"Unknown option {key!r} for experiment {self.name!r}; valid options: "
                     f"{', '.join(sorted(fields))}."
                 )
-            converted[key] = _convert(key, value, hints[key])
+            try:
+                converted[key] = _convert(key, value, hints[key])
+            except ValueError as exc:
+                raise OptionError(str(exc)) from None
         new = dataclasses.replace(self, **converted)
         new.validate()
         return new

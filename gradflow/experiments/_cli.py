@@ -4,6 +4,8 @@ import argparse
 import sys
 import time
 
+from ._base import OptionError
+
 
 def add_parser(subparsers) -> None:
     """Register the `reproduce` subcommand on the `gradflow` parser's subparsers."""
@@ -67,15 +69,15 @@ def add_parser(subparsers) -> None:
     )
 
 
-def _fail(message: str) -> int:
-    print(f"gradflow reproduce: error: {message}", file=sys.stderr)
+def _fail(message: str, command: str = "reproduce") -> int:
+    print(f"gradflow {command}: error: {message}", file=sys.stderr)
     return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     from gradflow._cli_util import enable_compilation_cache, start_distributed, writable_folder
 
-    from . import EXPERIMENTS, run
+    from . import EXPERIMENTS
 
     cls = EXPERIMENTS[args.name]
     experiment = cls.quick() if args.quick else cls()
@@ -90,22 +92,38 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     try:
         experiment = experiment.replace(**changes)
-    except ValueError as exc:
+    except OptionError as exc:
         return _fail(str(exc))
     out = writable_folder(args.out / experiment.name)
     start_distributed(args)
     enable_compilation_cache(args.no_cache)
+    return execute(
+        experiment, out, overwrite=args.overwrite, repair=args.repair, progress=not args.no_progress
+    )
+
+
+def execute(
+    experiment,
+    out,
+    *,
+    overwrite: bool,
+    repair: bool = False,
+    progress: bool = True,
+    command: str = "reproduce",
+) -> int:
+    """Run `experiment` into the folder `out` and print its table and what was computed; the
+    one path of `gradflow reproduce` and `gradflow alpha-sweep`. Returns the exit status: 0,
+    1 (some points failed; the others are kept) or 2 (the user's error: an option, a store
+    that refuses, an output folder; one line). Any other exception is a bug and shows its
+    traceback; the finished points are on disk either way."""
+    from .._store import StoreError
+    from . import run
+
     start = time.perf_counter()
     try:
-        result = run(
-            experiment,
-            out,
-            overwrite=args.overwrite,
-            repair=args.repair,
-            progress=not args.no_progress,
-        )
-    except (ValueError, OSError) as exc:
-        return _fail(str(exc))
+        result = run(experiment, out, overwrite=overwrite, repair=repair, progress=progress)
+    except (OptionError, StoreError, OSError) as exc:
+        return _fail(str(exc), command)
     if result.files:
         print(experiment.report(result.summary))
     redone = [k for k in result.computed if k in set(result.corrupted)]

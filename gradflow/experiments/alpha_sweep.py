@@ -131,6 +131,45 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
             "scale_criterion_at_alpha_1": scale_criterion(self.problem),
         }
 
+    def report(self, summary: dict[str, Any]) -> str:
+        """The sup distances per alpha, the fitted slopes against the theorem's, and why no
+        slope was fitted when none was."""
+        sweep = summary["sweep"]
+        lines = []
+        if self.activation == "relu":
+            lines.append(
+                "note: ReLU has a kink at 0, so h is not differentiable with a Lipschitz Dh: "
+                "this model is outside the finite-horizon theorem's hypotheses, and its slopes "
+                "need not match the theory's"
+            )
+        lines.append(
+            f"{'alpha':>10} {'sup|w-w0|':>12} {'sup|w-wbar|':>12} {'sup out gap':>12}  status"
+        )
+        for i, a in enumerate(sweep.alphas):
+            status = "ok" if sweep.errors[i] is None else f"FAILED: {sweep.errors[i]}"
+            lines.append(
+                f"{a:>10.6g} {sweep.sup['param_distance'][i]:>12.4e} "
+                f"{sweep.sup['param_gap'][i]:>12.4e} {sweep.sup['output_gap'][i]:>12.4e}  {status}"
+            )
+        if all(fit is None for fit in sweep.fits.values()):
+            usable = [
+                a for a, e in zip(sweep.alphas, sweep.errors) if e is None and a >= self.fit_min
+            ]
+            lines.append(
+                f"no slopes fitted: a fit needs 2 successful alphas >= fit_min {self.fit_min:g}, "
+                f"and {len(usable)} of the {len(sweep.alphas)} alphas qualify"
+                + ("" if usable else f" (the largest alpha is {max(sweep.alphas):g})")
+                + "; lower fit_min (--fit-min) or add larger alphas"
+            )
+        for k, fit in sweep.fits.items():
+            if fit is not None:
+                lines.append(
+                    f"slope of sup {k:<15} {fit.slope:+.4f}  (95% CI [{fit.ci[0]:+.4f}, "
+                    f"{fit.ci[1]:+.4f}], theory {PREDICTED_SLOPES[k]:+.0f}, "
+                    f"alpha >= {self.fit_min:g})"
+                )
+        return "\n".join(lines)
+
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
         from ..plot import plot_alpha_sweep
 
