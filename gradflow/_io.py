@@ -32,6 +32,20 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def nan_array(values: Any) -> np.ndarray:
+    """The inverse of `_clean` for numbers: a JSON value (a number, `None`, or nested lists of
+    them) as a float array, `None` (a NaN or inf when written) as NaN."""
+
+    def nan(v: Any) -> Any:
+        if v is None:
+            return np.nan
+        if isinstance(v, (list, tuple)):
+            return [nan(x) for x in v]
+        return v
+
+    return np.asarray(nan(values), dtype=float)
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
     """Write `obj` as JSON (NaN and inf become `null`), creating parent folders; the write is
     atomic so an interrupted run never leaves a truncated file."""

@@ -24,6 +24,7 @@ from ._fingerprint import (
     stable_repr,
     tree_fingerprint,
 )
+from ._io import nan_array
 from ._keys import duplicate_keys, point_key
 from ._problem import Problem
 from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, check_solve_arguments, solve
@@ -223,7 +224,7 @@ def _solution_from_record(d: dict[str, Any]) -> Solution:
     solution's own are its [`gradflow.SolveInfo`][], and a key neither knows raises."""
 
     def arr(v):
-        return None if v is None else np.array([np.nan if x is None else x for x in v], float)
+        return None if v is None else nan_array(v)
 
     series = {k: arr(d.get(k)) for k in _SOLUTION_SERIES}
     skip = {*_SOLUTION_SERIES, "alpha", "stats", "result", "succeeded"}
@@ -300,14 +301,6 @@ def _stack(solutions: list[Solution | None]) -> Solution | None:
             "The points' solutions cannot be stacked (their save times differ in number); a "
             f"sweep saves every point at the same `ts`: {exc}"
         ) from None
-
-
-def _nan_for_none(v: Any) -> Any:
-    if v is None:
-        return np.nan
-    if isinstance(v, list):
-        return [_nan_for_none(x) for x in v]
-    return v
 
 
 def _stack_measures(measures: list[dict[str, Any] | None]) -> dict[str, np.ndarray]:
@@ -622,9 +615,7 @@ class _Run:
             self.status[i] = "resumed"
             self.seconds[i] = float(rec.get("seconds", 0.0))
             if "measures" in rec:
-                self.measures[i] = {
-                    k: np.asarray(_nan_for_none(v), float) for k, v in rec["measures"].items()
-                }
+                self.measures[i] = {k: nan_array(v) for k, v in rec["measures"].items()}
 
     def solve(self, *, overwrite, batch_size, callback) -> None:
         # Every point is built (cheap next to a solve), so that each stored result, ours or

@@ -252,8 +252,8 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_points(tmp_path, monkeyp
         f"gradflow reproduce: interrupted; finished points are kept in {folder}; rerun the same "
         "command to resume"
     )
-    first = ex.point_key(tau=calls[0]["tau"], suffix=calls[0]["flow"])
-    assert first == "tau=0.3_direct"
+    first = ex.point_key(tau=calls[0]["tau"], flow=calls[0]["flow"])
+    assert first == "tau=0.3_flow=direct"
     assert [p.stem for p in (folder / "points").glob("*.json")] == [first]
     assert not list((folder / "locks").glob("*.json"))  # the folder is free for the rerun
 

@@ -170,15 +170,15 @@ def test_failed_point_is_reported_and_the_others_kept(tmp_path, monkeypatch, cap
         ]
     )
     assert rc == 1
-    assert "FAILED tau=3_rescaled: FloatingPointError: injected" in capsys.readouterr().err
+    assert "FAILED tau=3_flow=rescaled: FloatingPointError: injected" in capsys.readouterr().err
     data = json.loads((tmp_path / "homogeneity" / "homogeneity.json").read_text())
-    assert data["missing_points"] == ["tau=3_rescaled"]
+    assert data["missing_points"] == ["tau=3_flow=rescaled"]
     assert [r["tau"] for r in data["summary"]["rows"]] == [0.3]
     assert list(data["summary"]["curves"]) == ["0.3"]
     monkeypatch.setattr(ex.Homogeneity, "build", real)
     result = ex.run(ex.Homogeneity.quick(), tmp_path / "homogeneity", progress=False)
-    assert result.computed == ["tau=3_rescaled"]
-    assert result.reused == ["tau=0.3_direct", "tau=0.3_rescaled", "tau=3_direct"]
+    assert result.computed == ["tau=3_flow=rescaled"]
+    assert result.reused == ["tau=0.3_flow=direct", "tau=0.3_flow=rescaled", "tau=3_flow=direct"]
     # The pair read back from the store (its parameters stored by `measure`) gives the numbers
     # of its solve to the last bit, and the pair completed now joins it.
     assert result.summary["rows"][0] == data["summary"]["rows"][0]
@@ -207,13 +207,13 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
     assert exc.value.code == 2
     # A finished point, then a run with another configuration: refused, the point kept.
     store = gf._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
-    store.put("tau=0.3_direct", {"tau": 0.3, "kept": True})
+    store.put("tau=0.3_flow=direct", {"tau": 0.3, "kept": True})
     assert run("homogeneity", "--quick", "--set", "t1=2") == 2
     assert (
         "holds results of another configuration; 1 key(s) differ: t1: stored 5.0, now 2.0."
         in capsys.readouterr().err
     )
-    assert store.get("tau=0.3_direct")["kept"] is True
+    assert store.get("tau=0.3_flow=direct")["kept"] is True
 
 
 @pytest.mark.parametrize("bad", [0, -1.5, float("nan"), float("inf"), "3", None])
@@ -397,6 +397,9 @@ def test_tau_sweep_band_is_the_range_over_trials_and_never_below_zero(tmp_path):
             "test_loss_best": [5e-5 * t, None],
             "train_loss_end": [0.0, 0.0],
             "diverged_trials": 0,
+            "evaluations": [100, 100],
+            "linear_test_loss_end": [1e-4 * t, 1e-2 * t],
+            "linear_test_loss_inf": [1e-4 * t, 1e-2 * t],
         }
         for t in (0.01, 1.0)
     }
@@ -569,11 +572,12 @@ def test_width_method_per_scaling_and_flow_min_width():
 # again).
 _STORED_KEYS = {
     "homogeneity": (
-        "tau=0.3_direct tau=0.3_rescaled tau=3_direct tau=3_rescaled",
-        "tau=0.1_direct tau=0.1_rescaled tau=0.3_direct tau=0.3_rescaled tau=1_direct "
-        "tau=1_rescaled tau=3_direct tau=3_rescaled",
+        "tau=0.3_flow=direct tau=0.3_flow=rescaled tau=3_flow=direct tau=3_flow=rescaled",
+        "tau=0.1_flow=direct tau=0.1_flow=rescaled tau=0.3_flow=direct tau=0.3_flow=rescaled "
+        "tau=1_flow=direct tau=1_flow=rescaled tau=3_flow=direct tau=3_flow=rescaled",
     ),
-    "trajectories": ("tau=0.1_gd tau=0.1_flow tau=2_gd tau=2_flow",) * 2,
+    "trajectories": ("tau=0.1_method=gd tau=0.1_method=flow tau=2_method=gd tau=2_method=flow",)
+    * 2,
     "tau-sweep": (
         "tau=0.01 tau=0.1 tau=1 tau=10",
         # Exact keys: each number is the float of the point (`repr` where 6 digits are not).

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _memory
-from .._io import environment, write_json
+from .._io import environment, nan_array, write_json
 from .._keys import duplicate_keys, point_key
 from .._memory import ArraySize
 from .._store import ResultStore, config_hash, resume
@@ -684,9 +684,16 @@ def check_positive(**values: Any) -> None:
             raise ValueError(f"Option `{name}` must be a number > 0; got {name}={v!r}.")
 
 
+def capped_step(max_step: float, lazy_step: float, tau: float, power: int) -> float:
+    r"""The paper's gradient-descent step rule $\min(\text{max\_step}, c / \tau^q)$ for an
+    init scale $\tau$ of a $q$-homogeneous model: the step shrinks as the curvature grows like
+    $\tau^q$ (Fig. 1c: $\min(10, 0.1/\tau^2)$), capped where the model is small."""
+    return float(min(max_step, lazy_step / tau**power))
+
+
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
     """Mean and sample standard deviation of the finite values, and how many there were."""
-    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    v = nan_array(list(values))
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan"), float("nan"), 0

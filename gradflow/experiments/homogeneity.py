@@ -8,7 +8,6 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from .._keys import point_key
 from .._memory import ArraySize
 from .._problem import Problem
 from .._sweep import Sweep
@@ -76,9 +75,6 @@ class Homogeneity(AbstractFlowExperiment):
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [{"tau": float(t), "flow": f} for t in self.taus for f in ("direct", "rescaled")]
-
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(point_key(tau=p["tau"], suffix=p["flow"]), p) for p in self.flow_points()]
 
     def build(self, *, tau: float, flow: Flow) -> Problem:
         kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))

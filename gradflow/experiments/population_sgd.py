@@ -9,11 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
+from .._io import nan_array
 from .._keys import point_key
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
-from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
+from ._base import (
+    AbstractExperiment,
+    capped_step,
+    finish_axes,
+    mean_std,
+    option,
+    pyplot,
+    savefig,
+)
 from ._two_layer import paper_init, paper_model
 
 
@@ -99,7 +108,7 @@ class PopulationSGD(AbstractExperiment):
         s = 1.0 / m
         model = paper_model(m)
         alpha = s * np.sqrt(m)
-        step = min(self.max_step, self.lazy_step / tau**2)
+        step = capped_step(self.max_step, self.lazy_step, tau, 2)
         # Mean-field time scale: w <- w - (step / s) grad_w L(f) = w - step * grad F_alpha, with
         # F_alpha = R(alpha h) / alpha^2 = m L(f). (The step / s^2 convention of the
         # deterministic experiments is m times larger here and diverges at step 25.)
@@ -145,7 +154,7 @@ class PopulationSGD(AbstractExperiment):
         rows = []
         for r in sorted(records.values(), key=lambda r: r["tau"]):
             mean, std, k = mean_std(r["population_loss"])
-            pop = np.asarray([np.nan if v is None else v for v in r["population_loss"]], float)
+            pop = nan_array(r["population_loss"])
             rows.append(
                 {
                     "tau": r["tau"],

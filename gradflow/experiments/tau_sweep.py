@@ -8,10 +8,12 @@ import jax
 import numpy as np
 
 from .. import data as gdata
+from .._io import nan_array
 from .._keys import point_key
 from .._memory import ArraySize
 from ._base import (
     AbstractExperiment,
+    capped_step,
     finish_axes,
     mean_std,
     option,
@@ -28,7 +30,7 @@ from ._two_layer import (
 
 
 def _range(values: Any) -> tuple[float, float]:
-    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    v = nan_array(list(values))
     v = v[np.isfinite(v)]
     return (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
 
@@ -52,8 +54,7 @@ def _trial_mean(paths: np.ndarray) -> np.ndarray:
 
 def _ratio_mean(num: Any, den: Any) -> float:
     """Mean over the trials of num / den - 1 (each trial against its own linearized model)."""
-    a = np.asarray([np.nan if x is None else x for x in num], dtype=float)
-    b = np.asarray([np.nan if x is None else x for x in den], dtype=float)
+    a, b = nan_array(list(num)), nan_array(list(den))
     r = a / b - 1.0
     r = r[np.isfinite(r)]
     return float(r.mean()) if r.size else float("nan")
@@ -203,7 +204,7 @@ class TauSweep(AbstractExperiment):
 
     def step(self, tau: float) -> float:
         """The paper's step $\\min(10, 0.1/\\tau^2)$."""
-        return float(min(self.max_step, self.lazy_step / tau**2))
+        return capped_step(self.max_step, self.lazy_step, tau, 2)
 
     def rtol(self, tau: float) -> float:
         """The flow's relative tolerance at `tau` (method=flow)."""

@@ -15,7 +15,15 @@ from .._memory import ArraySize
 from .._problem import Problem
 from .._solve import GradientDescent
 from .._sweep import Sweep
-from ._base import AbstractFlowExperiment, finish_axes, mean_std, option, pyplot, savefig
+from ._base import (
+    AbstractFlowExperiment,
+    capped_step,
+    finish_axes,
+    mean_std,
+    option,
+    pyplot,
+    savefig,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +103,7 @@ class TensorCompletion(AbstractFlowExperiment):
         return [(point_key(**p, digits=4), p) for p in self.flow_points()]
 
     def step(self, tau: float) -> float:
-        return float(min(self.max_step, self.lazy_step / tau**4))
+        return capped_step(self.max_step, self.lazy_step, tau, 4)
 
     def _trial(self, tau: float, trial: int) -> dict[str, Any]:
         """The target, the split of the entries and the init of one trial."""

@@ -8,7 +8,6 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from .._keys import point_key
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
@@ -94,9 +93,6 @@ class Trajectories(AbstractFlowExperiment):
 
     def flow_points(self) -> list[dict[str, Any]]:
         return [{"tau": float(t), "method": m} for t in self.taus for m in self.methods]
-
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(point_key(tau=p["tau"], suffix=p["method"]), p) for p in self.flow_points()]
 
     def _data(self) -> Any:
         return gdata.teacher_student(
