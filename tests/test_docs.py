@@ -148,20 +148,45 @@ def test_fenced_blocks_are_read_from_the_markdown(tmp_path):
     assert _fenced_blocks(page, "bash") == [(8, "ls\n")]
 
 
-def test_every_python_block_of_the_readme_runs_as_written(tmp_path, monkeypatch):
-    # The README's Python blocks are one session, run in order in one namespace, as a reader
-    # pastes them into a Python prompt (the README says so); taken from README.md itself.
-    blocks = _fenced_blocks(ROOT / "README.md", "python")
-    assert blocks
-    monkeypatch.chdir(tmp_path)  # the blocks may write (a sweep's store)
+def _run_python_blocks(path: Path) -> dict:
+    """Run the Python blocks of the Markdown file `path` in order, in one namespace, as a reader
+    pastes them into a Python prompt; returns the namespace. A failing block is named by its
+    line in `path`."""
+    blocks = _fenced_blocks(path, "python")
+    assert blocks, path
     namespace: dict = {"__name__": "__main__"}
     for line, code in blocks:
-        # Padded so that a traceback names the README's own line.
-        compiled = compile("\n" * line + code, str(ROOT / "README.md"), "exec")
+        # Padded so that a traceback names the page's own line.
+        compiled = compile("\n" * line + code, str(path), "exec")
         try:
             exec(compiled, namespace)
         except Exception as exc:
-            raise AssertionError(f"the python block at README.md:{line} failed: {exc!r}") from exc
+            name = path.relative_to(ROOT)
+            raise AssertionError(f"the python block at {name}:{line} failed: {exc!r}") from exc
+    return namespace
+
+
+def test_every_python_block_of_the_readme_runs_as_written(tmp_path, monkeypatch):
+    # The README's Python blocks are one session (taken from README.md itself).
+    monkeypatch.chdir(tmp_path)  # the blocks may write (a sweep's store)
+    _run_python_blocks(ROOT / "README.md")
+
+
+def test_every_python_block_of_the_extending_guide_runs_as_written(tmp_path, monkeypatch):
+    # docs/extending.md: a model, a loss and two solvers added from user code, each block
+    # ending with its check against an independent answer (closed form, the square loss,
+    # a convergence order, Tsit5 at a tight tolerance), which the run asserts.
+    monkeypatch.chdir(tmp_path)
+    namespace = _run_python_blocks(ROOT / "docs" / "extending.md")
+    # The page's own classes, each a subclass of the base it documents.
+    import diffrax
+
+    import gradflow as gf
+
+    assert issubclass(namespace["ResidualNet"], gf.models.AbstractModel)
+    assert issubclass(namespace["HuberLoss"], gf.AbstractLoss)
+    assert issubclass(namespace["SSPRK3"], diffrax.AbstractERK)
+    assert issubclass(namespace["RKC1"], gf.AbstractStabilizedSolver)
 
 
 def _readme_commands() -> list[tuple[int, list[str]]]:
