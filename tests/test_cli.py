@@ -407,6 +407,22 @@ def test_alpha_sweep_is_the_reproduce_experiment(tmp_path, capsys):
     assert main(full) == 0
     table_full = capsys.readouterr().out.split("points computed")[0]
     assert table_short == table_full and "slope of sup param_gap" in table_short
+    assert max(len(line) for line in table_full.splitlines()) < 120
+
+
+def test_reproduce_tables_fit_a_terminal():
+    import gradflow.experiments as ex
+
+    # Every experiment's table under 120 columns, from a summary with many columns (the JSON
+    # keeps them all and the table names the ones it leaves out).
+    rows = [{f"column_{j}": float(j) for j in range(20)} for _ in range(3)]
+    for cls in ex.EXPERIMENTS.values():
+        experiment = cls.quick()
+        if type(experiment).report is not ex.AbstractExperiment.report:
+            continue
+        text = experiment.report({"rows": rows, "ratio": 1.5})
+        assert max(len(line) for line in text.splitlines()) < 120, cls.name
+        assert "more columns in" in text and "column_19" in text
 
 
 def test_a_bug_after_the_run_shows_its_traceback_and_keeps_the_points(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ from .._cli_util import (
 # The theorem table imports no JAX: the arguments are parsed before any model is built.
 from ._registry import REGISTRY, RESEARCH_THEOREMS, THEOREMS
 
+_COLUMNS = ("quantity", "prediction", "measurement", "margin")
+
 
 def add_parser(subparsers) -> None:
     """Register the `check` subcommand."""
@@ -98,24 +100,21 @@ def _run(args: argparse.Namespace) -> int:
                 "problems (run them with --size default)"
             )
     reports, figures = [], []
-    header = (
-        f"{'theorem':<20} {'problem':<36} {'quantity':<48} {'prediction':<24} "
-        f"{'measurement':<34} {'margin':<30} verdict"
-    )
+    # Under 120 columns: one heading per report, then its comparisons (check.json keeps every
+    # column in full).
+    widths = (42, 22, 26, 18)
+    header = "  ".join(f"{c:<{w}}" for c, w in zip(_COLUMNS, widths)) + "  ok"
     print(header)
     print("-" * len(header))
 
     def show(report):
-        for i, (q, pred, meas, margin, ok) in enumerate(report.rows()):
-            verdict = report.verdict if i == 0 else ""
-            print(
-                f"{report.theorem if i == 0 else '':<20} {report.problem if i == 0 else '':<36} "
-                f"{q[:48]:<48} {pred[:24]:<24} {meas[:34]:<34} {margin[:30]:<30} {ok:<4} "
-                f"{verdict}"
-            )
+        print(f"{report.theorem} on {report.problem}: {report.verdict}")
+        for q, pred, meas, margin, ok in report.rows():
+            cells = (q, pred, meas, margin)
+            print("  ".join(f"{c[:w]:<{w}}" for c, w in zip(cells, widths)) + f"  {ok}")
         for h in report.hypotheses:
             if not h.holds:
-                print(f"{'':<57} hypothesis fails: {h.statement} ({h.detail})")
+                print(f"  hypothesis fails: {h.statement} ({h.detail})")
         sys.stdout.flush()
         if not args.no_plots:
             fig = plot_check(report)

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import os
 import re
+import textwrap
 import time
 import traceback
 import types
@@ -111,13 +112,22 @@ class AbstractExperiment(abc.ABC):
 
     def report(self, summary: dict[str, Any]) -> str:
         """A plain-text table of the summary for the terminal."""
-        lines = [self.title, f"claim: {self.claim}"]
+        lines = [*textwrap.wrap(self.title, _TABLE_WIDTH)]
+        lines += textwrap.wrap(f"claim: {self.claim}", _TABLE_WIDTH)
         rows = summary.get("rows") or []
         if rows:
+            # The first columns that fit in 118 characters (the JSON keeps them all).
             cols = [c for c in rows[0] if not isinstance(rows[0][c], (list, dict))]
-            lines.append("  ".join(f"{c:>14}" for c in cols))
+            shown = cols[: max(1, _TABLE_WIDTH // 16)]
+            lines.append("  ".join(f"{c[:14]:>14}" for c in shown))
             for r in rows:
-                lines.append("  ".join(_fmt(r.get(c)) for c in cols))
+                lines.append("  ".join(_fmt(r.get(c)) for c in shown))
+            if len(shown) < len(cols):
+                more = (
+                    f"({len(cols) - len(shown)} more columns in "
+                    f"{self.file_stem or self.name}.json: " + ", ".join(cols[len(shown) :]) + ")"
+                )
+                lines += textwrap.wrap(more, _TABLE_WIDTH)
         for k, v in summary.items():
             if k != "rows" and (v is None or isinstance(v, (bool, int, float, str, np.number))):
                 lines.append(f"{k}: {_fmt(v).strip()}")
@@ -373,6 +383,9 @@ class AbstractFlowExperiment(AbstractExperiment):
         record = result.records()[0]
         measured = {k: np.asarray(v).tolist() for k, v in record.pop("measures").items()}
         return {**measured, **record}
+
+
+_TABLE_WIDTH = 118
 
 
 def _fmt(v: Any) -> str:

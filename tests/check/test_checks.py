@@ -233,6 +233,9 @@ def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
     assert code == 0 and calls == [("scale_criterion", False)]
     out = capsys.readouterr().out
     assert "kappa_{alpha h} vs alpha" in out and "pass" in out and "1/1 checks" in out
+    # The table fits a terminal (check.json keeps every column in full).
+    table = out.split("checks")[0].splitlines()
+    assert max(len(line) for line in table) < 120, max(table, key=len)
     data = json.loads((tmp_path / "check.json").read_text())
     assert data["all_passed"] and data["reports"][0]["verdict"] == "pass"
     assert (tmp_path / "scale_criterion__matfac-3x2-r8.png").stat().st_size > 10_000
