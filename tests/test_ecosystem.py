@@ -1,6 +1,7 @@
-"""Models from equinox and flax: `gf.Problem.from_module` and the flax recipes of the README.
+"""Models from equinox and flax: `gf.Problem.from_module` and the flax recipes of
+`docs/extending.md`.
 
-The README's own blocks run as written in `tests/test_docs.py`; here each recipe is checked
+The page's own blocks run as written in `tests/test_docs.py`; here each recipe is checked
 against a ground truth: the same network written as a plain function `apply(params, x)` with
 the same weights, and its tangent kernel from a Jacobian materialized with `jax.jacfwd`.
 """
