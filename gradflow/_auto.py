@@ -147,7 +147,9 @@ def stiff_threshold(rtol: float) -> float:
 
 # The estimate feeds a threshold that is itself a crossover known to a factor of about 2, so
 # 5% is ample: each Lanczos run stops once its top Ritz pair has a residual below 5% of the
-# value; 20 products at most, the old budget. The residual certifies an eigenvalue, not the top
+# value, after 10 steps at most (two runs: 20 products, the old budget; the cap also sizes the
+# tridiagonal eigenproblem solved at every step, which on small models costs as much as a
+# product at a cap of 20). The residual certifies an eigenvalue, not the top
 # one: a start with a small component on the top eigenvector converges to the next first (a
 # component of 7e-5 on a 40-parameter problem of tests/test_sweep.py gave 0.55 lambda_max), so
 # two random starts run side by side and the larger value is kept. Over 400-2 000 random
@@ -155,7 +157,7 @@ def stiff_threshold(rtol: float) -> float:
 # below 0.9 lambda_max in at most 0.3% of runs (lowest 0.855), with 8-13 products on average;
 # the 20 power iterations it replaces did so in up to 2.9% (lowest 0.825).
 _LANCZOS_RTOL = 5e-2
-_LANCZOS_MAX_ITERS = 20
+_LANCZOS_MAX_ITERS = 10
 _LANCZOS_STARTS = 2
 
 
@@ -258,7 +260,7 @@ def stiffness(problem: Problem) -> float:
     r"""An estimate of $\lambda_{\max}$ of the Hessian of $F_\alpha$ at $w_0$: the largest
     rate of the gradient flow there. Lanczos iteration on Hessian-vector products from two
     random starts side by side (one compiled program per problem shape), each stopped when the
-    residual of its top Ritz pair is below 5% of its value, 20 steps at most: a lower bound on
+    residual of its top Ritz pair is below 5% of its value, 10 steps at most: a lower bound on
     $\lambda_{\max}$ within 5% of an eigenvalue of the Hessian, in practice the largest (over
     random starts on the flows of `benchmarks/bench_auto_overhead.py`: below $0.9
     \lambda_{\max}$ in at most 0.3% of runs, never below 0.85; 8-13 products on average).
