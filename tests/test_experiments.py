@@ -801,3 +801,35 @@ def test_the_memory_estimate_counts_the_tangent_kernel_of_every_trial():
     message = r"`n_train`=1000000000000 and `trials`=2 need at least 26\.5 YiB of memory"
     with pytest.raises(ValueError, match=message):
         ex.TauSweep.quick().replace(n_train=10**12)
+
+
+def test_width_summaries_of_runs_apart_merge_to_the_whole_runs():
+    # Fig. 2 run in two parts (the 1/m widths apart): the merged summary equals the summary of
+    # all the records at once, claims included (exactly: the same arithmetic on the same rows).
+    exp = ex.WidthSweep.quick()
+    rng = np.random.default_rng(0)
+
+    def record(scaling, width):
+        losses = list(rng.uniform(0.5, 2.0, 3))
+        return {
+            "scaling": scaling,
+            "width": width,
+            "test_loss_end": losses,
+            "test_loss_best": losses,
+            "train_loss_end": [0.0] * 3,
+            "diverged_trials": 0,
+            "linear_test_loss_end": losses,
+            "linear_test_loss_inf": losses,
+            "evaluations": [10] * 3,
+            "init_variance_part_end": [0.1] * 3,
+        }
+
+    records = {f"{s}_m={m}": record(s, m) for s in ("sqrt", "mean_field") for m in (8, 128, 256)}
+    records["sqrt_m=inf"] = record("sqrt", 0)
+    whole = exp.summarize(records)
+    first = exp.summarize({k: r for k, r in records.items() if not k.endswith(("128", "256"))
+                           or k.startswith("sqrt")})  # fmt: skip
+    second = exp.summarize({k: r for k, r in records.items() if k.startswith("mean_field")})
+    merged = ex.WidthSweep.merge([first, second])
+    assert merged == whole
+    assert set(whole) >= {"mean_field_below_sqrt_for_m_ge_128", "kernel_limit"}

@@ -270,16 +270,10 @@ class WidthSweep(AbstractExperiment):
                     "evaluations_mean": mean_std(rec["evaluations"])[0],
                 }
             )
-        summary: dict[str, Any] = {"rows": rows}
-        sq = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "sqrt"}
-        mf = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "mean_field"}
-        both = sorted(m for m in sq if m in mf and m >= 128)
-        if both:
-            summary["mean_field_below_sqrt_for_m_ge_128"] = all(mf[m] < sq[m] for m in both)
-            summary["ratio_sqrt_over_mean_field_at_largest_m"] = sq[both[-1]] / mf[both[-1]]
+        limit_summary = None
         if limit is not None:
             end, inf = mean_std(limit["test_loss_end"]), mean_std(limit["linear_test_loss_inf"])
-            summary["kernel_limit"] = {
+            limit_summary = {
                 "what": "infinite-width lazy model of the 1/sqrt(m) net: kernel regression with "
                 "the arc-cosine tangent kernel, expected test loss over the random init",
                 "test_end_mean": end[0],
@@ -288,10 +282,27 @@ class WidthSweep(AbstractExperiment):
                 "init_variance_part_end_mean": mean_std(limit["init_variance_part_end"])[0],
                 "trials": end[2],
             }
-            if sq:
-                top = max(sq)
-                summary["kernel_limit"]["sqrt_at_largest_m_over_limit"] = sq[top] / end[0]
-        return summary
+        return _claims(rows, limit_summary)
+
+    @staticmethod
+    def merge(summaries: "list[dict[str, Any]]") -> dict[str, Any]:
+        """One summary from the summaries of several runs of the same configuration, each
+        holding some of the points (e.g. the widths of one scaling run apart): the rows by
+        scaling and width, a later summary's row replacing an earlier one's, and the claims
+        recomputed from the merged rows."""
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        limit = None
+        for summary in summaries:
+            for r in summary["rows"]:
+                rows[(r["scaling"], int(r["width"]))] = r
+            if summary.get("kernel_limit") is not None:
+                limit = {
+                    k: v
+                    for k, v in summary["kernel_limit"].items()
+                    if k != "sqrt_at_largest_m_over_limit"
+                }
+        ordered = [rows[k] for k in sorted(rows)]
+        return _claims(ordered, limit)
 
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
         plt = pyplot()
@@ -359,3 +370,23 @@ class WidthSweep(AbstractExperiment):
             fontsize=9,
         )
         return [savefig(fig, folder / f"{self.name}.png")]
+
+
+def _claims(rows: list[dict[str, Any]], limit: dict[str, Any] | None) -> dict[str, Any]:
+    """The summary of Fig. 2 from its rows (one per scaling and width): whether 1/m beats
+    1/sqrt(m) at every width >= 128 where both ran, their ratio at the largest such width, and
+    the 1/sqrt(m) net's test loss at its largest width against the infinite-width limit."""
+    summary: dict[str, Any] = {"rows": rows}
+    sq = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "sqrt"}
+    mf = {r["width"]: r["test_end_mean"] for r in rows if r["scaling"] == "mean_field"}
+    both = sorted(m for m in sq if m in mf and m >= 128)
+    if both:
+        summary["mean_field_below_sqrt_for_m_ge_128"] = all(mf[m] < sq[m] for m in both)
+        summary["ratio_sqrt_over_mean_field_at_largest_m"] = sq[both[-1]] / mf[both[-1]]
+    if limit is not None:
+        summary["kernel_limit"] = dict(limit)
+        if sq:
+            summary["kernel_limit"]["sqrt_at_largest_m_over_limit"] = (
+                sq[max(sq)] / limit["test_end_mean"]
+            )
+    return summary
