@@ -49,7 +49,7 @@ RENAMES = {
         "tests/check/test_checks.py::test_theorems_notebook_runs_and_asserts_its_claims"
     ),
     "tests/test_store.py::test_store_refuses_another_configuration": (
-        "tests/test_store.py::test_store_refuses_another_configuration_naming_the_keys"
+        "tests/sweeps/test_store.py::test_store_refuses_another_configuration_naming_the_keys"
     ),
 }
 

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradflow as gf
-from gradflow import _kernels, data as gdata
+from gradflow import data as gdata
+from gradflow.analysis import _kernels
 from gradflow.experiments import environment, write_json
 
 ACTIVATIONS = ("relu", "tanh", "quadratic")

@@ -9,41 +9,6 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import check as check, data as data, models as models, plot as plot  # noqa: E402
-from ._auto import (  # noqa: E402
-    choose_solver as choose_solver,
-    has_kinks as has_kinks,
-    stiff_threshold as stiff_threshold,
-    stiffness as stiffness,
-)
-from ._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
-from ._diagnostics import (  # noqa: E402
-    ScaleCriterion as ScaleCriterion,
-    kernel_drift as kernel_drift,
-    operator_norms as operator_norms,
-    scale_criterion as scale_criterion,
-    tangent_kernel as tangent_kernel,
-)
-from ._estimators import (  # noqa: E402
-    LipschitzEstimate as LipschitzEstimate,
-    Spectrum as Spectrum,
-    lipschitz_dh as lipschitz_dh,
-    parameter_spectrum as parameter_spectrum,
-    tangent_spectrum as tangent_spectrum,
-)
-from ._fingerprint import (  # noqa: E402
-    problem_fingerprint as problem_fingerprint,
-    tree_fingerprint as tree_fingerprint,
-)
-from ._kernel_flow import (  # noqa: E402
-    KernelFlow as KernelFlow,
-    infinite_width_flow as infinite_width_flow,
-    kernel_flow as kernel_flow,
-)
-from ._kernels import (  # noqa: E402
-    infinite_width_kernels as infinite_width_kernels,
-    infinite_width_nngp as infinite_width_nngp,
-    infinite_width_ntk as infinite_width_ntk,
-)
 from ._losses import (  # noqa: E402
     AbstractLoss as AbstractLoss,
     CrossEntropyLoss as CrossEntropyLoss,
@@ -52,29 +17,66 @@ from ._losses import (  # noqa: E402
     empirical_norm as empirical_norm,
 )
 from ._problem import ModuleApply as ModuleApply, Problem as Problem  # noqa: E402
-from ._rock2 import ROCK2 as ROCK2  # noqa: E402
-from ._solve import (  # noqa: E402
+from ._solution import (  # noqa: E402
     RESULTS as RESULTS,
-    GradientDescent as GradientDescent,
     Solution as Solution,
     SolveError as SolveError,
     SolveInfo as SolveInfo,
-    solve as solve,
 )
-from ._stabilized import (  # noqa: E402
+from ._solve import solve as solve  # noqa: E402
+from ._version import __version__ as __version__  # noqa: E402
+from .analysis._closed_form import linear_flow_closed_form as linear_flow_closed_form  # noqa: E402
+from .analysis._diagnostics import (  # noqa: E402
+    ScaleCriterion as ScaleCriterion,
+    kernel_drift as kernel_drift,
+    operator_norms as operator_norms,
+    scale_criterion as scale_criterion,
+    tangent_kernel as tangent_kernel,
+)
+from .analysis._estimators import (  # noqa: E402
+    LipschitzEstimate as LipschitzEstimate,
+    Spectrum as Spectrum,
+    lipschitz_dh as lipschitz_dh,
+    parameter_spectrum as parameter_spectrum,
+    tangent_spectrum as tangent_spectrum,
+)
+from .analysis._kernel_flow import (  # noqa: E402
+    KernelFlow as KernelFlow,
+    infinite_width_flow as infinite_width_flow,
+    kernel_flow as kernel_flow,
+)
+from .analysis._kernels import (  # noqa: E402
+    infinite_width_kernels as infinite_width_kernels,
+    infinite_width_nngp as infinite_width_nngp,
+    infinite_width_ntk as infinite_width_ntk,
+)
+from .analysis._stats import (  # noqa: E402
+    RateFit as RateFit,
+    fit_rate as fit_rate,
+    student_t_quantile as student_t_quantile,
+)
+from .models import symmetric_init as symmetric_init  # noqa: E402
+from .solvers._auto import (  # noqa: E402
+    choose_solver as choose_solver,
+    has_kinks as has_kinks,
+    stiff_threshold as stiff_threshold,
+    stiffness as stiffness,
+)
+from .solvers._gradient_descent import GradientDescent as GradientDescent  # noqa: E402
+from .solvers._rock2 import ROCK2 as ROCK2  # noqa: E402
+from .solvers._stabilized import (  # noqa: E402
     RKC as RKC,
     AbstractSpectralRadius as AbstractSpectralRadius,
     AbstractStabilizedSolver as AbstractStabilizedSolver,
     PowerIteration as PowerIteration,
     SpectralBound as SpectralBound,
 )
-from ._stats import (  # noqa: E402
-    RateFit as RateFit,
-    fit_rate as fit_rate,
-    student_t_quantile as student_t_quantile,
+from .sweeps._fingerprint import (  # noqa: E402
+    problem_fingerprint as problem_fingerprint,
+    tree_fingerprint as tree_fingerprint,
 )
-from ._store import ResultStore as ResultStore, StoreError as StoreError  # noqa: E402
-from ._sweep import (  # noqa: E402
+from .sweeps._store import ResultStore as ResultStore, StoreError as StoreError  # noqa: E402
+from .sweeps._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,
     AlphaSweep as AlphaSweep,
     Sweep as Sweep,
@@ -82,5 +84,3 @@ from ._sweep import (  # noqa: E402
     sweep as sweep,
     sweep_alpha as sweep_alpha,
 )
-from ._version import __version__ as __version__  # noqa: E402
-from .models import symmetric_init as symmetric_init  # noqa: E402

@@ -129,7 +129,7 @@ def add_output_arguments(
 
 def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
     """`--distributed`, `--coordinator`, `--num-processes`, `--process-id` (docs/distributed.md)."""
-    from ._distributed import check_coordinator
+    from .sweeps._distributed import check_coordinator
 
     def coordinator(text: str) -> str:
         try:
@@ -167,7 +167,7 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
 
 def start_distributed(args: argparse.Namespace) -> None:
     """Initialize jax.distributed from the flags of `add_distributed_arguments`, if any."""
-    from ._distributed import initialize
+    from .sweeps._distributed import initialize
 
     flags = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed and all(v is None for v in flags):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._sweep import DISTANCES, PREDICTED_SLOPES, AlphaSweep
+from .sweeps._sweep import DISTANCES, PREDICTED_SLOPES, AlphaSweep
 
 LABELS = {
     "param_distance": r"$\sup_t \|w(t) - w_0\|$",

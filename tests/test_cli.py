@@ -13,8 +13,8 @@ import pytest
 from helpers import run_notebook, two_layer_problem
 
 import gradflow as gf
-from gradflow import _sweep
 from gradflow.cli import main
+from gradflow.sweeps import _sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

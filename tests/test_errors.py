@@ -135,7 +135,7 @@ def test_max_steps_returns_result_code(getkey):
 
 def test_every_failure_code_has_a_message_naming_it():
     # The traced `throw=True` indexes these by the result code: one per code, none empty.
-    from gradflow._solve import _throw_messages
+    from gradflow._solution import _throw_messages
 
     messages = _throw_messages()
     assert len(messages) == len(gf.RESULTS)

@@ -206,7 +206,7 @@ def test_bad_options_and_wrong_paths_are_clear_errors_and_lose_nothing(tmp_path,
         main(["reproduce", "fig9"])
     assert exc.value.code == 2
     # A finished point, then a run with another configuration: refused, the point kept.
-    store = gf._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
+    store = gf.sweeps._store.ResultStore(tmp_path / "homogeneity", ex.Homogeneity.quick().config())
     store.put("tau=0.3_flow=direct", {"tau": 0.3, "kept": True})
     assert run("homogeneity", "--quick", "--set", "t1=2") == 2
     assert (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import gradflow as gf
-from gradflow._io import environment
+from gradflow.sweeps._io import environment
 
 PACKAGE = Path(gf.__file__).parent
 

@@ -452,7 +452,7 @@ def test_results_print_their_names(getkey):
     jax.jit(lambda r: seen.append(repr(r)) or r)(gf.RESULTS.successful)
     assert seen == ["RESULTS<traced>"]
     # The names are the enumeration's own, in order (the repr indexes them by value).
-    from gradflow._solve import _RESULT_NAMES
+    from gradflow._solution import _RESULT_NAMES
 
     assert len(_RESULT_NAMES) == len(gf.RESULTS)
     for i, name in enumerate(_RESULT_NAMES):

@@ -210,7 +210,7 @@ def test_exponents_are_derived_from_the_bounds(theorem):
 def test_predicted_slopes_are_the_finite_horizon_exponents():
     assert dict(gf.PREDICTED_SLOPES) == dict(theory.finite_horizon().exponents)
     assert gf.PREDICTED_SLOPES == {"param_distance": -1.0, "param_gap": -2.0, "output_gap": -1.0}
-    assert gf._sweep.PREDICTED_SLOPES.to_dict() == dict(gf.PREDICTED_SLOPES)
+    assert gf.sweeps._sweep.PREDICTED_SLOPES.to_dict() == dict(gf.PREDICTED_SLOPES)
     with pytest.raises(KeyError):
         gf.PREDICTED_SLOPES["kappa_centered"]
     with pytest.raises(ValueError, match="Unknown theorem 'lazyness'"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._losses import empirical_norm
 from .._problem import Problem
-from .._stats import fit_rate
+from ..analysis._stats import fit_rate
 
 
 class VERDICTS(enum.Enum):

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from .. import check
-    from .._io import environment, write_json
+    from ..sweeps._io import environment, write_json
     from ._plot import plot_check
 
     start = time.perf_counter()

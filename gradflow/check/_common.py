@@ -7,8 +7,9 @@ import numpy as np
 
 from .._losses import empirical_norm
 from .._problem import Problem
-from .._solve import Solution, solve
-from .._sweep import sweep
+from .._solution import Solution
+from .._solve import solve
+from ..sweeps._sweep import sweep
 from ._base import KINDS, CheckReport, ExponentCheck, exponent_check
 from ._problems import NamedProblem
 

@@ -4,8 +4,8 @@ import time
 
 import numpy as np
 
-from .._estimators import lipschitz_dh, tangent_spectrum
 from .._problem import Problem
+from ..analysis._estimators import lipschitz_dh, tangent_spectrum
 from ._base import CheckReport, Hypothesis, bound_check, h0_hypothesis
 from ._common import (
     DISTANCES,

@@ -11,9 +11,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._losses import _check_finite
-from .._operators import lanczos as _lanczos
 from .._problem import Problem
 from .._typing import Array, Inputs, Params
+from ..analysis._operators import lanczos as _lanczos
 from ._base import KINDS, CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis
 from ._common import as_alphas, as_named, problem_report, reference, solve_many
 from ._problems import NamedProblem

@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from .._estimators import lipschitz_dh, tangent_spectrum
 from .._losses import SquareLoss, empirical_norm
 from .._problem import Problem
+from ..analysis._estimators import lipschitz_dh, tangent_spectrum
 from ._base import CheckReport, Hypothesis, bound_check, h0_hypothesis
 from ._common import (
     DISTANCES,

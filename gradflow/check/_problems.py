@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
-from .._estimators import tangent_spectrum
 from .._losses import SquareLoss
 from .._problem import Problem
 from .._typing import Array, Inputs, Params
+from ..analysis._estimators import tangent_spectrum
 from ..models import VGG, DiagonalNet, LinearNet, MatrixCompletion, TwoLayer
 
 

@@ -8,11 +8,11 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._diagnostics import scale_criterion
-from .._estimators import tangent_spectrum
 from .._losses import SquareLoss, empirical_norm
 from .._problem import Problem
 from .._solve import solve
+from ..analysis._diagnostics import scale_criterion
+from ..analysis._estimators import tangent_spectrum
 from ..models import TwoLayer
 from ._base import (
     KINDS,

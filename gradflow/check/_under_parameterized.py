@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._estimators import parameter_spectrum
 from .._problem import Problem
 from .._solve import solve
+from ..analysis._estimators import parameter_spectrum
 from ._base import CheckReport, Hypothesis, constant_check, exponent_check, h0_hypothesis
 from ._common import as_alphas, as_named, problem_report
 from ._problems import NamedProblem

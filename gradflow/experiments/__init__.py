@@ -6,8 +6,8 @@ finished point so an interrupted run resumes. On the command line:
 `gradflow reproduce <name> [--quick] [--set option=value]`.
 """
 
-from .._io import environment as environment, write_json as write_json
-from .._keys import point_key as point_key
+from ..sweeps._io import environment as environment, write_json as write_json
+from ..sweeps._keys import point_key as point_key
 from ._base import (
     AbstractExperiment as AbstractExperiment,
     AbstractFlowExperiment as AbstractFlowExperiment,

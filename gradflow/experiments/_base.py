@@ -18,14 +18,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _memory
-from .._io import environment, nan_array, write_json
-from .._keys import duplicate_keys, point_key
 from .._memory import ArraySize
-from .._store import ResultStore, config_hash, resume
+from ..sweeps._io import environment, nan_array, write_json
+from ..sweeps._keys import duplicate_keys, point_key
+from ..sweeps._store import ResultStore, config_hash, resume
 
 if typing.TYPE_CHECKING:
     from .._problem import Problem
-    from .._sweep import Sweep
+    from ..sweeps._sweep import Sweep
 
 
 class OptionError(ValueError):
@@ -368,7 +368,7 @@ class AbstractFlowExperiment(AbstractExperiment):
     def run_point(self, **point: Any) -> dict[str, Any]:
         """One point alone, solved as by `run`: its JSON record (`sup`, `final`, `solution`,
         ...), with what `measure` computed at the top level."""
-        from .._sweep import sweep
+        from ..sweeps._sweep import sweep
 
         result = sweep(
             self.build,
@@ -500,7 +500,7 @@ def run(
     """
     from tqdm.auto import tqdm
 
-    from .._distributed import barrier, owner, share
+    from ..sweeps._distributed import barrier, owner, share
 
     experiment.validate()
     index, count = share(process_index, process_count)
@@ -634,7 +634,7 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
     """The points of a flow experiment, solved by `gradflow.sweep` through `store`."""
     from tqdm.auto import tqdm
 
-    from .._sweep import SweepStatus, sweep
+    from ..sweeps._sweep import SweepStatus, sweep
 
     bar = tqdm(total=len(keys), desc=experiment.name, unit="point", disable=not progress)
 
@@ -663,7 +663,7 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
         )
     finally:
         bar.close()
-    from .._distributed import owner
+    from ..sweeps._distributed import owner
 
     mine = [
         i

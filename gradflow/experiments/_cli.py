@@ -116,7 +116,7 @@ def execute(
     1 (some points failed; the others are kept) or 2 (the user's error: an option, a store
     that refuses, an output folder; one line). Any other exception is a bug and shows its
     traceback; the finished points are on disk either way."""
-    from .._store import StoreError
+    from ..sweeps._store import StoreError
     from . import run
 
     start = time.perf_counter()

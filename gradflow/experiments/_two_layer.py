@@ -18,14 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import models
-from .._closed_form import linear_flow_closed_form
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
-from .._solve import GradientDescent, solve
-from .._sweep import SweepStatus, sweep
+from .._solve import solve
 from .._typing import Array, ArrayLike, Params
+from ..analysis._closed_form import linear_flow_closed_form
 from ..models.two_layer import init_neurons
+from ..solvers._gradient_descent import GradientDescent
+from ..sweeps._sweep import SweepStatus, sweep
 
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
 # its own further choices).

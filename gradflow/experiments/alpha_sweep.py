@@ -12,7 +12,7 @@ from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
-from .._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
+from ..sweeps._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
 from ._base import AbstractFlowExperiment, option, pyplot, savefig
 
 
@@ -113,7 +113,7 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
         return {"t1": self.t1, "rtol": self.rtol, "atol": self.atol, "linearized": True}
 
     def summarize(self, sweep: Sweep) -> dict[str, Any]:
-        from .._diagnostics import scale_criterion
+        from ..analysis._diagnostics import scale_criterion
 
         fitted = fit_alpha_sweep(sweep, self.fit_min)
         rows = [

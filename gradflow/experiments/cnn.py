@@ -12,11 +12,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .. import data as gdata, models
-from .._keys import point_key
 from .._losses import SquareLoss
 from .._memory import ArraySize
-from .._operators import gram, jacobian, power_iteration, unit_normal
 from .._problem import Problem
+from ..analysis._operators import gram, jacobian, power_iteration, unit_normal
+from ..sweeps._keys import point_key
 from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 

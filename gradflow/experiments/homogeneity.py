@@ -10,7 +10,7 @@ import numpy as np
 from .. import data as gdata
 from .._memory import ArraySize
 from .._problem import Problem
-from .._sweep import Sweep
+from ..sweeps._sweep import Sweep
 from ._base import AbstractFlowExperiment, finish_axes, option, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
 

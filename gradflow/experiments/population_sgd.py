@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata
-from .._io import nan_array
-from .._keys import point_key
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
+from ..sweeps._io import nan_array
+from ..sweeps._keys import point_key
 from ._base import (
     AbstractExperiment,
     capped_step,

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as gdata, models
-from .._closed_form import linear_flow_closed_form
-from .._keys import point_key
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
-from .._solve import GradientDescent
-from .._sweep import Sweep
+from ..analysis._closed_form import linear_flow_closed_form
+from ..solvers._gradient_descent import GradientDescent
+from ..sweeps._keys import point_key
+from ..sweeps._sweep import Sweep
 from ._base import AbstractFlowExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")

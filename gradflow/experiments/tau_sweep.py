@@ -8,9 +8,9 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from .._io import nan_array
-from .._keys import point_key
 from .._memory import ArraySize
+from ..sweeps._io import nan_array
+from ..sweeps._keys import point_key
 from ._base import (
     AbstractExperiment,
     capped_step,

@@ -11,8 +11,8 @@ from .. import data as gdata
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
-from .._solve import GradientDescent
-from .._sweep import Sweep
+from ..solvers._gradient_descent import GradientDescent
+from ..sweeps._sweep import Sweep
 from ._base import AbstractFlowExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
 from ._two_layer import num_saves_at_least, paper_init, paper_learning_rate, paper_problem
 

@@ -9,9 +9,9 @@ import jax
 import numpy as np
 
 from .. import data as gdata
-from .._kernel_flow import infinite_width_flow
-from .._keys import point_key
 from .._memory import ArraySize
+from ..analysis._kernel_flow import infinite_width_flow
+from ..sweeps._keys import point_key
 from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 from ._two_layer import (
     METHOD_HELP,

@@ -9,7 +9,7 @@ from helpers import run_notebook
 
 import gradflow as gf
 import theory
-from gradflow._io import write_json
+from gradflow.sweeps._io import write_json
 
 NET = dict(samples=4, dim=8, width=32)
 

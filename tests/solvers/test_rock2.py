@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.integrate
 
-from gradflow import _rock2_tables as tables
-from gradflow._rock2 import ROCK2, rock2_degree, rock2_stability_bound, rock2_step
-from gradflow._stabilized import PowerIteration, SpectralBound
+from gradflow.solvers import _rock2_tables as tables
+from gradflow.solvers._rock2 import ROCK2, rock2_degree, rock2_stability_bound, rock2_step
+from gradflow.solvers._stabilized import PowerIteration, SpectralBound
 
 DEGREES = [m + 2 for m in tables.MS]
 

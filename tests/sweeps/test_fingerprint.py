@@ -132,7 +132,7 @@ def test_a_point_stored_under_an_earlier_fingerprint_scheme_says_so(tmp_path):
 
 def _rewrite(path, body):
     # Re-checksum the edited record as the store would, so only the fingerprint differs.
-    from gradflow._store import _content_hash
+    from gradflow.sweeps._store import _content_hash
 
     body["sha256"] = _content_hash(body["record"])
     path.write_text(json.dumps(body))

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
+from .._typing import Array, ArrayLike, PyTree
 from ._rock2_tables import FP1, FP2, MS, RECF, STABILITY_BOUNDS
 from ._stabilized import AbstractSpectralRadius, AbstractStabilizedSolver, PowerIteration
-from ._typing import Array, ArrayLike, PyTree
 
 _MS = np.asarray(MS, dtype=np.int32)
 # A degree of the orthogonal polynomial $P_m$ plus the two finishing stages: the stage count
@@ -209,7 +209,7 @@ class ROCK2(AbstractStabilizedSolver):
     so only two stages are kept, whatever $s$. The coefficients are chosen so that $R_s(z) = 1
     + z + z^2/2 + O(z^3)$ (second order) and $|R_s(z)| \le 1$ on $[-\ell_s, 0]$ with $\ell_s
     \approx 0.81\,s^2$ (from $0.69\,s^2$ at $s = 3$; `STABILITY_BOUNDS` in
-    `gradflow._rock2_tables`), close to the largest possible for second order, against
+    `gradflow.solvers._rock2_tables`), close to the largest possible for second order, against
     $0.65\,s^2$ for [`gradflow.RKC`][] at its default damping.
 
     The quadratic factor $w_2$ has complex conjugate roots; it is realised by the two-stage
@@ -224,8 +224,9 @@ class ROCK2(AbstractStabilizedSolver):
     error estimate is the difference $y_{n+1} - \bar y_{n+1} = \tau h (f(g_{m+1}) - f(g_m)) =
     O(h^2)$. A step costs $s$ evaluations, $f(y_{n+1})$ included (it is the next step's
     $f(g_0)$). The coefficients $\mu_i$, $\kappa_i$ ($\nu_i = -1 - \kappa_i$), $\sigma$, $\tau$
-    are the published tables for 46 stage counts $3 \le s \le 200$ (`gradflow._rock2_tables`);
-    a step uses the smallest tabulated $s$ with $\ell_s \ge h\rho$.
+    are the published tables for 46 stage counts $3 \le s \le 200$
+    (`gradflow.solvers._rock2_tables`); a step uses the smallest tabulated $s$ with
+    $\ell_s \ge h\rho$.
 
     **Arguments:**
 

@@ -342,7 +342,7 @@ _SHARDED = textwrap.dedent(
 
     assert len(jax.devices()) == 2, jax.devices()
     captured = {}
-    real = gf._sweep._solve_batch
+    real = gf.sweeps._sweep._solve_batch
 
     def spy(dynamic, *args):
         captured["devices"] = len(jax.tree_util.tree_leaves(dynamic)[0].sharding.device_set)
@@ -350,7 +350,7 @@ _SHARDED = textwrap.dedent(
         captured["out_devices"] = len(out.loss.sharding.device_set)
         return out
 
-    gf._sweep._solve_batch = spy
+    gf.sweeps._sweep._solve_batch = spy
     sw = gf.sweep(t.build, t.POINTS, devices=jax.devices(), **t.OPTS)
     print(json.dumps({"loss": sw.final("loss").tolist(), **captured}))
     """

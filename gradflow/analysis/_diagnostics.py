@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._losses import empirical_norm
+from .._losses import empirical_norm
+from .._problem import Problem, _Flat, _flatten
+from .._typing import Array, Params
 from ._operators import (
     gram,
     kernel,
@@ -18,8 +20,6 @@ from ._operators import (
     second_derivative_norm,
     unit_normal,
 )
-from ._problem import Problem, _Flat, _flatten
-from ._typing import Array, Params
 
 
 def _require_finite(value, what: str):

@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._typing import ArrayLike
+from .._typing import ArrayLike
 
 
 def _student_t_cdf(t: float, dof: float) -> float:

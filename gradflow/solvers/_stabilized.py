@@ -28,7 +28,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
-from ._operators import _tree_norm, power_iteration
+from ..analysis._operators import _tree_norm, power_iteration
 
 Y = PyTree[Float[Array, "..."]]
 VectorField = Callable[[Any, Y], Y]

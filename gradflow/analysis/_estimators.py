@@ -11,10 +11,10 @@ import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._problem import Problem, _flatten
+from .._typing import Array, Params
 from ._diagnostics import _check_iterations, _require_finite, _second_norm
 from ._operators import gram, hessian, jacobian, kernel, lanczos, problem_jacobian
-from ._problem import Problem, _flatten
-from ._typing import Array, Params
 
 
 @eqx.filter_jit

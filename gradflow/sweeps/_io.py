@@ -68,7 +68,7 @@ def environment() -> dict[str, Any]:
     import equinox
     import jax
 
-    from ._version import __version__
+    from .._version import __version__
 
     return {
         "gradflow": __version__,

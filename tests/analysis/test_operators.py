@@ -15,8 +15,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
-from gradflow import _operators as ops
 from gradflow._problem import _flatten
+from gradflow.analysis import _operators as ops
 
 
 def _rng(key):

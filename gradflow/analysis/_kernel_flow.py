@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._typing import Array, ArrayLike
 from ._kernels import _as_inputs, _check_options, _nngp_diagonal, _nodes, infinite_width_kernels
-from ._typing import Array, ArrayLike
 
 # A kernel matrix with an eigenvalue below -_PSD_TOL * (largest |eigenvalue|) is not a kernel:
 # rounding in eigh of a PSD matrix stays near n * eps of the largest.

@@ -15,7 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._auto import batch_stiffness, choose_solver
+from .._problem import Problem
+from .._solution import _RESULT_NAMES, RESULTS, Solution, SolveInfo
+from .._solve import check_solve_arguments, solve
+from .._theory import PredictedExponents
+from ..analysis._stats import RateFit, fit_rate
+from ..solvers._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
 from ._fingerprint import (
     FORMAT,
@@ -26,11 +31,7 @@ from ._fingerprint import (
 )
 from ._io import nan_array
 from ._keys import duplicate_keys, point_key
-from ._problem import Problem
-from ._solve import _RESULT_NAMES, RESULTS, Solution, SolveInfo, check_solve_arguments, solve
-from ._stats import RateFit, fit_rate
 from ._store import ResultStore, resume
-from ._theory import PredictedExponents
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
 # The finite-horizon theorem of Chizat et al.: exponents of sup_t distance vs alpha (h(w0) = 0),

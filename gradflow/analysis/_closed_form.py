@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._losses import SquareLoss
+from .._problem import Problem, _flatten
+from .._typing import Array, ArrayLike, Params
 from ._diagnostics import _kernel_flat, _require_finite
-from ._losses import SquareLoss
-from ._problem import Problem, _flatten
-from ._typing import Array, ArrayLike, Params
 
 
 @eqx.filter_jit

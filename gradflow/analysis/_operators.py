@@ -28,9 +28,9 @@ import lineax as lx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
-from ._losses import empirical_norm
-from ._problem import _Flat
-from ._typing import FlatParams, Outputs, Scalar
+from .._losses import empirical_norm
+from .._problem import _Flat
+from .._typing import FlatParams, Outputs, Scalar
 
 # ---------------------------------------------------------------------------------- operators
 

@@ -13,7 +13,7 @@ import pytest
 from helpers import two_layer_problem
 
 import gradflow as gf
-from gradflow import _auto
+from gradflow.solvers import _auto
 
 KINKS = [("relu", True), ("tanh", False), ("softplus", False), ("quadratic", False)]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gradflow._store import ResultStore, StoreError, config_hash
+from gradflow.sweeps._store import ResultStore, StoreError, config_hash
 
 
 def test_store_round_trip_and_resume(tmp_path):
@@ -91,7 +91,7 @@ def test_corrupted_store_json_is_reported_and_repair_keeps_good_points(tmp_path,
 _HOLD = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from gradflow._store import ResultStore
+from gradflow.sweeps._store import ResultStore
 s = ResultStore(sys.argv[2], {"n": 1})
 print("open", flush=True)
 time.sleep(60)

@@ -485,7 +485,7 @@ def identity_differences(stored: Any, now: Mapping[str, Any]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Resumed:
-    """What [`resume`][gradflow._store.resume] found in a store: the records of the finished
+    """What [`resume`][gradflow.sweeps._store.resume] found in a store: the records of the finished
     points (by position), and the positions still to compute."""
 
     records: dict[int, dict[str, Any]]

@@ -44,7 +44,7 @@ _PROCESS = textwrap.dedent(
     import gradflow as gf
     import test_distributed as t
 
-    mine0 = [gf._sweep._point_key(p) for i, p in enumerate(t.POINTS) if i % 2 == 0]
+    mine0 = [gf.sweeps._sweep._point_key(p) for i, p in enumerate(t.POINTS) if i % 2 == 0]
 
     def die_after_first_batch(records):
         if mode == "die" and index == 1:
@@ -98,7 +98,7 @@ def test_two_processes_combine_and_a_killed_process_redoes_only_its_points(tmp_p
         p0.kill()  # waiting at the final barrier for the dead process
         p0.communicate()
         p1.kill()
-    keys = [gf._sweep._point_key(p) for p in POINTS]
+    keys = [gf.sweeps._sweep._point_key(p) for p in POINTS]
     before = _digests(store)
     # Process 0 (points 0, 2, 4) finished; process 1 (points 1, 3, 5) stored its first only.
     assert sorted(before) == sorted([keys[0], keys[2], keys[4], keys[1]])

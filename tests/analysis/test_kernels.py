@@ -19,7 +19,7 @@ import scipy.special
 import scipy.stats
 
 import gradflow as gf
-from gradflow import _kernels
+from gradflow.analysis import _kernels
 from gradflow.experiments._two_layer import paper_init
 
 _ACT = {

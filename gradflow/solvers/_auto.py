@@ -21,8 +21,8 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from ._operators import LanczosResult, hessian, lanczos_largest, unit_normal
-from ._problem import Problem, _flatten, _is_traced
+from .._problem import Problem, _flatten, _is_traced
+from ..analysis._operators import LanczosResult, hessian, lanczos_largest, unit_normal
 from ._stabilized import RKC
 
 # Primitives whose derivative jumps somewhere (kinks, steps). A model whose jaxpr holds one of
@@ -151,8 +151,9 @@ def stiff_threshold(rtol: float) -> float:
 # tridiagonal eigenproblem solved at every step, which on small models costs as much as a
 # product at a cap of 20). The residual certifies an eigenvalue, not the top
 # one: a start with a small component on the top eigenvector converges to the next first (a
-# component of 7e-5 on a 40-parameter problem of tests/test_sweep.py gave 0.55 lambda_max), so
-# two random starts run side by side and the larger value is kept. Over 400-2 000 random
+# component of 7e-5 on a 40-parameter problem of tests/sweeps/test_sweep.py gave 0.55
+# lambda_max), so two random starts run side by side and the larger value is kept. Over
+# 400-2 000 random
 # starts on the flows of `benchmarks/bench_auto_overhead.py` (dense Hessians, numpy) this fell
 # below 0.9 lambda_max in at most 0.3% of runs (lowest 0.855), with 8-13 products on average;
 # the 20 power iterations it replaces did so in up to 2.9% (lowest 0.825).

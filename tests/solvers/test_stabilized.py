@@ -10,8 +10,8 @@ import scipy.integrate
 from helpers import two_layer_problem
 
 import gradflow as gf
-from gradflow._rock2 import rock2_stability_bound
-from gradflow._stabilized import rkc_parameters, rkc_stability_polynomial
+from gradflow.solvers._rock2 import rock2_stability_bound
+from gradflow.solvers._stabilized import rkc_parameters, rkc_stability_polynomial
 from theory import scalar_model_flows
 from theory.toy import alpha as A_SYM, t as T_SYM, w0 as W0_SYM, y as Y_SYM
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._typing import Array, ArrayLike
+from .._typing import Array, ArrayLike
 
 # Closed forms (arc-cosine kernels, Gaussian moments) and, for the smooth activations without
 # one, a quadrature: the names of `gf.models.ACTIVATIONS` that have an infinite-width kernel here.
