@@ -227,7 +227,10 @@ def _fingerprint(problem: Problem) -> tuple | None:
     function: by identity, held here so that its id is not reused). `None` for a traced problem
     or one with an unhashable part: it is not cached."""
     leaves, treedef = jax.tree_util.tree_flatten(problem)
-    digest = hashlib.blake2b(digest_size=16)
+    # SHA-1 against accidental equality, not adversaries: with the SHA extensions of current
+    # CPUs it hashes 1.3 GB/s here, twice BLAKE2b (100 MB of inputs: 77 ms, a third of one
+    # gradient on that problem).
+    digest = hashlib.sha1(usedforsecurity=False)
     objects, device = [], []
     for leaf in leaves:
         if _is_traced(leaf):
