@@ -610,7 +610,8 @@ def solve(
       [`gradflow.GradientDescent`][] for the discrete algorithm through the same code path.
       `"auto"` ([`gradflow.choose_solver`][]) first estimates the flow's stiffness,
       $\lambda_{\max}(w_0)\, t_1$ with $\lambda_{\max}$ the largest Hessian eigenvalue of
-      $F_\alpha$ at $w_0$ (20 Hessian-vector products): above a threshold that grows as
+      $F_\alpha$ at $w_0$ (Lanczos, 8-13 Hessian-vector products on the flows measured, cached
+      per problem: a repeated solve estimates once): above a threshold that grows as
       `rtol` tightens ([`gradflow.stiff_threshold`][]: 20 at 1e-3, 3 500 at 1e-8) it takes
       [`gradflow.RKC`][], a stabilized method whose step is not capped at $\sim
       3/\lambda_{\max}$ like an explicit method's (on the paper's Fig. 1c flows it needs 12.5x

@@ -453,7 +453,8 @@ def test_tolerance_below_float64_resolution_is_refused(getkey, kwargs, message):
 
 
 def test_float32_tolerance_refused_before_the_auto_estimate():
-    # "auto" estimates the stiffness (20 Hessian-vector products) only for a solve it will run.
+    # "auto" estimates the stiffness (Lanczos on Hessian-vector products) only for a solve it
+    # will run.
     problem, calls = _counted(_float32_problem())
     with pytest.raises(ValueError, match="`rtol=1e-08` is below float32 resolution"):
         gf.solve(problem, t1=1.0)
