@@ -137,12 +137,6 @@ def tree_fingerprint(tree: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def callable_fingerprint(fn: Any) -> str:
-    """The fingerprint of a callable that is not traced (a `measure` written in numpy, an
-    `options` function): [`gradflow.tree_fingerprint`][] of it. `None` hashes as `None`."""
-    return tree_fingerprint(fn)
-
-
 def _program(closed: Any) -> str:
     h = hashlib.sha256()
     h.update(stable_repr(closed.jaxpr).encode())

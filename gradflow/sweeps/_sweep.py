@@ -24,7 +24,6 @@ from ..solvers._auto import batch_stiffness, choose_solver
 from ._distributed import barrier, owner, share
 from ._fingerprint import (
     FORMAT,
-    callable_fingerprint,
     problem_fingerprint,
     stable_repr,
     tree_fingerprint,
@@ -404,9 +403,10 @@ def sweep(
       instead of solved. A folder is opened with `t1`, `ts` and the solve options as its
       configuration (another configuration raises [`gradflow.StoreError`][] naming the keys
       that differ) and locked while the sweep runs. Each stored point also records the
-      fingerprint of its problem (bytes, dtype and shape of every array; types and static
-      fields; see [`gradflow.problem_fingerprint`][]) and of the solve options: a point stored
-      for another problem (a changed `build`: other data, model or init) is **never** reused;
+      fingerprint of what it computes (the jaxpr of the model and of the loss at the
+      problem's shapes, the bytes of every array, see [`gradflow.problem_fingerprint`][]; the
+      solve options; the code of `measure`): a point stored for another computation (a changed
+      `build`, a model edited in place, another `measure`) is **never** reused;
       the sweep raises `StoreError` naming the points and the parts that differ, before
       solving anything. A corrupted point file is reported, set aside and recomputed.
     - `overwrite`: recompute the points stored for another problem (and, for a folder holding
@@ -590,7 +590,7 @@ class _Run:
         self.build, self.points, self.keys = build, points, keys
         self.plans, self.measure = plans, measure
         # Whatever shapes a stored record is part of its identity: the measure's code too.
-        self.measure_id = callable_fingerprint(measure)
+        self.measure_id = tree_fingerprint(measure)
         self.store, self.devices = store, devices
         self.index, self.count = index, count
         n = len(points)
