@@ -113,3 +113,23 @@ def _notebook_shell():
             pass
 
     return NotebookShell.instance()
+
+
+def sweep_of(records):
+    """A `gf.Sweep` of computed points whose results are `records` (by key), for calling an
+    experiment's `summarize` on hand-made records."""
+    keys = tuple(records)
+    n = len(keys)
+    return gf.Sweep(
+        keys=keys,
+        points=tuple({} for _ in keys),
+        solution=None,
+        measures={},
+        outputs=tuple(dict(r) for r in records.values()),
+        status=(gf.SweepStatus.computed,) * n,
+        errors=(None,) * n,
+        infos=(None,) * n,
+        seconds=np.zeros(n),
+        compiled_groups=0,
+        wall_seconds=0.0,
+    )

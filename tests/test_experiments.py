@@ -1,6 +1,7 @@
 """The paper's experiments: the parameterization, the claims at quick sizes, resume and errors."""
 
 import dataclasses
+import functools
 import json
 import re
 import shutil
@@ -12,11 +13,12 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from helpers import run_notebook
+from helpers import run_notebook, sweep_of
 
 import gradflow as gf
 from gradflow import experiments as ex
 from gradflow.cli import main
+from gradflow.experiments import tau_sweep as tau_sweep_module
 from gradflow.experiments._base import check_positive
 from gradflow.experiments.tau_sweep import band as tau_band
 
@@ -130,19 +132,22 @@ def test_rerun_reuses_points_and_interrupt_keeps_finished_ones(tau_sweep, tmp_pa
     assert again.computed == [] and len(again.reused) == 4
     # An interrupt at the third point keeps the first two; the rerun does only the rest.
     calls = []
-    real = ex.TauSweep.run_point
+    # Interrupted inside the third point's computation (a wrapper that keeps the name of the
+    # function it wraps, so the points' fingerprints are those of the real runs).
+    real = tau_sweep_module.train_trials
 
-    def interrupted(self, **point):
-        calls.append(point["tau"])
+    @functools.wraps(real)
+    def interrupted(*args, **kwargs):
+        calls.append(kwargs["step"])
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, **point)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ex.TauSweep, "run_point", interrupted)
+    monkeypatch.setattr(tau_sweep_module, "train_trials", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ex.run(exp, tmp_path, progress=False)
     assert sorted(p.stem for p in (tmp_path / "points").glob("*.json")) == ["tau=0.01", "tau=0.1"]
-    monkeypatch.setattr(ex.TauSweep, "run_point", real)
+    monkeypatch.setattr(tau_sweep_module, "train_trials", real)
     resumed = ex.run(exp, tmp_path, progress=False)
     assert resumed.computed == ["tau=1", "tau=10"] and resumed.reused == ["tau=0.01", "tau=0.1"]
 
@@ -332,7 +337,7 @@ def test_tensor_model_against_einsum_and_completion_regimes(getkey):
 @pytest.mark.optimized
 def test_population_sgd_small_tau_beats_lazy():
     exp = ex.PopulationSGD.quick()
-    small, large = exp.run_point(tau=0.01), exp.run_point(tau=10.0)
+    small, large = exp.train(tau=0.01), exp.train(tau=10.0)
     assert np.all(np.isfinite(small["population_loss"]))
     # Some small-tau trials sit longer at a saddle within 1500 steps: compare the best trials.
     assert np.min(small["population_loss"]) < 0.2 * np.min(large["population_loss"])
@@ -373,8 +378,8 @@ def test_corrupted_point_and_store_json_are_reported_and_repaired(tau_sweep, tmp
     assert [r["tau"] for r in data["summary"]["rows"]] == [0.01, 0.1, 1.0, 10.0]
     assert data["corrupted_points_recomputed"] == ["tau=1"]
     # The recomputed point against the untouched original (same code path, deterministic GD).
-    before = json.loads((tau_sweep / "points" / "tau=1.json").read_text())["record"]
-    after = json.loads(point.read_text())["record"]
+    before = json.loads((tau_sweep / "points" / "tau=1.json").read_text())["record"]["output"]
+    after = json.loads(point.read_text())["record"]["output"]
     np.testing.assert_allclose(after["test_loss_end"], before["test_loss_end"], rtol=1e-12)
     # A damaged store.json: refused as corrupted (not as another configuration), then rebuilt.
     (folder / "store.json").write_text("{")
@@ -403,14 +408,14 @@ def test_tau_sweep_band_is_the_range_over_trials_and_never_below_zero(tmp_path):
         }
         for t in (0.01, 1.0)
     }
-    rows = exp.summarize(records)["rows"]
+    rows = exp.summarize(sweep_of(records))["rows"]
     assert rows[0]["test_end_mean"] - rows[0]["test_end_std"] < 0
     lo, hi = tau_band(rows, "end")
     np.testing.assert_allclose(lo, [1e-6, 1e-4], rtol=1e-15)
     np.testing.assert_allclose(hi, [1e-4, 1e-2], rtol=1e-15)
     lo, hi = tau_band(rows, "best")
     np.testing.assert_allclose([lo, hi], [[5e-7, 5e-5], [5e-7, 5e-5]], rtol=1e-15)
-    assert exp.plot(exp.summarize(records), tmp_path)[0].read_bytes()[:4] == b"\x89PNG"
+    assert exp.plot(exp.summarize(sweep_of(records)), tmp_path)[0].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
@@ -418,8 +423,8 @@ def test_tau_sweep_as_a_flow_matches_gradient_descent_in_the_lazy_regime():
     # tracks the flow closely, so the end-of-training test losses of the two agree (measured
     # 6e-5 relative at these quick sizes); the flow needs a fifth of GD's gradients.
     exp = ex.TauSweep.quick().replace(log10_tau_min=1.0, log10_tau_max=1.0)
-    gd = exp.run_point(tau=10.0)
-    flow = exp.replace(method="flow").run_point(tau=10.0)
+    gd = exp.train(tau=10.0)
+    flow = exp.replace(method="flow").train(tau=10.0)
     np.testing.assert_allclose(flow["test_loss_end"], gd["test_loss_end"], rtol=1e-3)
     np.testing.assert_allclose(flow["test_loss_best"], gd["test_loss_best"], rtol=1e-3)
     assert flow["method"] == "flow" and flow["flow"]["solver"] == "RKC"
@@ -438,7 +443,7 @@ def test_tau_sweep_diverged_trials_are_nan_counted_and_warn_nothing():
     exp = ex.TauSweep.quick().replace(lazy_step=0.75, seed=3, log10_tau_min=0.0, log10_tau_max=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rec = exp.run_point(tau=1.0)
+        rec = exp.train(tau=1.0)
     saves = set(ex.log_spaced_steps(exp.num_steps, exp.num_saves).tolist())
     # The trials' inits and data as the point draws them (vmapped: the ops compiled already).
     keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(exp.seed), k))(
@@ -475,7 +480,7 @@ def test_tau_sweep_diverged_trials_are_nan_counted_and_warn_nothing():
     # paths, and no "mean of empty slice" warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        worst = exp.replace(lazy_step=0.8, seed=0).run_point(tau=1.0)
+        worst = exp.replace(lazy_step=0.8, seed=0).train(tau=1.0)
     assert worst["diverged_trials"] == 2 and np.all(np.isnan(worst["test_loss_end"]))
     path = worst["test_loss_path_mean"]
     assert np.isfinite(path[0]) and np.isnan(path[-1])
@@ -545,7 +550,7 @@ def test_tau_sweep_records_linear_baseline_and_plateau_check(tau_sweep):
 def test_tau_sweep_linear_method_is_the_baseline_alone(tau_sweep):
     gd = json.loads((tau_sweep / "tau-sweep.json").read_text())["summary"]["rows"]
     exp = ex.TauSweep.quick().replace(method="linear")
-    rec = exp.run_point(tau=1.0)
+    rec = exp.train(tau=1.0)
     row = next(r for r in gd if r["tau"] == 1.0)
     # The linear method's end-of-horizon loss is the baseline the GD run recorded, and its
     # best along the path is at most its end.
@@ -704,10 +709,10 @@ def test_declared_options_check_a_new_experiment():
         def points(self):
             return [(ex.point_key(size=s), {"size": s}) for s in self.sizes]
 
-        def run_point(self, *, size):
-            return {}
+        def build(self, *, size):
+            return gf.Computation(dict)
 
-        def summarize(self, records):
+        def summarize(self, sweep):
             return {}
 
         def plot(self, summary, folder):
@@ -826,10 +831,18 @@ def test_width_summaries_of_runs_apart_merge_to_the_whole_runs():
 
     records = {f"{s}_m={m}": record(s, m) for s in ("sqrt", "mean_field") for m in (8, 128, 256)}
     records["sqrt_m=inf"] = record("sqrt", 0)
-    whole = exp.summarize(records)
-    first = exp.summarize({k: r for k, r in records.items() if not k.endswith(("128", "256"))
-                           or k.startswith("sqrt")})  # fmt: skip
-    second = exp.summarize({k: r for k, r in records.items() if k.startswith("mean_field")})
+    whole = exp.summarize(sweep_of(records))
+    first = exp.summarize(
+        sweep_of(
+            {
+                k: r
+                for k, r in records.items()
+                if not k.endswith(("128", "256")) or k.startswith("sqrt")
+            }
+        )
+    )
+    second = exp.summarize(sweep_of({k: r for k, r in records.items()
+                                     if k.startswith("mean_field")}))  # fmt: skip
     merged = ex.WidthSweep.merge([first, second])
     assert merged == whole
     assert set(whole) >= {"mean_field_below_sqrt_for_m_ge_128", "kernel_limit"}

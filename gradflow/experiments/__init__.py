@@ -10,11 +10,11 @@ from ..sweeps._io import environment as environment, write_json as write_json
 from ..sweeps._keys import point_key as point_key
 from ._base import (
     AbstractExperiment as AbstractExperiment,
-    AbstractFlowExperiment as AbstractFlowExperiment,
     ExperimentResult as ExperimentResult,
     OptionError as OptionError,
     log_spaced_steps as log_spaced_steps,
     option as option,
+    outputs as outputs,
     run as run,
 )
 from ._two_layer import (

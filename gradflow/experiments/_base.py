@@ -8,7 +8,6 @@ import os
 import re
 import textwrap
 import time
-import traceback
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -20,11 +19,12 @@ import numpy as np
 from .. import _memory
 from .._memory import ArraySize
 from ..sweeps._io import environment, nan_array, write_json
-from ..sweeps._keys import duplicate_keys, point_key
-from ..sweeps._store import ResultStore, config_hash, resume
+from ..sweeps._keys import duplicate_keys
+from ..sweeps._store import ResultStore
 
 if typing.TYPE_CHECKING:
     from .._problem import Problem
+    from ..sweeps._computation import Computation
     from ..sweeps._sweep import Sweep
 
 
@@ -41,7 +41,10 @@ class AbstractExperiment(abc.ABC):
 
     An experiment is split into independent *points* (one value of $\\tau$, one width, one
     $\\alpha$, ...), each stored as soon as it finishes, so an interrupted run resumes at the
-    first unfinished point. Subclasses define `points`, `run_point`, `summarize` and `plot`;
+    first unfinished point. Every point runs through [`gradflow.sweep`][] (one runner: one
+    resume, one fingerprint, one record format). Subclasses define `points`, `build` (a
+    problem, or a [`gradflow.Computation`][]), `solve_options` where points are flows,
+    `summarize` (of the [`gradflow.Sweep`][]) and `plot`;
     `quick()` returns the small sizes used by the tests, and the class defaults are the
     paper's sizes. Each option is declared with [`gradflow.experiments.option`][] (its
     default, meaning and constraints, checked by `validate`), and each point's key built by
@@ -95,16 +98,60 @@ class AbstractExperiment(abc.ABC):
 
     @abc.abstractmethod
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        """The points, as `(key, arguments of run_point)`; keys are unique file-name-safe
-        strings."""
+        """The points, as `(key, point)`: `point` holds the keyword arguments of `build`
+        (JSON-able values); keys are unique file-name-safe strings
+        ([`gradflow.experiments.point_key`][])."""
 
     @abc.abstractmethod
+    def build(self, **point: Any) -> "Problem | Computation":
+        """What one point computes: a [`gradflow.Problem`][], solved with `solve_options` (and
+        `point_options`), or a [`gradflow.Computation`][] for a point that is not one flow
+        (SGD epochs, trials solved together, a closed form)."""
+
+    def solve_options(self) -> dict[str, Any]:
+        """The options of [`gradflow.solve`][] shared by every flow point (`t1`, `ts`, `rtol`,
+        ...); none by default (an experiment of computations only)."""
+        return {}
+
+    def point_options(self, **point: Any) -> dict[str, Any]:
+        """Solve options of one point on top of `solve_options` (e.g. a gradient-descent step
+        and horizon that depend on the point); none by default."""
+        return {}
+
+    # `measure(problem, solution, **point) -> dict`: numbers computed from a flow point's solve
+    # (test losses, ...), stored with the point; see `gradflow.sweep`. None: only the solve's.
+    measure: ClassVar[Callable[..., dict[str, Any]] | None] = None
+
+    # Flow points per compiled call of `gradflow.sweep` (1: each point is one plain solve).
+    batch_size: ClassVar[int | None] = 1
+
+    @abc.abstractmethod
+    def summarize(self, sweep: "Sweep") -> dict[str, Any]:
+        """Aggregate the points, given as one [`gradflow.Sweep`][] (some may be missing after
+        failures: see its `status`)."""
+
     def run_point(self, **point: Any) -> dict[str, Any]:
-        """Run one point; returns a JSON-able record."""
+        """One point alone, as `run` computes it, without a store: a flow point's JSON record
+        (`sup`, `final`, `solution`, ...) with what `measure` computed at the top level; a
+        computation's result."""
+        from ..sweeps._sweep import sweep
 
-    @abc.abstractmethod
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Aggregate the stored records (some may be missing after failures)."""
+        result = sweep(
+            self.build,
+            [point],
+            batch_size=1,
+            options=self.point_options,
+            measure=self.measure,
+            **self.solve_options(),
+        )
+        if result.errors[0] is not None:
+            raise RuntimeError(result.errors[0])
+        if result.outputs[0] is not None:
+            return result.outputs[0]
+        record = result.records()[0]
+        record.pop("output")
+        measured = {k: np.asarray(v).tolist() for k, v in record.pop("measures").items()}
+        return {**measured, **record}
 
     @abc.abstractmethod
     def plot(self, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -325,66 +372,6 @@ def _check_option(name: str, value: Any, hint: Any, meta: Any) -> None:
         )
 
 
-class AbstractFlowExperiment(AbstractExperiment):
-    """An experiment whose points are gradient flows: each point is a problem (`build`) and
-    every point is solved with the same options (`solve_options`). [`gradflow.experiments.run`][]
-    solves them with [`gradflow.sweep`][] through the experiment's store (the same resume step,
-    the same fingerprints: a point stored for another problem is never reused) and hands the
-    stacked [`gradflow.Sweep`][] to `summarize`, with no JSON in between. Subclasses define
-    `flow_points`, `build`, `solve_options`, `summarize` and `plot`.
-    """
-
-    # Points per compiled call of `gradflow.sweep` (1: each point is one plain solve).
-    batch_size: ClassVar[int | None] = 1
-
-    @abc.abstractmethod
-    def flow_points(self) -> list[dict[str, Any]]:
-        """The points, as the keyword arguments of `build` (JSON-able values)."""
-
-    @abc.abstractmethod
-    def build(self, **point: Any) -> "Problem":
-        """The [`gradflow.Problem`][] of one point."""
-
-    @abc.abstractmethod
-    def solve_options(self) -> dict[str, Any]:
-        """The options of [`gradflow.solve`][] shared by every point (`t1`, `ts`, `rtol`, ...)."""
-
-    def point_options(self, **point: Any) -> dict[str, Any]:
-        """Solve options of one point on top of `solve_options` (e.g. a gradient-descent step
-        and horizon that depend on the point); none by default."""
-        return {}
-
-    # `measure(problem, solution, **point) -> dict`: numbers computed from a point's solve
-    # (test losses, ...), stored with the point; see `gradflow.sweep`. None: only the solve's.
-    measure: ClassVar[Callable[..., dict[str, Any]] | None] = None
-
-    @abc.abstractmethod
-    def summarize(self, sweep: "Sweep") -> dict[str, Any]:  # type: ignore[override]
-        """Aggregate the solved points, given as one [`gradflow.Sweep`][]."""
-
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(point_key(**p), p) for p in self.flow_points()]
-
-    def run_point(self, **point: Any) -> dict[str, Any]:
-        """One point alone, solved as by `run`: its JSON record (`sup`, `final`, `solution`,
-        ...), with what `measure` computed at the top level."""
-        from ..sweeps._sweep import sweep
-
-        result = sweep(
-            self.build,
-            [point],
-            batch_size=1,
-            options=self.point_options,
-            measure=self.measure,
-            **self.solve_options(),
-        )
-        if result.errors[0] is not None:
-            raise RuntimeError(result.errors[0])
-        record = result.records()[0]
-        measured = {k: np.asarray(v).tolist() for k, v in record.pop("measures").items()}
-        return {**measured, **record}
-
-
 _TABLE_WIDTH = 118
 
 
@@ -498,8 +485,6 @@ def run(
 
     **Returns:** an [`gradflow.experiments.ExperimentResult`][].
     """
-    from tqdm.auto import tqdm
-
     from ..sweeps._distributed import barrier, owner, share
 
     experiment.validate()
@@ -528,72 +513,16 @@ def run(
         log=log,
     )
     with store:
-        mine = [(k, p) for i, (k, p) in enumerate(points) if owner(i, count) == index]
-        if only is not None:
-            mine = [(k, p) for k, p in mine if k in set(only)]
-        flows = None
-        if isinstance(experiment, AbstractFlowExperiment):
-            flows, errors, computed, reused = _run_flows(
-                experiment, store, keys, only, progress, index, count, overwrite
-            )
-        else:
-            # The one resume step of every runner: a stored point is reused only for the same
-            # point (its fingerprint); a damaged file is reported, set aside and recomputed.
-            identities = [{"point": config_hash(p)} for _, p in points]
-            wanted = set(only) if only is not None else set(keys)
-            found = resume(
-                store,
-                keys,
-                identities,
-                owned=lambda i: owner(i, count) == index,
-                recompute_stale=overwrite,
-                positions=[i for i, k in enumerate(keys) if k in wanted],
-                now=f"experiment {experiment.name!r} now defines",
-            )
-            todo = [points[i] for i in found.pending]
-            reused = [keys[i] for i in found.records if owner(i, count) == index]
-            errors: dict[str, str] = {}
-            computed: list[str] = []
-            bar = tqdm(
-                total=len(mine),
-                initial=len(reused),
-                desc=experiment.name,
-                unit="point",
-                disable=not progress,
-            )
-            try:
-                for key, point in todo:
-                    bar.set_postfix_str(key)
-                    t0 = time.perf_counter()
-                    try:
-                        record = experiment.run_point(**point)
-                    except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
-                        errors[key] = f"{type(exc).__name__}: {exc}"
-                        tail = traceback.format_exc(limit=3)
-                        bar.write(f"{experiment.name}: point {key} failed: {errors[key]}\n{tail}")
-                    else:
-                        record = {
-                            "key": key,
-                            **point,
-                            **record,
-                            "seconds": time.perf_counter() - t0,
-                            "fingerprint": identities[keys.index(key)],
-                        }
-                        store.put(key, record)
-                        computed.append(key)
-                    bar.update(1)
-            finally:
-                bar.close()
+        flows, errors, computed, reused = _run_points(
+            experiment, store, keys, only, progress, index, count, overwrite
+        )
         barrier(f"gradflow.experiments.run:{experiment.name}")
         records = {
             k: r
             for i, k in enumerate(keys)
             if (r := store.get(k, set_aside=owner(i, count) == index)) is not None
         }
-        if flows is not None:
-            summary = experiment.summarize(flows)
-        else:
-            summary = experiment.summarize({k: records[k] for k in keys if k in records})
+        summary = experiment.summarize(flows)
         payload = {
             "experiment": experiment.name,
             "title": experiment.title,
@@ -630,10 +559,11 @@ def run(
     )
 
 
-def _run_flows(experiment, store, keys, only, progress, index, count, overwrite):
-    """The points of a flow experiment, solved by `gradflow.sweep` through `store`."""
+def _run_points(experiment, store, keys, only, progress, index, count, overwrite):
+    """The points of an experiment, run by `gradflow.sweep` through `store`."""
     from tqdm.auto import tqdm
 
+    from ..sweeps._distributed import owner
     from ..sweeps._sweep import SweepStatus, sweep
 
     bar = tqdm(total=len(keys), desc=experiment.name, unit="point", disable=not progress)
@@ -641,14 +571,18 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
     def advance(records: list[dict[str, Any]]) -> None:
         for rec in records:
             if rec["error"] is not None:
-                bar.write(f"{experiment.name}: point {rec['key']} failed: {rec['error']}")
+                tail = rec.get("traceback")
+                bar.write(
+                    f"{experiment.name}: point {rec['key']} failed: {rec['error']}"
+                    + (f"\n{tail}" if tail else "")
+                )
         bar.set_postfix_str(records[-1]["key"])
         bar.update(len(records))
 
     try:
         result = sweep(
             experiment.build,
-            experiment.flow_points(),
+            [p for _, p in experiment.points()],
             keys=keys,
             options=experiment.point_options,
             measure=experiment.measure,
@@ -663,8 +597,6 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
         )
     finally:
         bar.close()
-    from ..sweeps._distributed import owner
-
     mine = [
         i
         for i in range(len(keys))
@@ -675,6 +607,17 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
     computed = [keys[i] for i in mine if result.is_(SweepStatus.computed)[i]]
     reused = [keys[i] for i in mine if result.resumed[i]]
     return result, errors, computed, reused
+
+
+def outputs(sweep: "Sweep") -> dict[str, dict[str, Any]]:
+    """The computed points of `sweep` (those whose `build` returned a
+    [`gradflow.Computation`][]) as flat records by key: the point's values, its result and the
+    `seconds` it took, for an experiment's `summarize`."""
+    return {
+        key: {**point, **out, "seconds": float(seconds)}
+        for key, point, out, seconds in zip(sweep.keys, sweep.points, sweep.outputs, sweep.seconds)
+        if out is not None
+    }
 
 
 def _joint_run() -> bool:

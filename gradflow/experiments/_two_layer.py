@@ -21,12 +21,13 @@ from .. import models
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
+from .._solution import RESULTS
 from .._solve import solve
 from .._typing import Array, ArrayLike, Params
 from ..analysis._closed_form import linear_flow_closed_form
 from ..models.two_layer import init_neurons
+from ..solvers._auto import batch_stiffness, choose_solver
 from ..solvers._gradient_descent import GradientDescent
-from ..sweeps._sweep import SweepStatus, sweep
 
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
 # its own further choices).
@@ -137,7 +138,8 @@ def paper_train(
     about `num_saves` log-spaced iterations (times, for the flow). Runs under `jax.vmap`
     (batched problems and test sets); choose a flow's solver outside it
     ([`gradflow.choose_solver`][], which needs concrete problems to estimate stiffness). The
-    experiments train their trials with [`gradflow.sweep`][] on the same options instead.
+    experiments train their trials with `train_trials` on the same
+    options instead.
 
     **Returns:** a dict with `iterations`, `train_loss`, `test_loss` (arrays over saves),
     `result` (the [`gradflow.RESULTS`][] code) and `evaluations` (gradients, and for a
@@ -200,12 +202,13 @@ def train_trials(
     save time with `baseline_at_saves`).
 
     The trials' problems and data are built together with `jax.vmap` over `keys`; the trials
-    are then solved by [`gradflow.sweep`][] as one batch (points `{"trial": i}`, one compiled
-    program vmapped over the trials) with the options of
-    [`gradflow.experiments.paper_train`][], and the test losses are computed from the stacked
-    saved parameters. A trial whose solve ends unsuccessfully (gradient descent that diverges)
-    has NaN losses in the record and is counted in `diverged_trials`; a trial that raises
-    raises here (the experiment records the point as failed).
+    are then solved together, one [`gradflow.solve`][] vmapped over them (one compiled
+    program), with the options of [`gradflow.experiments.paper_train`][], and the test losses
+    are computed from the stacked saved parameters. A trial whose solve ends unsuccessfully
+    (gradient descent that diverges) has NaN losses in the record and is counted in
+    `diverged_trials`; an error raises here (the experiment records the point as failed).
+    The experiments run this as one [`gradflow.Computation`][] per point of
+    [`gradflow.sweep`][].
 
     **Arguments:** `build(key) -> (problem, data)` makes one trial's problem and its
     `teacher_student` data from its key; `step`, `num_steps`, `num_saves` as in
@@ -237,32 +240,32 @@ def train_trials(
     else:
         problems, data = eqx.filter_vmap(build)(keys)
         dynamic, static = eqx.partition(problems, eqx.is_array)
-
-        def build_trial(*, trial: int) -> Problem:
-            return eqx.combine(jax.tree_util.tree_map(lambda x: x[trial], dynamic), static)
-
-        result = sweep(
-            build_trial, [{"trial": i} for i in range(trials)], batch_size=trials, **options
-        )
-        raised = [e for e, bad in zip(result.errors, result.is_(SweepStatus.raised)) if bad]
-        if raised:
-            raise RuntimeError(f"{len(raised)} of {trials} trials raised: {raised[0]}")
-        sol = result.solution
-        test_loss = eqx.filter_vmap(_test_loss)
-        test = np.asarray(test_loss(problems, sol.params, data.x_test, data.y_test))
-        train = np.asarray(sol.loss)
-        # A diverged trial keeps its losses up to the divergence in the paths.
-        ok = result.succeeded
-        evaluations = np.asarray(_evaluations(sol.stats)).astype(int)
+        options = dict(options)
+        t1, ts = float(options.pop("t1")), np.asarray(options.pop("ts"), dtype=float)
         if method == "flow":
-            info = result.infos[0]
-            reason = info.solver_reason.removesuffix(" (the batch's stiffest point)")
+            # `solver="auto"` decides once for the batch, outside the vmapped solve (where the
+            # problems are traced), from its stiffest trial.
+            first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
+            picked = choose_solver(
+                first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
+            )
+            options["solver"] = picked.solver
             flow = {
-                "solver": info.solver,
-                "solver_reason": reason + " (the stiffest trial)",
-                "stiffness": info.stiffness,
+                "solver": type(picked.solver).__name__,
+                "solver_reason": picked.reason + " (the stiffest trial)",
+                "stiffness": picked.stiffness,
                 "rtol": rtol,
             }
+        # The trials in lockstep: one program, vmapped over the trials (adaptive steps are
+        # taken together, so a trial's path is its own solve's to the tolerance).
+        sol = jax.vmap(lambda d: solve(eqx.combine(d, static), t1=t1, ts=ts, **options))(dynamic)
+        sol = jax.tree_util.tree_map(np.asarray, sol)
+        test_loss = eqx.filter_vmap(_test_loss)
+        test = np.asarray(test_loss(problems, sol.params, data.x_test, data.y_test))
+        train = np.asarray(sol.loss, dtype=float)
+        # A diverged trial keeps its losses up to the divergence in the paths.
+        ok = np.asarray(sol.result._value) == int(RESULTS.successful._value)
+        evaluations = np.asarray(_evaluations(sol.stats)).astype(int)
     record = {
         "test_loss_end": np.where(ok, test[:, -1], np.nan),
         "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
@@ -297,7 +300,7 @@ def trials_arrays(
     num_saves: int,
     names: dict[str, str],
 ) -> list[ArraySize]:
-    """The largest arrays of one point of [`gradflow.experiments.train_trials`][] (its trials
+    """The largest arrays of one point of `train_trials` (its trials
     batched with `jax.vmap`), for an experiment's `largest_arrays`: each trial's tangent kernel
     and its eigenvectors (the exact linearized baseline, $2 n^2$), its data, its hidden
     pre-activations and its saved parameters, and the grid of saved iterations. `names` maps

@@ -12,12 +12,13 @@ from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
+from ..sweeps._keys import point_key
 from ..sweeps._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
-from ._base import AbstractFlowExperiment, option, pyplot, savefig
+from ._base import AbstractExperiment, option, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoLayerAlphaSweep(AbstractFlowExperiment):
+class TwoLayerAlphaSweep(AbstractExperiment):
     r"""Integrate the gradient flow of a two-layer network $f(x) = s(m) \sum_j b_j
     \sigma(a_j \cdot x)$ and of its linearization at each scale $\alpha$, and fit $\sup_{t \le
     T}$ of $\|w - w_0\|$, $\|w - \bar w\|$ and $\|\alpha h(w) - \alpha \bar h(\bar w)\|_F$
@@ -103,8 +104,8 @@ class TwoLayerAlphaSweep(AbstractFlowExperiment):
         params = model.init(kp, self.dim, doubled=self.init == "doubled")
         return Problem(model, params, x, SquareLoss(y), alpha=1.0, center=self.init == "centered")
 
-    def flow_points(self) -> list[dict[str, Any]]:
-        return [{"alpha": float(a)} for a in self.alphas]
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(point_key(alpha=float(a)), {"alpha": float(a)}) for a in self.alphas]
 
     def build(self, *, alpha: float) -> Problem:
         return self.problem.with_alpha(alpha)

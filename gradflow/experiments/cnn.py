@@ -16,8 +16,10 @@ from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
 from ..analysis._operators import gram, jacobian, power_iteration, unit_normal
+from ..sweeps._computation import Computation
 from ..sweeps._keys import point_key
-from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
+from ..sweeps._sweep import Sweep
+from ._base import AbstractExperiment, finish_axes, mean_std, option, outputs, pyplot, savefig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +202,12 @@ class CNNAlphaSweep(AbstractExperiment):
             ]
         return pts
 
-    def run_point(self, *, alpha: float, linear: bool, trial: int) -> dict[str, Any]:
+    def build(self, *, alpha: float, linear: bool, trial: int) -> Computation:
+        # One point: one network trained by SGD with momentum over its epochs.
+        return Computation(self.train, alpha=alpha, linear=linear, trial=trial)
 
+    def train(self, *, alpha: float, linear: bool, trial: int) -> dict[str, Any]:
+        """Train one trial at one alpha (or its linearization): the point's result."""
         ds = self.load()
         model = self.architecture()
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trial)
@@ -251,7 +257,8 @@ class CNNAlphaSweep(AbstractExperiment):
             )
         return record
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        records = outputs(sweep)
         rows = []
         for key, point in self.points():
             if point["trial"] != 0:

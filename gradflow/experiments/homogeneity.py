@@ -10,15 +10,16 @@ import numpy as np
 from .. import data as gdata
 from .._memory import ArraySize
 from .._problem import Problem
+from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
-from ._base import AbstractFlowExperiment, finish_axes, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, option, pyplot, savefig
 from ._two_layer import paper_init, paper_problem
 
 Flow = Literal["direct", "rescaled"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Homogeneity(AbstractFlowExperiment):
+class Homogeneity(AbstractExperiment):
     r"""For a $q$-positively-homogeneous model, scaling the init by $\tau$ is the same as scaling
     the model by $\alpha = \tau^q$ (Chizat et al., Section 2): if $v$ is the gradient flow of
     $F_{\tau^2}$ from $w_0$, the flow of $F_1$ (the unscaled objective) from $\tau w_0$ is
@@ -73,8 +74,9 @@ class Homogeneity(AbstractFlowExperiment):
             ArraySize("the data, n_train x dim", n * d, ("n_train", "dim")),
         ]
 
-    def flow_points(self) -> list[dict[str, Any]]:
-        return [{"tau": float(t), "flow": f} for t in self.taus for f in ("direct", "rescaled")]
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        pts = [{"tau": float(t), "flow": f} for t in self.taus for f in ("direct", "rescaled")]
+        return [(point_key(**p), p) for p in pts]
 
     def build(self, *, tau: float, flow: Flow) -> Problem:
         kd, kp = jax.random.split(jax.random.PRNGKey(self.seed))

@@ -12,14 +12,17 @@ from .. import data as gdata
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
+from ..sweeps._computation import Computation
 from ..sweeps._io import nan_array
 from ..sweeps._keys import point_key
+from ..sweeps._sweep import Sweep
 from ._base import (
     AbstractExperiment,
     capped_step,
     finish_axes,
     mean_std,
     option,
+    outputs,
     pyplot,
     savefig,
 )
@@ -101,7 +104,12 @@ class PopulationSGD(AbstractExperiment):
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [(point_key(tau=10.0**t), {"tau": float(10.0**t)}) for t in self.log10_taus]
 
-    def run_point(self, *, tau: float) -> dict[str, Any]:
+    def build(self, *, tau: float) -> Computation:
+        # One point: the trials of one tau, trained by SGD together (one vmapped program).
+        return Computation(self.train, tau=tau)
+
+    def train(self, *, tau: float) -> dict[str, Any]:
+        """Train the trials of one tau by SGD (the point's result)."""
         import optax
 
         m, d = self.width, self.dim
@@ -150,7 +158,8 @@ class PopulationSGD(AbstractExperiment):
             "batch_loss_mean": curve[idx],
         }
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        records = outputs(sweep)
         rows = []
         for r in sorted(records.values(), key=lambda r: r["tau"]):
             mean, std, k = mean_std(r["population_loss"])

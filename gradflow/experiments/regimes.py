@@ -16,7 +16,7 @@ from ..analysis._closed_form import linear_flow_closed_form
 from ..solvers._gradient_descent import GradientDescent
 from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
-from ._base import AbstractFlowExperiment, finish_axes, mean_std, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
 
 MODES = ("random_features", "tangent", "full")
 
@@ -32,7 +32,7 @@ class _OutputLayerOnly(models.AbstractModel):
 
 
 @dataclasses.dataclass(frozen=True)
-class Regimes(AbstractFlowExperiment):
+class Regimes(AbstractExperiment):
     r"""Three ways to train a two-layer net with quadratic activation,
     $f(x) = m^{-1/2} \sum_j b_j (a_j \cdot x)^2$, on a quadratic teacher of rank 3
     ($y = \sum_{k \le 3} \pm (v_k \cdot x)^2$, $x$ uniform on $S^{d-1}$), against the number of
@@ -100,11 +100,9 @@ class Regimes(AbstractFlowExperiment):
             ),
         ]
 
-    def flow_points(self) -> list[dict[str, Any]]:
-        return [{"n_train": int(n), "trial": t} for n in self.n_trains for t in range(self.trials)]
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(point_key(n=p["n_train"], trial=p["trial"]), p) for p in self.flow_points()]
+        pts = [{"n_train": int(n), "trial": t} for n in self.n_trains for t in range(self.trials)]
+        return [(point_key(n=p["n_train"], trial=p["trial"]), p) for p in pts]
 
     def _trial(self, n_train: int, trial: int) -> dict[str, Any]:
         """The teacher's data, the student and its init of one trial."""

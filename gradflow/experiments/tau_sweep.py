@@ -9,14 +9,17 @@ import numpy as np
 
 from .. import data as gdata
 from .._memory import ArraySize
+from ..sweeps._computation import Computation
 from ..sweeps._io import nan_array
 from ..sweeps._keys import point_key
+from ..sweeps._sweep import Sweep
 from ._base import (
     AbstractExperiment,
     capped_step,
     finish_axes,
     mean_std,
     option,
+    outputs,
     pyplot,
     savefig,
 )
@@ -226,7 +229,12 @@ class TauSweep(AbstractExperiment):
         params = paper_init(kp, self.width, self.dim, tau=tau)
         return paper_problem(params, data.x_train, data.y_train, 1.0), data
 
-    def run_point(self, *, tau: float) -> dict[str, Any]:
+    def build(self, *, tau: float) -> Computation:
+        # One point: the trials of one tau, solved together (`train_trials`).
+        return Computation(self.train, tau=tau)
+
+    def train(self, *, tau: float) -> dict[str, Any]:
+        """Train the trials of one tau (the point's result)."""
         keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.PRNGKey(self.seed), k))(
             np.arange(self.trials)
         )
@@ -248,7 +256,8 @@ class TauSweep(AbstractExperiment):
             "train_loss_path_mean": _trial_mean(paths["train_loss"]),
         }
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        records = outputs(sweep)
         rows = []
         for rec in sorted(records.values(), key=lambda r: r["tau"]):
             end = mean_std(rec["test_loss_end"])

@@ -16,7 +16,7 @@ from ..solvers._gradient_descent import GradientDescent
 from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
 from ._base import (
-    AbstractFlowExperiment,
+    AbstractExperiment,
     capped_step,
     finish_axes,
     mean_std,
@@ -27,7 +27,7 @@ from ._base import (
 
 
 @dataclasses.dataclass(frozen=True)
-class TensorCompletion(AbstractFlowExperiment):
+class TensorCompletion(AbstractExperiment):
     r"""Over-parameterized symmetric tensor decomposition, trained on a random half of the
     distinct entries of a rank-`rank` target $T^* = \sum_{r} v_r^{\otimes 3}$ ($v_r$ unit)
     and tested on the other half, against the init scale $\tau$
@@ -93,14 +93,12 @@ class TensorCompletion(AbstractFlowExperiment):
             ),
         ]
 
-    def flow_points(self) -> list[dict[str, Any]]:
-        return [
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        pts = [
             {"tau": float(10.0**t), "trial": k} for t in self.log10_taus for k in range(self.trials)
         ]
-
-    def points(self) -> list[tuple[str, dict[str, Any]]]:
         # Four digits: the keys of the stored results (tau=0.3162_trial=0, ...).
-        return [(point_key(**p, digits=4), p) for p in self.flow_points()]
+        return [(point_key(**p, digits=4), p) for p in pts]
 
     def step(self, tau: float) -> float:
         return capped_step(self.max_step, self.lazy_step, tau, 4)

@@ -12,13 +12,14 @@ from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._problem import Problem
 from ..solvers._gradient_descent import GradientDescent
+from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
-from ._base import AbstractFlowExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
+from ._base import AbstractExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
 from ._two_layer import num_saves_at_least, paper_init, paper_learning_rate, paper_problem
 
 
 @dataclasses.dataclass(frozen=True)
-class Trajectories(AbstractFlowExperiment):
+class Trajectories(AbstractExperiment):
     r"""Trajectories of the neurons of a two-layer ReLU net in $d = 2$ (Chizat et al., Fig. 1a/b).
 
     Teacher-student data (`n_train` = 15, `n_test` = 20 points on the circle, a teacher of 3
@@ -91,8 +92,9 @@ class Trajectories(AbstractFlowExperiment):
             ArraySize("the grid of saved iterations, num_saves", self.num_saves, ("num_saves",)),
         ]
 
-    def flow_points(self) -> list[dict[str, Any]]:
-        return [{"tau": float(t), "method": m} for t in self.taus for m in self.methods]
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        pts = [{"tau": float(t), "method": m} for t in self.taus for m in self.methods]
+        return [(point_key(**p), p) for p in pts]
 
     def _data(self) -> Any:
         return gdata.teacher_student(

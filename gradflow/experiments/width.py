@@ -11,8 +11,10 @@ import numpy as np
 from .. import data as gdata
 from .._memory import ArraySize
 from ..analysis._kernel_flow import infinite_width_flow
+from ..sweeps._computation import Computation
 from ..sweeps._keys import point_key
-from ._base import AbstractExperiment, finish_axes, mean_std, option, pyplot, savefig
+from ..sweeps._sweep import Sweep
+from ._base import AbstractExperiment, finish_axes, mean_std, option, outputs, pyplot, savefig
 from ._two_layer import (
     METHOD_HELP,
     paper_init,
@@ -216,7 +218,13 @@ class WidthSweep(AbstractExperiment):
             which += f", m >= {self.flow_min_width}"
         return f" ({which}: as a flow, rtol {self.flow_rtol:g})"
 
-    def run_point(self, *, scaling: str, width: int) -> dict[str, Any]:
+    def build(self, *, scaling: str, width: int) -> Computation:
+        # One point: the trials of one width, solved together (`train_trials`), or the
+        # infinite-width limit (width 0).
+        return Computation(self.train, scaling=scaling, width=width)
+
+    def train(self, *, scaling: str, width: int) -> dict[str, Any]:
+        """Train the trials of one scaling and width (the point's result)."""
         if width == 0:
             return self.kernel_limit()
         s, step = self.output_scale_and_step(scaling, width)
@@ -245,7 +253,8 @@ class WidthSweep(AbstractExperiment):
         )
         return {"output_scale": s, "step": step, **record}
 
-    def summarize(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, sweep: Sweep) -> dict[str, Any]:
+        records = outputs(sweep)
         rows = []
         limit = next((r for r in records.values() if r["width"] == 0), None)
         finite = [r for r in records.values() if r["width"] != 0]

@@ -32,6 +32,13 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def json_form(obj: Any) -> Any:
+    """`obj` as JSON values, exactly as a store writes it (arrays as lists, numpy scalars as
+    Python numbers, NaN and infinities as `None`): a result computed now and the same result
+    read back from a store are equal."""
+    return _clean(obj)
+
+
 def nan_array(values: Any) -> np.ndarray:
     """The inverse of `_clean` for numbers: a JSON value (a number, `None`, or nested lists of
     them) as a float array, `None` (a NaN or inf when written) as NaN."""

@@ -472,7 +472,11 @@ def identity_differences(stored: Any, now: Mapping[str, Any]) -> list[str]:
             f"fingerprint format (stored {stored.get('format', 'before format 3')}, now "
             f"{now['format']}: written by another version of gradflow)"
         ]
-    names = {"solve": "solve options", "measure": "`measure` (its code or closure)"}
+    names = {
+        "solve": "solve options",
+        "measure": "`measure` (its code or closure)",
+        "computation": "the computation (its function's code, closure or arguments)",
+    }
     differ = []
     for part in sorted(set(stored) | set(now)):
         a, b = stored.get(part), now.get(part)

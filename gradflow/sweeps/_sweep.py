@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import inspect
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .._solve import check_solve_arguments, solve
 from .._theory import PredictedExponents
 from ..analysis._stats import RateFit, fit_rate
 from ..solvers._auto import batch_stiffness, choose_solver
+from ._computation import Computation
 from ._distributed import barrier, owner, share
 from ._fingerprint import (
     FORMAT,
@@ -28,7 +30,7 @@ from ._fingerprint import (
     stable_repr,
     tree_fingerprint,
 )
-from ._io import nan_array
+from ._io import json_form, nan_array
 from ._keys import duplicate_keys, point_key
 from ._store import ResultStore, resume
 
@@ -70,6 +72,8 @@ class Sweep(eqx.Module):
       a statistic). `None` if no point has a solution.
     - `measures`: what the sweep's `measure` computed at each point (read back with the point
       from the store), stacked along the point axis; NaN where a point has none.
+    - `outputs[i]`: the result of point `i` where `build` returned a
+      [`gradflow.Computation`][] (a dict, as stored), else `None`.
     - `status`: a [`gradflow.SweepStatus`][] per point; `errors[i]`: `None` or why point `i`
       failed.
     - `infos[i]`: the [`gradflow.SolveInfo`][] of point `i` (its solver, tolerances and
@@ -85,6 +89,7 @@ class Sweep(eqx.Module):
     points: tuple[dict[str, Any], ...] = eqx.field(static=True)
     solution: Solution | None
     measures: dict[str, np.ndarray]
+    outputs: tuple[dict[str, Any] | None, ...]
     status: tuple[SweepStatus, ...] = eqx.field(static=True)
     errors: tuple[str | None, ...] = eqx.field(static=True)
     infos: tuple[SolveInfo | None, ...] = eqx.field(static=True)
@@ -143,7 +148,8 @@ class Sweep(eqx.Module):
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dictionary per point: `key`, `point`, `status`, `error`, `seconds`,
-        `sup` and `final` of every metric, and `solution` ([`gradflow.Solution.to_dict`][])."""
+        `sup` and `final` of every metric, `solution` ([`gradflow.Solution.to_dict`][]),
+        `measures`, and `output` (a [`gradflow.Computation`][]'s result)."""
         out = []
         sups = {m: self.sup(m) for m in METRICS}
         finals = {m: self.final(m) for m in METRICS}
@@ -160,6 +166,7 @@ class Sweep(eqx.Module):
                     "final": {m: _num(finals[m][i]) for m in METRICS},
                     "solution": None if sol is None else sol.to_dict(),
                     "measures": {k: v[i] for k, v in self.measures.items()},
+                    "output": self.outputs[i],
                 }
             )
         return out
@@ -393,7 +400,11 @@ def sweep(
 
     - `build`: `build(**point) -> gf.Problem`, called once per point (eagerly, to make the initial
       parameters, data and scale). Return the same `apply` object (e.g. one `gf.models.TwoLayer`
-      per width) for points that should share a program.
+      per width) for points that should share a program. A point that is not one flow (SGD
+      epochs, trials solved together, a closed form) returns a [`gradflow.Computation`][]
+      instead: it is run once, alone, through the same store, resume and `callback`, and its
+      result is `Sweep.outputs[i]`. The solve options (`t1`, `ts`, ...) are needed only where
+      a point builds a problem.
     - `points`: the points, as dictionaries of JSON-able values (e.g. `{"tau": 0.1, "seed": 3}`);
       their keys in the store are `"tau=0.1_seed=3"`.
     - `t1`, `ts`, `**solve_kwargs`: as in [`gradflow.solve`][] (`t1` defaults to `ts[-1]`;
@@ -477,8 +488,6 @@ def sweep(
         raise ValueError(
             f"`only` names unknown points {sorted(set(only) - set(keys))}; valid keys: {keys}."
         )
-    if t1 is None and ts is None and options is None:
-        raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
     _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, measure, build)
     index, count = share(process_index, process_count)
     if count > 1 and store is None:
@@ -493,7 +502,11 @@ def sweep(
             f"`devices` holds devices of other processes ({foreign[:3]}); each process solves "
             "its own points on its own devices: pass `devices=jax.local_devices()`."
         )
-    plans = [_plan(t1, ts, {**solve_kwargs, **(options(**p) if options else {})}) for p in points]
+
+    def plan(point: dict[str, Any]) -> _Plan:
+        # Planned when a point builds a problem (a `Computation` has no solve options).
+        return _plan(t1, ts, {**solve_kwargs, **(options(**point) if options else {})})
+
     opened_here = isinstance(store, (str, Path))
     if opened_here:
         config = {
@@ -504,7 +517,7 @@ def sweep(
         store = ResultStore(
             store, config, overwrite=overwrite, process_index=index, process_count=count
         )
-    run = _Run(build, points, keys, plans, measure, store, devices, index, count)
+    run = _Run(build, points, keys, plan, measure, store, devices, index, count)
     run.wanted = set(keys) if only is None else set(only)
     try:
         run.solve(overwrite=overwrite, batch_size=batch_size, callback=callback)
@@ -586,9 +599,10 @@ def _plan(t1: Any, ts: Any, kwargs: dict[str, Any]) -> _Plan:
 class _Run:
     """The state of one call of `sweep`: what is solved, what is read back, what failed."""
 
-    def __init__(self, build, points, keys, plans, measure, store, devices, index, count):
+    def __init__(self, build, points, keys, plan, measure, store, devices, index, count):
         self.build, self.points, self.keys = build, points, keys
-        self.plans, self.measure = plans, measure
+        self.plan, self.measure = plan, measure
+        self.plans: list[_Plan | None] = [None] * len(points)
         # Whatever shapes a stored record is part of its identity: the measure's code too.
         self.measure_id = tree_fingerprint(measure)
         self.store, self.devices = store, devices
@@ -599,6 +613,7 @@ class _Run:
         self.solutions: list[Solution | None] = [None] * n
         self.infos: list[SolveInfo | None] = [None] * n
         self.measures: list[dict[str, Any] | None] = [None] * n
+        self.outputs: list[dict[str, Any] | None] = [None] * n
         self.seconds = np.zeros(n)
         self.groups = 0
         self.wanted = set(keys)
@@ -611,8 +626,11 @@ class _Run:
 
     def _read_back(self, found: dict[int, dict[str, Any]]) -> None:
         for i, rec in found.items():
-            sol = _solution_from_record(rec["solution"])
-            self.solutions[i], self.infos[i] = sol, sol.info
+            if "output" in rec:  # a `Computation`'s point
+                self.outputs[i] = rec["output"]
+            else:
+                sol = _solution_from_record(rec["solution"])
+                self.solutions[i], self.infos[i] = sol, sol.info
             self.status[i] = "resumed"
             self.seconds[i] = float(rec.get("seconds", 0.0))
             if "measures" in rec:
@@ -634,18 +652,26 @@ class _Run:
                 self.status[i], self.errors[i] = "raised", f"{type(exc).__name__}: {exc}"
                 self.seconds[i] = time.perf_counter() - t0
                 continue
-            if not isinstance(problem, Problem):
+            if isinstance(problem, Computation):
+                if self.store is not None:
+                    identities[i] = {
+                        "format": FORMAT,
+                        "computation": tree_fingerprint((problem.fn, problem.kwargs)),
+                    }
+            elif isinstance(problem, Problem):
+                self.plans[i] = self.plan(point)
+                if self.store is not None:  # the identity is what a stored point is checked by
+                    identities[i] = {
+                        "format": FORMAT,
+                        "problem": problem_fingerprint(problem),
+                        "solve": self.plans[i].id,
+                        "measure": self.measure_id,
+                    }
+            else:
                 raise TypeError(
-                    f"`build` must return a gradflow.Problem; got {type(problem).__name__} at "
-                    f"point {point}."
+                    "`build` must return a gradflow.Problem (a flow) or a gradflow.Computation "
+                    f"(any other computation); got {type(problem).__name__} at point {point}."
                 )
-            if self.store is not None:  # the identity is what a stored point is checked by
-                identities[i] = {
-                    "format": FORMAT,
-                    "problem": problem_fingerprint(problem),
-                    "solve": self.plans[i].id,
-                    "measure": self.measure_id,
-                }
             if self.solves(i):
                 problems[i] = problem
         built = [i for i in range(n) if self.status[i] != "raised"]
@@ -659,8 +685,15 @@ class _Run:
             now="`build` now returns",
         )
         self._read_back(found.records)
+        pending = {i: problems[i] for i in found.pending}
+        self._compute(
+            {i: c for i, c in pending.items() if isinstance(c, Computation)}, identities, callback
+        )
         self._solve_groups(
-            {i: problems[i] for i in found.pending}, identities, batch_size, callback
+            {i: p for i, p in pending.items() if isinstance(p, Problem)},
+            identities,
+            batch_size,
+            callback,
         )
         if self.wanted != set(self.keys):
             for i in built:
@@ -680,6 +713,34 @@ class _Run:
                         f"{self.count}, not in the store {self.store.folder} (failed there, or "
                         "still running)"
                     )
+
+    def _compute(self, computations, identities, callback) -> None:
+        # One at a time, in the order of the points: a computation is its own program.
+        for i, computation in computations.items():
+            t0 = time.perf_counter()
+            try:
+                output = json_form(computation())
+            except Exception as exc:  # noqa: BLE001 - one failed point never loses the others
+                self.status[i], self.errors[i] = "raised", f"{type(exc).__name__}: {exc}"
+                self.seconds[i] = time.perf_counter() - t0
+                if callback is not None:  # with the traceback: a bug shows where it is
+                    callback([{**self._json(i), "traceback": traceback.format_exc()}])
+                continue
+            self.seconds[i] = time.perf_counter() - t0
+            self.outputs[i], self.status[i] = output, "computed"
+            rec = {
+                "key": self.keys[i],
+                "point": self.points[i],
+                "error": None,
+                "seconds": float(self.seconds[i]),
+                "output": output,
+            }
+            if self.store is not None:
+                rec["fingerprint"] = identities[i]
+                rec["process"] = {"index": self.index, "count": self.count}
+                self.store.put(self.keys[i], rec)
+            if callback is not None:
+                callback([{**rec, "status": "computed"}])
 
     def _solve_groups(self, problems, identities, batch_size, callback) -> None:
         # Group the pending points by the static part and the shapes of their problems.
@@ -782,6 +843,7 @@ class _Run:
             "sup": {},
             "final": {},
             "solution": None,
+            "output": None,
         }
 
     def result(self, wall: float) -> Sweep:
@@ -790,6 +852,7 @@ class _Run:
             points=tuple(self.points),
             solution=_stack(self.solutions),
             measures=_stack_measures(self.measures),
+            outputs=tuple(self.outputs),
             status=_statuses(self.status),
             errors=tuple(self.errors),
             infos=tuple(self.infos),

@@ -160,11 +160,14 @@ class _Squares(ex.AbstractExperiment):
     def points(self):
         return [(f"k={k}", {"k": k}) for k in range(self.n)]
 
-    def run_point(self, *, k):
+    def build(self, *, k):
+        return gf.Computation(self.square, k=k)
+
+    def square(self, *, k):
         return {"square": k * k}
 
-    def summarize(self, records):
-        return {"squares": sorted(r["square"] for r in records.values())}
+    def summarize(self, sweep):
+        return {"squares": sorted(r["square"] for r in ex.outputs(sweep).values())}
 
     def plot(self, summary, folder):
         return []
@@ -180,7 +183,7 @@ def test_experiment_runner_splits_points_and_one_run_assembles_them(tmp_path):
     assert whole.computed == [] and whole.summary["squares"] == [0, 1, 4, 9, 16]
 
 
-def test_experiment_points_resume_only_for_the_same_point(tmp_path):
+def test_experiment_points_resume_only_for_the_same_point(tmp_path, monkeypatch):
     # The experiments resume through the sweep's resume step: a stored record is reused only
     # if its fingerprint is the point's; one without a fingerprint is never reused.
     exp = _Squares(n=3)
@@ -188,15 +191,25 @@ def test_experiment_points_resume_only_for_the_same_point(tmp_path):
     assert first.computed == ["k=0", "k=1", "k=2"]
     with gf.ResultStore(tmp_path, exp.config()) as store:
         rec = store.get("k=2")
-        store.put("k=2", {**rec, "fingerprint": {"point": "0" * 16}})
+        store.put("k=2", {**rec, "fingerprint": {**rec["fingerprint"], "computation": "0" * 16}})
         bare = {k: v for k, v in store.get("k=1").items() if k != "fingerprint"}
         store.put("k=1", bare)
-    with pytest.raises(gf.StoreError, match=r"2 point\(s\) .* another computation than experiment "
-                       r"'squares' now defines: k=1 \(differs in: fingerprint \(none stored\)\); "
-                       r"k=2 \(differs in: point\)"):  # fmt: skip
+    with pytest.raises(gf.StoreError, match=r"2 point\(s\) .* another computation than `build` "
+                       r"now returns: k=1 \(differs in: fingerprint \(none stored\)\); k=2 "
+                       r"\(differs in: the computation \(its function's code"):  # fmt: skip
         ex.run(exp, tmp_path, progress=False)
     again = ex.run(exp, tmp_path, progress=False, overwrite=True)
     assert again.computed == ["k=1", "k=2"] and sorted(again.reused) == ["k=0"]
+    # The computation's code is its identity: an edited function (same name) is never read
+    # back for the old one, and other arguments neither.
+
+    def square(self, *, k):
+        return {"square": k**2 + 0}
+
+    monkeypatch.setattr(_Squares, "square", square)
+    with pytest.raises(gf.StoreError, match=r"3 point\(s\) .*k=0 \(differs in: the computation"):
+        ex.run(exp, tmp_path, progress=False)
+    assert ex.run(exp, tmp_path, progress=False, overwrite=True).summary["squares"] == [0, 1, 4]
 
 
 def test_distributed_flags_are_checked_before_anything_runs(tmp_path, capsys):
@@ -213,3 +226,52 @@ def test_distributed_flags_are_checked_before_anything_runs(tmp_path, capsys):
     )
     assert main([*argv, "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"]) == 2
     assert "--process-id must be in [0, 2)" in capsys.readouterr().err
+
+
+def test_two_processes_through_the_command_line_equal_one_process(tmp_path):
+    # docs/distributed.md's command, run as a new user would: `gradflow reproduce tau-sweep
+    # --quick` as two processes of one jax.distributed run on this machine, each computing
+    # its share of the points into one store; process 0 writes the summary. It equals the
+    # summary of one process (each point is the same program in both: rtol 1e-9).
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    argv = ["reproduce", "tau-sweep", "--quick", "--no-progress", "--no-cache"]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gradflow.cli",
+                *argv,
+                "--out",
+                str(tmp_path / "two"),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in (0, 1)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "2 points computed, 0 reused" in outs[0][0] and "2 points computed" in outs[1][0]
+    two = json.loads((tmp_path / "two" / "tau-sweep" / "tau-sweep.json").read_text())
+    assert two["processes"] == 2 and two["errors"] == {} and two["missing_points"] == []
+    one = ex.run(ex.TauSweep.quick(), tmp_path / "one", progress=False)
+    assert one.computed == ["tau=0.01", "tau=0.1", "tau=1", "tau=10"]
+    rows_two, rows_one = two["summary"]["rows"], one.summary["rows"]
+    assert [r["tau"] for r in rows_two] == [r["tau"] for r in rows_one]
+    for a, b in zip(rows_two, rows_one):
+        for name, value in b.items():
+            if isinstance(value, float) and name != "seconds":
+                np.testing.assert_allclose(a[name], value, rtol=1e-9, err_msg=name)
+            elif name != "seconds":
+                assert a[name] == value, name

@@ -87,7 +87,6 @@ def test_a_failing_measure_is_reported_and_not_stored(tmp_path):
 @pytest.mark.optimized
 def test_tensor_completion_is_a_flow_experiment_that_resumes(tmp_path):
     exp = ex.TensorCompletion.quick()
-    assert isinstance(exp, ex.AbstractFlowExperiment)
     first = ex.run(exp, tmp_path, progress=False)
     assert first.computed == ["tau=0.1_trial=0", "tau=10_trial=0"] and not first.errors
     again = ex.run(exp, tmp_path, progress=False)
