@@ -40,6 +40,10 @@ from .analysis._estimators import (  # noqa: E402
     parameter_spectrum as parameter_spectrum,
     tangent_spectrum as tangent_spectrum,
 )
+from .analysis._implicit_bias import (  # noqa: E402
+    ImplicitBiasLimit as ImplicitBiasLimit,
+    implicit_bias_limit as implicit_bias_limit,
+)
 from .analysis._kernel_flow import (  # noqa: E402
     KernelFlow as KernelFlow,
     infinite_width_flow as infinite_width_flow,

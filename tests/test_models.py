@@ -241,3 +241,58 @@ def test_doubled_init_in_a_problem(getkey):
     expected = np.sum(y**2) / (2 * N * 10.0**2)
     np.testing.assert_allclose(float(plain.objective(params)), expected, rtol=1e-12)
     np.testing.assert_allclose(float(centered.objective(params)), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_diagonal_difference_net_matches_numpy(getkey, depth):
+    rng = _rng(getkey())
+    u, v, x = rng.uniform(0.2, 1.5, D), rng.uniform(0.2, 1.5, D), rng.standard_normal((N, D))
+    model = gf.models.DiagonalDifferenceNet(depth)
+    params = {"u": jnp.asarray(u), "v": jnp.asarray(v)}
+    beta = u**depth - v**depth
+    # One power and one product per entry in numpy: 1e-14 relative.
+    np.testing.assert_allclose(np.asarray(model.beta(params)), beta, rtol=1e-14)
+    out = np.asarray(model(params, x))
+    assert out.shape == (N, 1)
+    np.testing.assert_allclose(out[:, 0], x @ beta, rtol=1e-13, atol=1e-14)
+    # Positively D-homogeneous: f(tau w) = tau^D f(w), 1e-13 relative.
+    scaled = {k: 2.5 * p for k, p in params.items()}
+    np.testing.assert_allclose(np.asarray(model(scaled, x)), 2.5**depth * out, rtol=1e-13)
+    # Under jit: the same numbers (1e-14), and one trace for two sets of values.
+    traces = []
+
+    def traced(p, inputs):
+        traces.append(1)
+        return model(p, inputs)
+
+    jitted = jax.jit(traced)
+    np.testing.assert_allclose(np.asarray(jitted(params, x)), out, rtol=1e-14, atol=1e-15)
+    jitted(scaled, x)
+    assert len(traces) == 1
+
+
+def test_diagonal_difference_net_init():
+    model = gf.models.DiagonalDifferenceNet(3)
+    params = model.init(D, tau=0.4)
+    # Symmetric: u = v = tau exactly, so beta(0) = 0 and h(w0) = 0 without centering.
+    np.testing.assert_array_equal(params["u"], np.full(D, 0.4))
+    np.testing.assert_array_equal(params["v"], params["u"])
+    assert np.all(np.asarray(model.beta(params)) == 0.0)
+    shape = (np.array([1.0, 2.0, 0.5]), 0.5)
+    asym = model.init(D, tau=2.0, shape=shape)
+    np.testing.assert_array_equal(asym["u"], [2.0, 4.0, 1.0])
+    np.testing.assert_array_equal(asym["v"], np.full(D, 1.0))
+    # beta(0) = tau^D (s_u^D - s_v^D): exact in binary for these powers of 2.
+    np.testing.assert_array_equal(np.asarray(model.beta(asym)), [7.0, 63.0, 0.0])
+    with pytest.raises(ValueError, match="`depth` must be an integer >= 2; got 1"):
+        gf.models.DiagonalDifferenceNet(1)
+    with pytest.raises(ValueError, match="`tau` must be > 0; got 0.0"):
+        model.init(D, tau=0.0)
+    with pytest.raises(ValueError, match="`shape` entries must be finite and > 0"):
+        model.init(D, shape=(1.0, -1.0))
+    with pytest.raises(ValueError, match=r"or have shape \(3,\); got shape \(2,\)"):
+        model.init(D, shape=(np.ones(2), 1.0))
+    with pytest.raises(ValueError, match="`shape` must be a pair"):
+        model.init(D, shape=(1.0,))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'scale'"):
+        model.init(D, scale=0.3)

@@ -1,11 +1,13 @@
 """The symbolic statements of `theory/` against independent numbers: the exact flows evaluated
-with 50 digits, gf.solve, scipy integrations of the derived ODEs."""
+with 50 digits, gf.solve, scipy integrations of the derived ODEs, scipy quadrature of the
+implicit-bias potentials' defining integrals."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from scipy.integrate import solve_ivp
+from scipy.integrate import quad, solve_ivp
+from scipy.optimize import brentq
 
 import gradflow as gf
 import theory
@@ -264,3 +266,171 @@ def test_off_training_set_substitution_gives_the_papers_bound():
     # C_from_* solve the hypotheses at equality.
     c = st.numeric("C_from_distance")(alpha=50.0, dist_T=0.02)
     assert c * np.log(50.0) / 50.0 == pytest.approx(0.02, rel=1e-15)
+
+
+# ------------------------------------------------------- the implicit bias of diagonal nets
+
+
+def test_implicit_bias_potential_is_the_papers_q():
+    # Woodworth et al. (2020), Theorem 1: q derived from the flow (link 2 sinh, inverse by
+    # sympy.solve, integral by parts) is the printed q; q' = asinh(z/2); q(0) = 0, q even; the
+    # KKT form beta = 2 a^2 sinh(z) makes dQ_a/dbeta = z.
+    st = theory.implicit_bias()
+    b = theory.diagonal_net.beta
+    q, paper = st.expr("q"), st.expr("q_paper")
+    assert sp.simplify((q - paper).rewrite(sp.log)) == 0
+    assert sp.simplify((st.expr("q_prime") - sp.asinh(b / 2)).rewrite(sp.log)) == 0
+    assert q.subs(b, 0) == 0 and st.expr("q_even") == 0 and st.expr("kkt_residual") == 0
+    assert sp.simplify(st.expr("link") - 2 * sp.sinh(theory.diagonal_net.z)) == 0
+    # Numerically: the paper's q at 50 digits (mpmath, through sympy.N) against the numeric
+    # q of theory (the Legendre form), over 300 orders of magnitude: 1e-13 relative.
+    f = theory.diagonal_net_potential(2).numeric()
+    for v in ("1e-150", "-1e-8", "0.3", "-7", "1e8", "-1e150"):
+        exact = float(sp.N(paper.subs(b, sp.Float(v, 60)), 50))
+        assert float(f(np.array([float(v)]))[0]) == pytest.approx(exact, rel=1e-13), v
+    # The closed form's lambdify agrees at moderate arguments (it cancels at the extremes).
+    zs = np.linspace(-5.0, 5.0, 11)
+    closed = theory.diagonal_net_potential(2).numeric(closed_form=True)
+    np.testing.assert_allclose(closed(zs), f(zs), rtol=1e-13, atol=1e-15)
+    # q' = asinh(z/2) against central differences of the numeric q (step 1e-5: 1e-9).
+    h = 1e-5
+    np.testing.assert_allclose((f(zs + h) - f(zs - h)) / (2 * h), np.arcsinh(zs / 2), atol=1e-9)
+
+
+def test_implicit_bias_limits_are_derived_and_hold_numerically():
+    st = theory.implicit_bias()
+    a, t = theory.diagonal_net.a, theory.statements.t
+    bsym = sp.Symbol("b", positive=True)
+    # sympy.limit: a^2 Q_a(b) -> b^2/4 and Q_a(b)/log(1/a) -> 2b; Taylor q = z^2/4 - z^4/192.
+    assert st.expr("kernel_constant") == sp.Rational(1, 4)
+    assert st.expr("rich_constant") == 2
+    assert sp.expand(st.expr("kernel_limit") - bsym**2 / 4) == 0
+    b = theory.diagonal_net.beta
+    assert sp.expand(st.expr("q_series") - (b**2 / 4 - b**4 / 192)) == 0
+    assert st.exponent("potential_kernel") == -2.0
+    assert dict(st.exponents) == gf._theory.statement_exponents("implicit_bias")
+    # Independently, the paper's q at 60 digits: at a = 1e3, a^2 Q_a(b) = b^2/4 (1 - b^2/(48
+    # a^4) + ...), so the relative gap is b^2/(48 a^4) to 1e-6 of itself.
+    paper = st.expr("q_paper")
+    for bv in (sp.Rational(13, 10), sp.Rational(-7, 2)):
+        Q = lambda av: av**2 * paper.subs(b, bv / av**2)  # noqa: E731
+        av = sp.Integer(1000)
+        kern = sp.N(av**2 * Q(av) / (bv**2 / 4) - 1, 60)
+        assert float(kern) == pytest.approx(-float(bv**2) / (48 * 1e12), rel=1e-6)
+        # At a = 1e-50: Q_a(b) = 2|b| log(1/a) + |b|(log|b| - 1) + O(a^2): the rich limit
+        # and its next term, to 1e-12 of the next term.
+        av = sp.Rational(1, 10**50)
+        rest = sp.N(Q(av) - 2 * abs(bv) * sp.log(1 / av), 60)
+        assert float(rest) == pytest.approx(float(abs(bv) * (sp.log(abs(bv)) - 1)), rel=1e-12)
+    # The scale mapping: alpha = a^D and time a^(2D - 2) t, from the homogeneity time change.
+    D = sp.Symbol("D", positive=True, integer=True)
+    assert st.expr("alpha_of_scale") == a**D
+    assert sp.simplify(st.expr("time_of_scale") - a ** (2 * D - 2) * t) == 0
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+def test_diagonal_flow_solves_its_ode_and_gives_the_link(depth):
+    dn = theory.diagonal_net
+    u, v = theory.diagonal_flow(depth)
+    S, a = dn.S, dn.a
+    # du/dS = -D u^(D-1), dv/dS = D v^(D-1), u(0) = v(0) = a, symbolically.
+    assert sp.simplify(u.diff(S) + depth * u ** (depth - 1)) == 0
+    assert sp.simplify(v.diff(S) - depth * v ** (depth - 1)) == 0
+    assert sp.simplify(u.subs(S, 0) - a) == 0 and sp.simplify(v.subs(S, 0) - a) == 0
+    pot = theory.diagonal_net_potential(depth)
+    z = dn.z
+    if depth == 2:
+        assert sp.simplify(pot.link - 2 * sp.sinh(z)) == 0
+    else:
+        # The link's domain is |z| < 1: it has a pole at z = 1.
+        assert pot.domain == (-1, 1)
+        assert sp.limit(pot.link, z, 1, "-") == sp.oo
+        # The paper's printed link, h_D(z) = (1 - z)^(-D/(D-2)) - (1 + z)^(-D/(D-2)).
+        p = sp.Rational(depth, depth - 2)
+        zs = np.linspace(-0.95, 0.95, 9)
+        np.testing.assert_allclose(
+            pot.numeric_link()(zs), (1 - zs) ** -float(p) + -((1 + zs) ** -float(p)), rtol=1e-13
+        )
+    # Against scipy: the scalar ODEs integrated in S at a = 0.7, then beta/a^D at S(z).
+    av = 0.7
+    c = float(-pot.z_of_S.subs({a: av, S: 1}))
+    s_end = 0.9 / c
+
+    def rhs(_, w):
+        return [-depth * w[0] ** (depth - 1), depth * w[1] ** (depth - 1)]
+
+    for sign in (1.0, -1.0):
+        sol = solve_ivp(rhs, (0.0, sign * s_end), [av, av], rtol=1e-12, atol=1e-14)
+        uu, vv = sol.y[:, -1]
+        expected = (uu**depth - vv**depth) / av**depth
+        got = float(pot.link.subs(z, -c * sign * s_end))
+        assert got == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+def test_depth_d_potential_is_its_defining_integral(depth):
+    # q_D(b) = int_0^b h_D^{-1}(s) ds by scipy quad, with h_D^{-1} by brentq on theory's
+    # lambdified link, against the Legendre evaluation: 1e-11 relative (quad asked for 1e-12).
+    pot = theory.diagonal_net_potential(depth)
+    f, h = pot.numeric(), pot.numeric_link()
+    hi = 50.0 if depth == 2 else 1 - 1e-3  # h_D(1 - 1e-3) > 1e4 at D <= 5
+
+    def inverse(s):
+        if s == 0:
+            return 0.0
+        return brentq(lambda z: h(np.float64(z)) - s, 0.0, hi, xtol=1e-300, rtol=1e-15)
+
+    for b in (0.05, 0.5, 2.0, 30.0, 1e3):
+        ref, err = quad(inverse, 0.0, b, epsabs=0.0, epsrel=1e-12, limit=200)
+        assert float(f(np.array([b]))[0]) == pytest.approx(ref, rel=1e-11)
+        assert float(f(np.array([-b]))[0]) == pytest.approx(ref, rel=1e-11)  # even
+    # Near 0, q_D = b^2 / (2 h_D'(0)) + O(b^4), h_D'(0) = 2D/(D-2) (2 at D = 2) by sympy.
+    slope = float(sp.diff(pot.link, theory.diagonal_net.z).subs(theory.diagonal_net.z, 0))
+    assert slope == (2.0 if depth == 2 else 2.0 * depth / (depth - 2))
+    for b in (1e-6, 1e-150):
+        assert float(f(np.array([b]))[0]) == pytest.approx(b**2 / (2 * slope), rel=1e-11)
+    # q_D' = h_D^{-1} (central differences), and the tau forms the evaluation uses equal the
+    # derived link and its integral (1e-13).
+    bs = np.array([-3.0, -0.2, 0.05, 1.0, 7.0])
+    inv = pot.numeric_inverse_link()
+    np.testing.assert_allclose((f(bs + 1e-5) - f(bs - 1e-5)) / 2e-5, inv(bs), rtol=1e-8)
+    np.testing.assert_allclose(h(inv(bs)), bs, rtol=1e-13)
+    if depth > 2:
+        p = depth / (depth - 2)
+        tau = np.linspace(-2.0, 2.0, 9)
+        zs = np.tanh(tau)
+        link_tau = 2 * np.cosh(tau) ** p * np.sinh(p * tau)
+        conj_tau = (2 * np.cosh(tau) ** (p - 1) * np.cosh((p - 1) * tau) - 2) / (p - 1)
+        H = sp.lambdify(theory.diagonal_net.z, pot.link_integral, "numpy")
+        np.testing.assert_allclose(h(zs), link_tau, rtol=1e-13)
+        np.testing.assert_allclose(H(zs), conj_tau, rtol=1e-12, atol=1e-14)
+        with pytest.raises(ValueError, match="no closed form at depth"):
+            pot.numeric(closed_form=True)
+    with pytest.raises(ValueError, match="`depth` must be an integer >= 2; got 1"):
+        theory.diagonal_net_potential(1)
+
+
+def test_init_scale_acts_as_alpha():
+    # theory: alpha = a^D, s = a^(2D-2) t. The flow of R(h) from a 1 (alpha = 1) at t against
+    # the flow of F_alpha from 1 at alpha = a^D at s, depth 3: the same loss, and w = a v
+    # (gf.solve at rtol 1e-10 on both: 1e-7 relative).
+    depth = 3
+    st = theory.implicit_bias()
+    D = sp.Symbol("D", positive=True, integer=True)
+    a, t = theory.diagonal_net.a, theory.statements.t
+    av = 0.6
+    alpha = float(st.expr("alpha_of_scale").subs({D: depth, a: av}))
+    speed = float(st.expr("time_of_scale").subs({D: depth, a: av, t: 1}))
+    x = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8]])
+    y = jnp.array([[0.7], [-0.4]])
+    model = gf.models.DiagonalDifferenceNet(depth)
+    ts = np.linspace(0.0, 4.0, 5)
+    small = gf.Problem(model, model.init(3, tau=av), x, gf.SquareLoss(y), alpha=1.0)
+    unit = gf.Problem(model, model.init(3), x, gf.SquareLoss(y), alpha=alpha)
+    kw = dict(rtol=1e-10, atol=1e-12, linearized=False, save_params=True, throw=True)
+    s1 = gf.solve(small, ts=ts, **kw)
+    s2 = gf.solve(unit, ts=speed * ts, **kw)
+    np.testing.assert_allclose(s1.loss, s2.loss, rtol=1e-7)
+    np.testing.assert_allclose(s1.params["u"], av * s2.params["u"], rtol=1e-7)
+    # The loss moved: the check compares a real trajectory (not two constants).
+    assert float(s1.loss[-1]) < 0.5 * float(s1.loss[0])

@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import sympy as sp
 
+from . import diagonal_net as _bias
+
 t, T, alpha = sp.symbols("t T alpha", positive=True)
 R0, L, J, LDh = sp.symbols("R_0 L J L_Dh", positive=True)
 sigma, kappa, m, res0, ystar, h0 = sp.symbols("sigma kappa m r_0 y_star h_0", positive=True)
@@ -430,6 +432,77 @@ def off_training_set() -> Statement:
     )
 
 
+@lru_cache(maxsize=1)
+def implicit_bias() -> Statement:
+    r"""Woodworth et al. (COLT 2020), Theorem 1: the depth-2 diagonal net
+    $\beta = u \odot u - v \odot v$ from $u(0) = v(0) = a\mathbf 1$, trained by gradient flow
+    on the square loss, converges (if it interpolates) to
+    $\arg\min Q_a(\beta)$ s.t. $X\beta = y$, with $Q_a(\beta) = a^2 \sum_i q(\beta_i/a^2)$.
+
+    Derived from the flow ([`theory.diagonal_net_potential`][]`(2)`): the link
+    $\beta_i = 2a^2\sinh(z_i)$, $z = X^\top\nu$ (`kkt_beta`); $q = \int_0^\beta h_2^{-1}$
+    (`q`, equal to the paper's `q_paper`), $q'(\beta) = \mathrm{asinh}(\beta/2)$ (`q_prime`),
+    so $\partial Q_a/\partial\beta_i = z_i$ at `kkt_beta`: the KKT condition, with
+    `kkt_residual` $= 0$. For one entry $b = |\beta_i| > 0$:
+
+    - kernel limit: `kernel_limit` $= \lim_{a\to\infty} a^2\,a^2 q(b/a^2) = b^2/4$
+      (`sympy.limit`), so $Q_a(\beta) \sim \|\beta\|_2^2/(4a^2)$ and the minimizer tends to
+      the minimum-$\ell_2$-norm solution; `kernel_constant` $= 1/4$, `q_series` the Taylor
+      series $q(\beta) = \beta^2/4 - \beta^4/192 + O(\beta^6)$;
+    - rich limit: `rich_limit` $= \lim_{a\to 0} a^2 q(b/a^2)/\log(1/a) = 2b$, so
+      $Q_a(\beta)/\log(1/a) \to 2\|\beta\|_1$ ($q$ is even: `q_even` $= 0$) and the minimizer
+      tends to the minimum-$\ell_1$-norm solution; `rich_constant` $= 2$.
+    - scales: $h$ is $D$-homogeneous, so the init scale acts as `alpha_of_scale` $= a^D$ with
+      the time change `time_of_scale` $= a^{2D-2}t$ ([`theory.homogeneity_time_change`][] at
+      $\lambda = a$, $q = D$): $\alpha = a^2$ at depth 2.
+
+    Exponent: the potential at a fixed $\beta$ decays as $a^{-2}$ for large $a$
+    (`potential_kernel`, in the variable `a`)."""
+    pot = _bias.diagonal_net_potential(2)
+    a, bvar, z = _bias.a, _bias.beta, _bias.z
+    b = sp.Symbol("b", positive=True)
+    q_expr = pot.potential
+    paper = _bias.paper_potential()
+    potential = pot.potential_scaled()
+    kkt_beta = a**2 * pot.link
+    kkt_residual = sp.simplify(sp.diff(potential, bvar).subs(bvar, kkt_beta) - z)
+    kernel_limit = sp.limit(a**2 * potential.subs(bvar, b), a, sp.oo)
+    rich_limit = sp.limit(potential.subs(bvar, b) / sp.log(1 / a), a, 0, "+")
+    lam_q = homogeneity_time_change()
+    depth = sp.Symbol("D", positive=True, integer=True)
+    exprs = (
+        ("q", q_expr),
+        ("q_paper", paper),
+        ("q_prime", sp.simplify(sp.diff(q_expr, bvar))),
+        ("q_even", sp.simplify(paper.subs(bvar, -bvar) - paper)),
+        ("q_series", sp.series(q_expr, bvar, 0, 6).removeO()),
+        ("link", pot.link),
+        ("kkt_beta", kkt_beta),
+        ("kkt_residual", kkt_residual),
+        ("potential", potential),
+        ("kernel_limit", kernel_limit),
+        ("kernel_constant", sp.simplify(kernel_limit / b**2)),
+        ("rich_limit", rich_limit),
+        ("rich_constant", sp.simplify(rich_limit / b)),
+        ("alpha_of_scale", lam_q[0].subs({lam: a, q: depth})),
+        ("time_of_scale", lam_q[1].subs({lam: a, q: depth})),
+    )
+    return Statement(
+        name="implicit_bias",
+        title="depth-2 diagonal net from u = v = a: beta(inf) = argmin a^2 sum q(beta_i/a^2) "
+        "s.t. X beta = y; Q_a ~ ||beta||_2^2/(4a^2) as a -> inf, ~ 2 log(1/a) ||beta||_1 as "
+        "a -> 0; init scale a acts as alpha = a^D",
+        hypotheses=(
+            "square loss on X beta = y with linearly independent rows of X (underdetermined)",
+            "u(0) = v(0) = a 1 (so beta(0) = 0)",
+            "the flow interpolates: X beta(t) -> y",
+        ),
+        exprs=exprs,
+        exponents=_exponents(exprs, {"potential_kernel": "potential"}, a),
+        notes="b = |beta_i| > 0 in the limits; depth D: theory.diagonal_net_potential(D).",
+    )
+
+
 STATEMENTS = {
     "next_to_lazy": next_to_lazy_expansion,
     "finite_horizon": finite_horizon,
@@ -437,5 +510,6 @@ STATEMENTS = {
     "under_parameterized": under_parameterized,
     "scale_criterion": scale_criterion,
     "off_training_set": off_training_set,
+    "implicit_bias": implicit_bias,
 }
 """Each statement's function, by the theorem's name."""

@@ -15,6 +15,7 @@ from ._activations import (
 from ._base import AbstractModel as AbstractModel
 from .cnn import VGG as VGG
 from .diagonal import DiagonalNet as DiagonalNet
+from .diagonal_difference import DiagonalDifferenceNet as DiagonalDifferenceNet
 from .tensor import TensorDecomposition as TensorDecomposition
 from .toy import (
     LinearNet as LinearNet,

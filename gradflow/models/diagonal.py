@@ -14,6 +14,16 @@ class DiagonalNet(AbstractModel):
     outputs `(n, 1)`. It is non-convex in $w$ and positively $L$-homogeneous:
     $h(\tau w) = \tau^L h(w)$, so an init scale $\tau$ acts as $\alpha = \tau^L$.
 
+    **Which theorem covers it.** The lazy-training theorems of Chizat et al. (finite horizon,
+    over- and under-parameterized, off the training set) at large $\alpha$: it is one of
+    `gradflow.check`'s default problems. At depth 2, $w_1 \odot w_2 = u^2 - v^2$ with
+    $u = (w_1 + w_2)/2$, $v = (w_1 - w_2)/2$, and the flow in $(u, v)$ is the flow of
+    [`gradflow.models.DiagonalDifferenceNet`][]`(2)` at half speed, so Woodworth et al.'s
+    Theorem 1 in its asymmetric form gives its limit:
+    [`gradflow.implicit_bias_limit`][]`(X, y, u0, |v0|)` (tested). At depth $L \ge 3$ the
+    product form is not a difference of powers, and that theorem does not apply; the depth-$D$
+    result is about `DiagonalDifferenceNet(D)`.
+
     **Arguments:**
 
     - `depth`: the number of layers $L \ge 1$.
