@@ -10,7 +10,7 @@ import numpy as np
 
 from .._losses import empirical_norm
 from .._problem import Problem
-from ..analysis._stats import fit_rate
+from ..analysis._stats import RateFit, fit_rate
 
 
 class VERDICTS(enum.Enum):
@@ -157,18 +157,24 @@ class CheckReport(eqx.Module):
       that behaves as the theory says, or `"hypotheses fail"`), as the table and the JSON show
       it; `as_predicted` says whether the theory predicted this outcome (`VERDICTS.passed` or
       `VERDICTS.no_decay`).
+    - `seconds`: the check's wall time (NaN when not timed); `settings`: `(name, value)` pairs,
+      the options it ran with.
+
+    Build the comparisons with [`gradflow.check.exponent_check`][],
+    [`gradflow.check.constant_check`][] and [`gradflow.check.bound_check`][]; those a
+    theorem does not make are left empty.
     """
 
     theorem: str
     problem: str
     description: str
     hypotheses: tuple[Hypothesis, ...]
-    exponents: tuple[ExponentCheck, ...]
-    constants: tuple[ConstantCheck, ...]
-    bounds: tuple[BoundCheck, ...]
-    estimates: tuple[tuple[str, float, str], ...]
-    seconds: float
-    settings: tuple[tuple[str, Any], ...]
+    exponents: tuple[ExponentCheck, ...] = ()
+    constants: tuple[ConstantCheck, ...] = ()
+    bounds: tuple[BoundCheck, ...] = ()
+    estimates: tuple[tuple[str, float, str], ...] = ()
+    seconds: float = math.nan
+    settings: tuple[tuple[str, Any], ...] = ()
     curves: tuple[Curve, ...] = ()
 
     @property
@@ -274,7 +280,15 @@ def exponent_check(
     kind: KINDS = KINDS.equal,
     applicable: bool = True,
     note: str = "",
+    fit: RateFit | None = None,
 ) -> ExponentCheck:
+    """An [`gradflow.check.ExponentCheck`][]: the power law $y \\approx C x^s$ fitted to `xs`,
+    `ys` (log-log least squares, [`gradflow.fit_rate`][]) compared with `predicted` as `kind`
+    says, within `tolerance` for `KINDS.equal`; `variable` names `xs` in the table,
+    `applicable=False` where the theorem's hypotheses do not cover it. `fit` is that fit where
+    the caller made it already (an alpha sweep's [`gradflow.AlphaSweep`][] `fits`, over the
+    same points); by default it is made here on the finite positive `ys` (a NaN slope with
+    fewer than two)."""
     if not isinstance(kind, KINDS):
         raise ValueError(
             "`kind` must be a gradflow.check.KINDS member (KINDS.equal, KINDS.at_least or "
@@ -282,8 +296,9 @@ def exponent_check(
         )
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     ok = np.isfinite(ys) & (ys > 0)
-    if ok.sum() >= 2:
+    if fit is None and ok.sum() >= 2:
         fit = fit_rate(xs[ok], ys[ok])
+    if fit is not None:
         slope, ci, intercept = fit.slope, fit.ci, fit.intercept
     else:
         slope, ci, intercept = math.nan, (math.nan, math.nan), math.nan
@@ -319,6 +334,9 @@ def constant_check(
     applicable: bool = True,
     note: str = "",
 ) -> ConstantCheck:
+    """A [`gradflow.check.ConstantCheck`][]: `measured` against `predicted`, passing when
+    their relative difference (absolute when `predicted` is 0) is at most `tolerance`;
+    `applicable=False` where the theorem's hypotheses do not cover it."""
     predicted, measured = float(predicted), float(measured)
     err = abs(measured - predicted) / (abs(predicted) if predicted != 0 else 1.0)
     return ConstantCheck(
@@ -344,6 +362,10 @@ def bound_check(
     applicable: bool = True,
     note: str = "",
 ) -> BoundCheck:
+    """A [`gradflow.check.BoundCheck`][]: the curve `observed` against the bound `bound` at
+    the times `ts` of the flow at scale `alpha`, with `observed_ref` the same curve re-solved
+    at tighter tolerances (their difference is the solver's error level, which the margin must
+    exceed)."""
     ts, obs, bnd = (np.asarray(v, float) for v in (ts, observed, bound))
     ref = np.asarray(observed_ref, float)
     scale = np.nanmax(np.abs(ref))

@@ -11,14 +11,20 @@ from .._cli_util import (
     writable_folder,
 )
 
-# The theorem table imports no JAX: the arguments are parsed before any model is built.
-from ._registry import REGISTRY, RESEARCH_THEOREMS, THEOREMS
+# The records are imported with the package (which `gradflow.cli` imports anyway): the parser
+# and its help are built from them, and no model is built before the arguments are parsed.
+from ._registry import REGISTRY
+from ._theorem import Theorem
 
 _COLUMNS = ("quantity", "prediction", "measurement", "margin")
 
 
-def add_parser(subparsers) -> None:
-    """Register the `check` subcommand."""
+def add_parser(subparsers, theorems: tuple[Theorem, ...] = REGISTRY) -> None:
+    """Register the `check` subcommand, for the theorem checks `theorems` (their names, summaries,
+    research sizes and extra checks come from their records)."""
+    names = [t.name for t in theorems]
+    research = [t.name for t in theorems if t.research is not None]
+    extras = [f"{t.name}: {', '.join(e.__name__ for e in t.extras)}" for t in theorems if t.extras]
     p = subparsers.add_parser(
         "check",
         help="check the paper's theorems numerically (bounds, rates, constants)",
@@ -27,12 +33,12 @@ def add_parser(subparsers) -> None:
             "`theory/`, on two non-convex toy problems (matrix factorization, a diagonal linear "
             "net), a two-layer net and a negative control with h(w0) != 0 (off_training_set: "
             "matrix completion with the unobserved entries held out, and held-out inputs for "
-            "the others). Theorems: " + ", ".join(THEOREMS) + ". Prints a table "
+            "the others). Theorems: " + ", ".join(names) + ". Prints a table "
             "(theorem, problem, quantity, prediction, measurement, margin, verdict), writes "
             "check.json and one figure per check (measured quantities against alpha on log-log "
             "axes with fitted and predicted slopes; observed against bound over time). "
             "`all` takes about 3 min of CPU on 2 cores with the compilation cache warm (212 s "
-            "wall measured beside another job); --no-width-law saves about 25 s. "
+            "wall measured beside another job); --no-extras saves about 25 s. "
             "--size research runs the finite-horizon, next-to-lazy and scale-criterion checks "
             "on real-size nets instead: a two-layer tanh net (n=256, d=31, m=1024, p=32768, and "
             "its uncentered control) and a smooth VGG-style CNN on 128 digits (p=4802, 1280 "
@@ -42,8 +48,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "theorem",
-        choices=[*THEOREMS, "all"],
-        help="which theorem, or all: " + "; ".join(f"{t.name}: {t.summary}" for t in REGISTRY),
+        choices=[*names, "all"],
+        help="which theorem, or all: " + "; ".join(f"{t.name}: {t.summary}" for t in theorems),
     )
     add_output_arguments(
         p,
@@ -52,20 +58,23 @@ def add_parser(subparsers) -> None:
         progress=False,
     )
     p.add_argument(
-        "--no-width-law",
+        "--no-extras",
         action="store_true",
-        help="skip the two-layer width sweep of the scale criterion (~25 s)",
+        help="skip the theorems' checks on problems of their own ("
+        + "; ".join(extras)
+        + "; the two-layer width sweep of the scale criterion takes ~25 s)",
     )
     p.add_argument(
         "--size",
         choices=["default", "research"],
         default="default",
         help="problem size: default (small problems, all theorems) or research (real-size "
-        f"nets; {', '.join(RESEARCH_THEOREMS)})",
+        f"nets; {', '.join(research)})",
     )
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
     p.set_defaults(
         func=_run,
+        theorems=theorems,
         on_interrupt=lambda a: (
             f"the figures of the finished checks are in {a.out}; check.json was not written"
         ),
@@ -73,10 +82,12 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.size == "research" and args.theorem not in (*RESEARCH_THEOREMS, "all"):
+    records = {t.name: t for t in args.theorems}
+    research = [t.name for t in args.theorems if t.research is not None]
+    if args.size == "research" and args.theorem not in (*research, "all"):
         raise UsageError(
             f"{args.theorem} has no research-size problems; --size research covers "
-            f"{', '.join(RESEARCH_THEOREMS)} (or all of them with `all`); use --size default"
+            f"{', '.join(research)} (or all of them with `all`); use --size default"
         )
     writable_folder(args.out)
     cache = enable_compilation_cache(args.no_cache)
@@ -87,13 +98,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from .. import check
     from ..sweeps._io import environment, write_json
-    from ._plot import plot_check
 
     start = time.perf_counter()
-    names = list(THEOREMS) if args.theorem == "all" else [args.theorem]
+    names = list(records) if args.theorem == "all" else [args.theorem]
     if args.size == "research":
-        skipped = [n for n in names if n not in RESEARCH_THEOREMS]
-        names = [n for n in names if n in RESEARCH_THEOREMS]
+        skipped = [n for n in names if n not in research]
+        names = [n for n in names if n in research]
         if skipped:
             print(
                 f"size research: {', '.join(names)}; {', '.join(skipped)} have no research-size "
@@ -117,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  hypothesis fails: {h.statement} ({h.detail})")
         sys.stdout.flush()
         if not args.no_plots:
-            fig = plot_check(report)
+            fig = records[report.theorem].plot(report)
             path = args.out / f"{report.theorem}__{report.problem}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
@@ -125,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 
     for name in names:
         reports.extend(
-            check.run(name, size=args.size, width_law=not args.no_width_law, callback=show)
+            check.run(records[name], size=args.size, extras=not args.no_extras, callback=show)
         )
     bad = [r for r in reports if not r.as_predicted]
     seconds = time.perf_counter() - start

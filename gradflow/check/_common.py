@@ -1,5 +1,5 @@
-"""Pieces shared by the theorem checks: solving over alphas, the solver's error level, and the
-report of a check on a named problem."""
+"""Pieces shared by the theorem checks: their alpha families through the sweeps layer (every
+point required), the solver's error level, and the report of a check on a named problem."""
 
 import time
 
@@ -7,51 +7,66 @@ import numpy as np
 
 from .._losses import empirical_norm
 from .._problem import Problem
-from .._solution import Solution
-from .._solve import solve
-from ..sweeps._sweep import sweep
+from ..sweeps._sweep import DISTANCES, AlphaSweep, Sweep, sweep, sweep_alpha
 from ._base import KINDS, CheckReport, ExponentCheck, exponent_check
 from ._problems import NamedProblem
 
-DISTANCES = ("param_distance", "param_gap", "output_gap")
+# The tolerances of a reference solve, relative to the nominal ones: its difference from the
+# nominal solve is the solver's own error level.
+REFERENCE_FACTOR = 1e-3
 
 
-def solve_many(problem: Problem, alphas, ts, *, rtol: float, atol: float, **kwargs):
-    """One solve per alpha through [`gradflow.sweep`][] (alpha is an array leaf: one
-    compilation; `batch_size=1`: each alpha with its own steps); the check needs every point,
-    so a failed one raises, naming the alpha and why."""
+def _every_point(result: Sweep, what: str = "solve") -> None:
+    """A check needs every point of its family: raise on the first that failed, naming its
+    alpha and why."""
+    for point, error in zip(result.points, result.errors):
+        if error is not None:
+            raise RuntimeError(f"the {what} at alpha={point['alpha']:g} failed: {error}")
+
+
+def solve_alphas(
+    problem: Problem, alphas, ts, *, rtol: float, atol: float, reference: bool = False, **kwargs
+) -> AlphaSweep:
+    """`problem` and its linearization at each of `alphas`, saved at `ts`, by
+    [`gradflow.sweep_alpha`][] (one compilation; each alpha with its own steps), with the fits
+    of the sup distances against alpha. With `reference`, the same solves at tolerances
+    `REFERENCE_FACTOR` times tighter: their difference from the nominal ones is the solver's own
+    error level. `**kwargs` go to the solves (e.g. `save_params=True`)."""
+    factor = REFERENCE_FACTOR if reference else 1.0
+    result = sweep_alpha(
+        problem, alphas, ts=ts, rtol=float(rtol) * factor, atol=float(atol) * factor, **kwargs
+    )
+    _every_point(result.sweep, "reference solve" if reference else "solve")
+    return result
+
+
+def solve_alphas_relaxed(
+    problem: Problem, alphas, ts, *, rtol: float, atol: float, **kwargs
+) -> Sweep:
+    """One solve per alpha through [`gradflow.sweep`][] at `rtol` relaxed to
+    `max(rtol, 100 alpha^2 eps)` (and `atol` in proportion): the states of the flow of
+    $F_\\alpha$ are scaled by powers of alpha, and below that level rounding, not the
+    tolerance, sets the error. `**kwargs` go to every solve (e.g. `linearized=False`)."""
+    eps = float(np.finfo(np.dtype(problem.dtype)).eps)
+
+    def tolerances(alpha: float) -> dict[str, float]:
+        tol = float(max(rtol, 100 * alpha**2 * eps))
+        return {"rtol": tol, "atol": float(atol * tol / rtol)}
+
     result = sweep(
         lambda alpha: problem.with_alpha(alpha),
         [{"alpha": float(a)} for a in alphas],
         ts=ts,
         batch_size=1,
-        rtol=float(rtol),
-        atol=float(atol),
+        options=tolerances,
         **kwargs,
     )
-    for i, point in enumerate(result.points):
-        if result.errors[i] is not None:
-            raise RuntimeError(f"the solve at alpha={point['alpha']:g} failed: {result.errors[i]}")
-    return [result.solution_at(i) for i in range(len(result))]
+    _every_point(result)
+    return result
 
 
-def reference(
-    problem: Problem, alpha: float, ts, *, rtol: float, atol: float, **kwargs
-) -> Solution:
-    """The same solve with tolerances 1000 times tighter: its difference from the nominal solve
-    is the solver's own error level."""
-    return solve(
-        problem.with_alpha(float(alpha)),
-        ts=ts,
-        rtol=float(rtol) * 1e-3,
-        atol=float(atol) * 1e-3,
-        **kwargs,
-    )
-
-
-def sup_exponents(
-    alphas,
-    sols: list[Solution],
+def sweep_exponents(
+    result: AlphaSweep,
     predicted: dict[str, float],
     *,
     applicable: bool,
@@ -59,31 +74,34 @@ def sup_exponents(
     note: str = "",
     negative_control: bool = False,
 ) -> list[ExponentCheck]:
-    """Slopes of sup_t of each distance against alpha. With `negative_control` (the hypothesis
-    h(w0) = 0 fails) each is also checked not to shrink (slope >= -0.1), as the theory predicts."""
+    """The slopes of $\\sup_t$ of each distance against alpha, as the alpha sweep `result`
+    fitted them ([`gradflow.AlphaSweep`][] `fits`), against `predicted`. With
+    `negative_control` (the hypothesis h(w0) = 0 fails) each is also checked not to shrink
+    (slope >= -0.1), as the theory predicts."""
     out = []
     for k in DISTANCES:
-        sup = [float(np.nanmax(np.asarray(getattr(s, k)))) for s in sols]
         out.append(
             exponent_check(
                 f"sup_t {k}",
-                alphas,
-                sup,
+                result.alphas,
+                result.sup[k],
                 predicted[k],
                 tolerance=tolerance,
                 applicable=applicable,
                 note=note,
+                fit=result.fits[k],
             )
         )
         if negative_control:
             out.append(
                 exponent_check(
                     f"sup_t {k} (h(w0) != 0)",
-                    alphas,
-                    sup,
+                    result.alphas,
+                    result.sup[k],
                     -0.1,
                     kind=KINDS.at_least,
                     note="hypothesis h(w0) = 0 fails: the distances are predicted not to shrink",
+                    fit=result.fits[k],
                 )
             )
     return out

@@ -3,6 +3,7 @@ inputs, with the constants $M_1$, $M_2$ measured on the held-out set."""
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -15,10 +16,22 @@ from .._problem import Problem
 from .._typing import Array, Inputs, Params
 from ..analysis._operators import lanczos as _lanczos
 from ._base import KINDS, CheckReport, Hypothesis, bound_check, exponent_check, h0_hypothesis
-from ._common import as_alphas, as_named, problem_report, reference, solve_many
-from ._problems import NamedProblem
+from ._common import as_alphas, as_named, problem_report, solve_alphas
+from ._problems import SMALL_NET, NamedProblem, diagonal_net, matrix_completion, two_layer
+from ._theorem import Theorem
+
+if TYPE_CHECKING:
+    from theory import Statement
 
 GAP = "sup_X off-training gap at T"
+
+
+def statement() -> "Statement":
+    """`theory.off_training_set()`, imported at first use (importing gradflow imports no
+    sympy)."""
+    from theory import off_training_set
+
+    return off_training_set()
 
 
 def _num_points(problem: Problem, held_out: Inputs) -> int:
@@ -230,10 +243,8 @@ def check_off_training_set(
 
     **Returns:** a [`gradflow.check.CheckReport`][].
     """
-    from theory import off_training_set
-
     start = time.perf_counter()
-    stmt = off_training_set()
+    stmt = statement()
     spec = as_named(spec)
     problem = spec.problem
     X = spec.held_out if held_out is None else held_out
@@ -259,11 +270,10 @@ def check_off_training_set(
         )
     ts = np.array([0.0, float(horizon)])
     hyp0, h0 = h0_hypothesis(problem)
-    sols = solve_many(problem, alphas, ts, rtol=rtol, atol=atol, save_params=True)
-    refs = [reference(problem, a, ts, rtol=rtol, atol=atol, save_params=True) for a in alphas]
-    for a, r in zip(alphas, refs):
-        if not r.succeeded:
-            raise RuntimeError(f"the reference solve at alpha={a:g} failed: {r.message}")
+    sols = solve_alphas(problem, alphas, ts, rtol=rtol, atol=atol, save_params=True).solutions
+    refs = solve_alphas(
+        problem, alphas, ts, rtol=rtol, atol=atol, save_params=True, reference=True
+    ).solutions
 
     def observe(sol):
         return np.asarray(
@@ -437,3 +447,24 @@ def check_off_training_set(
             ("||h(w0)||", h0),
         ),
     )
+
+
+def _problems() -> list[NamedProblem]:
+    """Matrix completion (the unobserved entries held out), the diagonal net and the two-layer
+    net with 16 held-out inputs each, and the net uncentered (h(w0) != 0) as a negative
+    control."""
+    return [
+        matrix_completion(),
+        diagonal_net(held_out=16),
+        two_layer(**SMALL_NET, held_out=16),
+        two_layer(**SMALL_NET, center=False, held_out=16),
+    ]
+
+
+THEOREM = Theorem(
+    name="off_training_set",
+    statement=statement,
+    summary="the linearization on held-out inputs: slope -1 and the Taylor bounds",
+    check=check_off_training_set,
+    problems=_problems,
+)

@@ -7,6 +7,7 @@ $\\alpha > \\|y^*\\|/C_0$ is met by moderate scales (targets are scaled down acc
 $p \\approx 3 \\cdot 10^4$ parameters, a VGG-style CNN on scikit-learn's digits).
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -35,6 +36,10 @@ class NamedProblem(NamedTuple):
     problem: Problem
     degree: int | None = None
     held_out: Inputs | None = None
+
+
+SMALL_NET = dict(samples=4, dim=8, width=32)
+"""The two-layer net of the default problems: 4 points in dimension 8, width 32 (p = 288)."""
 
 
 def _held_out_key(seed: int):
@@ -255,3 +260,31 @@ def vgg_digits(
         problem,
         None,
     )
+
+
+def flow_problems(*, control: bool) -> list[NamedProblem]:
+    """The default problems of the theorems on flows: two non-convex toys (matrix
+    factorization, a diagonal linear net) and a two-layer net (`SMALL_NET`), centered; with
+    `control`, the net uncentered too ($h(w_0) \\neq 0$), as a negative control."""
+    problems = [matrix_factorization(), diagonal_net(), two_layer(**SMALL_NET)]
+    if control:
+        problems.append(two_layer(**SMALL_NET, center=False))
+    return problems
+
+
+@functools.cache
+def research_nets() -> tuple[NamedProblem, NamedProblem, NamedProblem]:
+    """The real-size problems of the research-size checks:
+
+    - a centered two-layer tanh net, n = 256 points on the sphere of radius sqrt(d) in d = 31
+      (pre-activations of order one), m = 1024 neurons, p = m (d + 1) = 32 768;
+    - the VGG-style CNN [`gradflow.check.vgg_digits`][]: channels (8, 8 | 16, 16), softplus
+      and average pooling (smooth), p = 4 802, on 128 digits (1 280 outputs), centered, in
+      tangent-kernel units;
+    - the two-layer net without centering (h(w0) != 0), a negative control.
+
+    Built once per process (the CNN's normalization compiles its tangent kernel): problems are
+    immutable, so the theorems share them."""
+    dim = 31
+    net = dict(samples=256, dim=dim, width=1024, input_scale=math.sqrt(dim))
+    return two_layer(**net), vgg_digits(), two_layer(**net, center=False)

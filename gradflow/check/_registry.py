@@ -1,76 +1,128 @@
-"""The theorems `gradflow.check` knows, as one table. This module imports no JAX (nor anything
-of gradflow): the command line reads it to build `gradflow check --help`, and `gradflow.check`
-derives its registries (`THEOREMS`, `RESEARCH_THEOREMS`, the check functions) from it."""
+"""The theorem checks gradflow knows: the records their modules declare, collected in one tuple,
+and what runs them by name."""
 
-import dataclasses
+from collections.abc import Callable
+from typing import Any
 
-
-@dataclasses.dataclass(frozen=True)
-class Theorem:
-    """One theorem check: its `name` (as `gradflow check NAME` and `gradflow.check.run` spell
-    it), the check function (`function` in the submodule `module` of `gradflow.check`), whether
-    it has real-size problems (`research`), and a one-line `summary`."""
-
-    name: str
-    module: str
-    function: str
-    research: bool
-    summary: str
-
-
-# Research size: the over-parameterized theorem needs alpha > ||y*|| / C0 with
-# C0 ~ sigma_min^3 (sigma_min^2 = 7e-3 on the research two-layer net: alpha of order 1e6 and
-# beyond), and the under-parameterized one a constant-rank model with fewer parameters than
-# outputs: neither fits a real-size net. They, and the off-training-set check, run at the
-# default size.
-REGISTRY = (
-    Theorem(
-        "next_to_lazy",
-        "_next_to_lazy",
-        "check_next_to_lazy",
-        True,
-        "the 1/alpha^2 constant from the next-to-lazy ODE",
-    ),
-    Theorem(
-        "finite_horizon",
-        "_finite_horizon",
-        "check_finite_horizon",
-        True,
-        "slopes -1, -2, -1 and the Gronwall bounds of the proof",
-    ),
-    Theorem(
-        "over_parameterized",
-        "_over_parameterized",
-        "check_over_parameterized",
-        False,
-        "the C0 condition, the geometric envelope, the displacement bound, uniform rates",
-    ),
-    Theorem(
-        "under_parameterized",
-        "_under_parameterized",
-        "check_under_parameterized",
-        False,
-        "the geometric rate and its independence of alpha",
-    ),
-    Theorem(
-        "scale_criterion",
-        "_scale",
-        "check_scale_criterion",
-        True,
-        "the scale criterion's 1/alpha law, homogeneity and width laws",
-    ),
-    Theorem(
-        "off_training_set",
-        "_off_training_set",
-        "check_off_training_set",
-        False,
-        "the linearization on held-out inputs: slope -1 and the Taylor bounds",
-    ),
+from . import (
+    _finite_horizon,
+    _next_to_lazy,
+    _off_training_set,
+    _over_parameterized,
+    _scale,
+    _under_parameterized,
 )
-"""Every theorem check, in the order `gradflow check all` runs them."""
+from ._base import CheckReport
+from ._problems import NamedProblem
+from ._theorem import Theorem
+
+REGISTRY: tuple[Theorem, ...] = (
+    _next_to_lazy.THEOREM,
+    _finite_horizon.THEOREM,
+    _over_parameterized.THEOREM,
+    _under_parameterized.THEOREM,
+    _scale.THEOREM,
+    _off_training_set.THEOREM,
+)
+"""Every theorem check ([`gradflow.check.Theorem`][]), in the order `gradflow check all`
+runs them."""
 
 THEOREMS = tuple(t.name for t in REGISTRY)
 """The theorems [`gradflow.check.run`][] (and `gradflow check NAME`) accept."""
 
-RESEARCH_THEOREMS = tuple(t.name for t in REGISTRY if t.research)
+RESEARCH_THEOREMS = tuple(t.name for t in REGISTRY if t.research is not None)
 """The theorems with research-size problems ([`gradflow.check.research_problems`][])."""
+
+SIZES = ("default", "research")
+"""The problem sizes of [`gradflow.check.run`][] (and `gradflow check --size`)."""
+
+
+def _record(theorem: str | Theorem, size: str = "default") -> Theorem:
+    """The record of `theorem` (one of `THEOREMS`; a [`gradflow.check.Theorem`][] is returned
+    as it is), checked to have problems of `size` (one of `SIZES`)."""
+    if isinstance(theorem, Theorem):
+        record = theorem
+    else:
+        found = [t for t in REGISTRY if t.name == theorem]
+        if not found:
+            raise ValueError(f"Unknown theorem {theorem!r}; choose one of {list(THEOREMS)}.")
+        (record,) = found
+    if size not in SIZES:
+        raise ValueError(f"Unknown `size` {size!r}; choose one of {list(SIZES)}.")
+    if size == "research" and record.research is None:
+        raise ValueError(
+            f"The {record.name} theorem has no research-size problems (size='research' covers "
+            f"{list(RESEARCH_THEOREMS)}); run it with size='default'."
+        )
+    return record
+
+
+def research_settings(theorem: str | Theorem, problem: str | None = None) -> dict[str, Any]:
+    """The keyword options `run(theorem, size="research")` passes to the check of `theorem`
+    on the problem named `problem` (alphas, horizon, tolerances, estimator budgets; see each
+    check's arguments): the theorem's [`gradflow.check.Research`][] `settings`, and on top of
+    them its `problem_settings` for `problem`."""
+    research = _record(theorem, "research").research
+    return {**research.settings, **research.problem_settings.get(problem, {})}
+
+
+def research_problems(theorem: str | Theorem) -> list[NamedProblem]:
+    """The real-size problems of `theorem` (one of `RESEARCH_THEOREMS`), from its
+    [`gradflow.check.Research`][] record. The built-in theorems share them: a centered
+    two-layer tanh net (n = 256 on the sphere of radius sqrt(31) in d = 31, m = 1024,
+    p = 32 768), the VGG-style CNN [`gradflow.check.vgg_digits`][] (p = 4 802, 128 digits,
+    1 280 outputs, tangent-kernel units), and, except for the next-to-lazy check, the two-layer
+    net uncentered (h(w0) != 0) as a negative control."""
+    return _record(theorem, "research").research.problems()
+
+
+def default_problems(theorem: str | Theorem, *, size: str = "default") -> list[NamedProblem]:
+    """The problems [`gradflow.check.run`][] checks `theorem` on, as its record declares them
+    ([`gradflow.check.Theorem`][] `problems`). For the built-in theorems: two non-convex toys
+    and a two-layer net where the hypotheses hold, and (except for the next-to-lazy and
+    under-parameterized checks, which require h(w0) = 0 outright) a negative control with
+    h(w0) != 0; for the off-training-set check the toys are matrix completion (the unobserved
+    entries held out) and the diagonal net, each problem with a held-out set. With
+    `size="research"`: [`gradflow.check.research_problems`][]."""
+    record = _record(theorem, size)
+    if size == "research":
+        return research_problems(record)
+    return record.problems()
+
+
+def run(
+    theorem: str | Theorem,
+    problems: list[NamedProblem] | None = None,
+    *,
+    size: str = "default",
+    extras: bool = True,
+    callback: Callable[[CheckReport], None] | None = None,
+    **kwargs: Any,
+) -> list[CheckReport]:
+    """Run the check of `theorem` (one of `THEOREMS`, or a [`gradflow.check.Theorem`][]
+    record of your own) on `problems` (default: [`gradflow.check.default_problems`][] of
+    `size`); `**kwargs` go to the check function. `size` is `"default"` (small problems,
+    about 2 min for all theorems) or `"research"` (real-size nets, for the theorems in
+    `RESEARCH_THEOREMS`, with the options of [`gradflow.check.research_settings`][], which
+    `**kwargs` override). `extras=True` adds the theorem's checks on problems of their own
+    (`Theorem.extras`: for `"scale_criterion"`, [`gradflow.check.check_width_law`][]).
+    `callback(report)` is called after each.
+
+    **Returns:** the list of [`gradflow.check.CheckReport`][]s.
+    """
+    record = _record(theorem, size)
+    problems = default_problems(record, size=size) if problems is None else problems
+    reports = []
+    for spec in problems:
+        options = kwargs
+        if size == "research":
+            name = spec.name if isinstance(spec, NamedProblem) else None
+            options = {**research_settings(record, name), **kwargs}
+        reports.append(record.check(spec, **options))
+        if callback is not None:
+            callback(reports[-1])
+    for extra in record.extras if extras else ():
+        reports.append(extra())
+        if callback is not None:
+            callback(reports[-1])
+    return reports

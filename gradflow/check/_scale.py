@@ -2,6 +2,7 @@
 law of two-layer nets."""
 
 import time
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -23,16 +24,34 @@ from ._base import (
     h0_hypothesis,
 )
 from ._common import as_alphas, as_named, problem_report, residual_norm
-from ._problems import NamedProblem, _sphere
+from ._problems import (
+    SMALL_NET,
+    NamedProblem,
+    _sphere,
+    diagonal_net,
+    matrix_factorization,
+    research_nets,
+    two_layer,
+)
+from ._theorem import Research, Theorem
+
+if TYPE_CHECKING:
+    from theory import Statement
+
+
+def statement() -> "Statement":
+    """`theory.scale_criterion()`, imported at first use (importing gradflow imports no
+    sympy)."""
+    from theory import scale_criterion as stmt_fn
+
+    return stmt_fn()
 
 
 def _homogeneity_error(problem: Problem, q: int, tau: float, ts: np.ndarray, rtol: float) -> float:
     r"""$\max_t \|x(t) - \tau v(s(t))\| / \max_t \|x(t)\|$: $x$ the flow of $R(h)$ from
     $\tau w_0$, $v$ the flow of $F_\alpha$ from $w_0$, with $\alpha$ and $s$ from
     `theory.homogeneity_time_change()` (the statement's `homogeneity_alpha`, `homogeneity_time`)."""
-    from theory import scale_criterion as stmt_fn
-
-    stmt = stmt_fn()
+    stmt = statement()
     # `lambda` (the symbol of tau) is a Python keyword: the values go in as a dict.
     vals = {"lambda": tau, "q": q}
     alpha = float(stmt.numeric("homogeneity_alpha")(**vals))
@@ -84,10 +103,8 @@ def check_scale_criterion(
 
     **Returns:** a [`gradflow.check.CheckReport`][].
     """
-    from theory import scale_criterion as stmt_fn
-
     start = time.perf_counter()
-    stmt = stmt_fn()
+    stmt = statement()
     spec = as_named(spec)
     problem = spec.problem
     alphas = as_alphas(alphas, minimum=3)
@@ -202,10 +219,8 @@ def check_width_law(
 
     **Returns:** a [`gradflow.check.CheckReport`][] (problem `"twolayer-widths"`).
     """
-    from theory import scale_criterion as stmt_fn
-
     start = time.perf_counter()
-    stmt = stmt_fn()
+    stmt = statement()
     kx, ky = jax.random.split(jax.random.PRNGKey(1234))
     x = _sphere(kx, samples, dim)
     y = np.tanh(np.asarray(x) @ np.asarray(jax.random.normal(ky, (dim,))))[:, None]
@@ -269,3 +284,32 @@ def check_width_law(
         seconds=time.perf_counter() - start,
         settings=(("widths", widths.tolist()), ("seeds", list(seeds))),
     )
+
+
+def _problems() -> list[NamedProblem]:
+    """Matrix factorization centered and not, a depth-3 diagonal net not centered, the
+    two-layer net centered, and a ReLU two-layer net with a doubled init (h(w0) = 0 and
+    2-homogeneous, for the time change)."""
+    return [
+        matrix_factorization(),
+        matrix_factorization(center=False),
+        diagonal_net(depth=3, center=False),
+        two_layer(**SMALL_NET),
+        two_layer(**SMALL_NET, activation="relu", center=False, doubled=True),
+    ]
+
+
+THEOREM = Theorem(
+    name="scale_criterion",
+    statement=statement,
+    summary="the scale criterion's 1/alpha law, homogeneity and width laws",
+    check=check_scale_criterion,
+    problems=_problems,
+    # 64 Lanczos steps for the reference ||Dh(w0)|| (the CNN's to 1e-15 of the full value) and
+    # 4 power-iteration starts: each is a pass over the whole training set.
+    research=Research(
+        problems=lambda: list(research_nets()),
+        settings=dict(num_starts=4, lanczos_iters=64),
+    ),
+    extras=(check_width_law,),
+)

@@ -1,5 +1,5 @@
 """Theorem checks against independent references: closed forms, the solver's own metrics, and
-the theorems' own statements; the registry, the theorem table, the figures and the command."""
+the theorems' own statements; the research sizes, the figures and the command."""
 
 import json
 
@@ -172,27 +172,6 @@ def test_verdicts_and_kinds_are_enumerations(tmp_path, holds, slope, kind, resul
     assert report.result != gf.check.KINDS.equal
 
 
-def test_one_theorem_table():
-    from gradflow.check import _registry
-
-    table = _registry.REGISTRY
-    assert gf.check.THEOREMS == tuple(t.name for t in table) == tuple(gf.check._CHECKS)
-    assert gf.check.RESEARCH_THEOREMS == ("next_to_lazy", "finite_horizon", "scale_criterion")
-    assert gf.check.RESEARCH_THEOREMS == tuple(t.name for t in table if t.research)
-    for t in table:
-        # Each row's function is the public check of that name, defined in its module.
-        fn = gf.check._CHECKS[t.name]
-        assert fn is getattr(gf.check, t.function) and fn.__module__ == f"gradflow.check.{t.module}"
-    # The table's module imports the standard library only (no JAX, nothing of gradflow).
-    import ast
-    from pathlib import Path
-
-    tree = ast.parse(Path(_registry.__file__).read_text())
-    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert imported == ["dataclasses"]
-
-
 def test_check_figures_live_next_to_the_checks():
     import matplotlib
 
@@ -220,15 +199,15 @@ def test_cli_check_writes_table_json_and_figures(tmp_path, monkeypatch, capsys):
     )
     calls = []
 
-    def fake_run(theorem, *, size, width_law, callback):
+    def fake_run(theorem, *, size, extras, callback):
         assert size == "default"
-        calls.append((theorem, width_law))
+        calls.append((theorem.name, extras))
         callback(report)
         return [report]
 
     monkeypatch.setattr(gf.check, "run", fake_run)
     code = cli.main(
-        ["check", "scale_criterion", "--out", str(tmp_path), "--no-width-law", "--no-cache"]
+        ["check", "scale_criterion", "--out", str(tmp_path), "--no-extras", "--no-cache"]
     )
     assert code == 0 and calls == [("scale_criterion", False)]
     out = capsys.readouterr().out
@@ -274,8 +253,11 @@ def test_research_size_builds_real_size_problems():
 def test_research_settings_are_options_of_the_checks():
     import inspect
 
-    for theorem in gf.check.RESEARCH_THEOREMS:
-        options = set(inspect.signature(gf.check._CHECKS[theorem]).parameters)
+    for record in gf.check.REGISTRY:
+        if record.research is None:
+            continue
+        theorem = record.name
+        options = set(inspect.signature(record.check).parameters)
         for name in (None, "twolayer-tanh-n256-m1024", "vgg-8-8-16-16-softplus-digits-n128"):
             assert set(gf.check.research_settings(theorem, name)) <= options
     # The CNN's next-to-lazy grid starts where its expansion is asymptotic (alpha ~ 100).
@@ -301,8 +283,8 @@ def test_cli_check_size_research(tmp_path, monkeypatch, capsys):
     )
     calls = []
 
-    def fake_run(theorem, *, size, width_law, callback):
-        calls.append((theorem, size))
+    def fake_run(theorem, *, size, extras, callback):
+        calls.append((theorem.name, size))
         callback(report)
         return [report]
 
