@@ -9,6 +9,10 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import check as check, data as data, models as models, plot as plot  # noqa: E402
+from ._gd_flow import (  # noqa: E402
+    GDFlowDistance as GDFlowDistance,
+    gd_flow_distance as gd_flow_distance,
+)
 from ._losses import (  # noqa: E402
     AbstractLoss as AbstractLoss,
     CrossEntropyLoss as CrossEntropyLoss,
@@ -53,6 +57,11 @@ from .analysis._kernels import (  # noqa: E402
     infinite_width_kernels as infinite_width_kernels,
     infinite_width_nngp as infinite_width_nngp,
     infinite_width_ntk as infinite_width_ntk,
+)
+from .analysis._sharpness import (  # noqa: E402
+    Sharpness as Sharpness,
+    sharpness as sharpness,
+    sharpness_along as sharpness_along,
 )
 from .analysis._stats import (  # noqa: E402
     RateFit as RateFit,
