@@ -84,11 +84,11 @@ from .solvers._stabilized import (  # noqa: E402
     PowerIteration as PowerIteration,
     SpectralBound as SpectralBound,
 )
+from .sweeps._computation import Computation as Computation  # noqa: E402
 from .sweeps._fingerprint import (  # noqa: E402
     problem_fingerprint as problem_fingerprint,
     tree_fingerprint as tree_fingerprint,
 )
-from .sweeps._computation import Computation as Computation  # noqa: E402
 from .sweeps._store import ResultStore as ResultStore, StoreError as StoreError  # noqa: E402
 from .sweeps._sweep import (  # noqa: E402
     PREDICTED_SLOPES as PREDICTED_SLOPES,
