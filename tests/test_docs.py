@@ -173,10 +173,10 @@ def test_every_python_block_of_the_readme_runs_as_written(tmp_path, monkeypatch)
 
 
 def test_every_python_block_of_the_extending_guide_runs_as_written(tmp_path, monkeypatch):
-    # docs/extending.md: a model, a loss, two solvers and a theorem check added from user
-    # code, each block ending with its check against an independent answer (closed form, the
-    # square loss, a convergence order, Tsit5 at a tight tolerance, the tangent kernel's
-    # modes), which the run asserts.
+    # docs/extending.md: a model, a loss, two solvers, an experiment and a theorem check added
+    # from user code, each block ending with its check against an independent answer (closed
+    # form, the square loss, a convergence order, Tsit5 at a tight tolerance, the tangent
+    # kernel's modes), which the run asserts.
     monkeypatch.chdir(tmp_path)
     namespace = _run_python_blocks(ROOT / "docs" / "extending.md")
     # The page's own classes, each a subclass of the base it documents.
@@ -188,6 +188,10 @@ def test_every_python_block_of_the_extending_guide_runs_as_written(tmp_path, mon
     assert issubclass(namespace["HuberLoss"], gf.AbstractLoss)
     assert issubclass(namespace["SSPRK3"], diffrax.AbstractERK)
     assert issubclass(namespace["RKC1"], gf.AbstractStabilizedSolver)
+    # The experiment: flows and a computed point through one runner; its claims hold, and a
+    # second run reads every point back.
+    assert issubclass(namespace["LazyGap"], gf.experiments.AbstractExperiment)
+    assert namespace["again"].reused == ["alpha=10", "alpha=100", "alpha=1000", "closed_form"]
     # The theorem check: a record of its own, run by gf.check.run, passing on both problems.
     record = namespace["KERNEL_REGIME"]
     assert isinstance(record, gf.check.Theorem) and record.name not in gf.check.THEOREMS
