@@ -374,7 +374,7 @@ class AbstractFlowExperiment(AbstractExperiment):
             self.build,
             [point],
             batch_size=1,
-            options=self.point_options,
+            point_options=self.point_options,
             measure=self.measure,
             **self.solve_options(),
         )
@@ -650,7 +650,7 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
             experiment.build,
             experiment.flow_points(),
             keys=keys,
-            options=experiment.point_options,
+            point_options=experiment.point_options,
             measure=experiment.measure,
             store=store,
             batch_size=experiment.batch_size,
