@@ -24,6 +24,7 @@ from ..sweeps._keys import duplicate_keys, point_key
 from ..sweeps._store import ResultStore, config_hash, resume
 
 if typing.TYPE_CHECKING:
+    from .._options import SolveOptions
     from .._problem import Problem
     from ..sweeps._sweep import Sweep
 
@@ -327,7 +328,8 @@ def _check_option(name: str, value: Any, hint: Any, meta: Any) -> None:
 
 class AbstractFlowExperiment(AbstractExperiment):
     """An experiment whose points are gradient flows: each point is a problem (`build`) and
-    every point is solved with the same options (`solve_options`). [`gradflow.experiments.run`][]
+    every point is solved with the same [`gradflow.SolveOptions`][] (`solve_options`), with
+    what differs per point from `point_options`. [`gradflow.experiments.run`][]
     solves them with [`gradflow.sweep`][] through the experiment's store (the same resume step,
     the same fingerprints: a point stored for another problem is never reused) and hands the
     stacked [`gradflow.Sweep`][] to `summarize`, with no JSON in between. Subclasses define
@@ -346,12 +348,13 @@ class AbstractFlowExperiment(AbstractExperiment):
         """The [`gradflow.Problem`][] of one point."""
 
     @abc.abstractmethod
-    def solve_options(self) -> dict[str, Any]:
-        """The options of [`gradflow.solve`][] shared by every point (`t1`, `ts`, `rtol`, ...)."""
+    def solve_options(self) -> "SolveOptions":
+        """The [`gradflow.SolveOptions`][] every point shares (`t1`, `ts`, `rtol`, ...)."""
 
     def point_options(self, **point: Any) -> dict[str, Any]:
-        """Solve options of one point on top of `solve_options` (e.g. a gradient-descent step
-        and horizon that depend on the point); none by default."""
+        """The solve options of one point that differ from `solve_options` (e.g. a
+        gradient-descent step and horizon that depend on the point), as keywords of
+        `SolveOptions.replace`; none by default."""
         return {}
 
     # `measure(problem, solution, **point) -> dict`: numbers computed from a point's solve
@@ -374,9 +377,9 @@ class AbstractFlowExperiment(AbstractExperiment):
             self.build,
             [point],
             batch_size=1,
+            options=self.solve_options(),
             point_options=self.point_options,
             measure=self.measure,
-            **self.solve_options(),
         )
         if result.errors[0] is not None:
             raise RuntimeError(result.errors[0])
@@ -650,6 +653,7 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
             experiment.build,
             experiment.flow_points(),
             keys=keys,
+            options=experiment.solve_options(),
             point_options=experiment.point_options,
             measure=experiment.measure,
             store=store,
@@ -659,7 +663,6 @@ def _run_flows(experiment, store, keys, only, progress, index, count, overwrite)
             process_count=count,
             only=only,
             overwrite=overwrite,
-            **experiment.solve_options(),
         )
     finally:
         bar.close()

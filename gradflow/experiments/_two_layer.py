@@ -256,10 +256,9 @@ def train_trials(
         evaluations = np.asarray(_evaluations(sol.stats)).astype(int)
         if method == "flow":
             info = result.infos[0]
-            reason = info.solver_reason.removesuffix(" (the batch's stiffest point)")
             flow = {
                 "solver": info.solver,
-                "solver_reason": reason + " (the stiffest trial)",
+                "solver_reason": info.choice.reason + " (the stiffest trial)",
                 "stiffness": info.stiffness,
                 "rtol": rtol,
             }
