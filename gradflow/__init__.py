@@ -20,6 +20,7 @@ from ._losses import (  # noqa: E402
     SquareLoss as SquareLoss,
     empirical_norm as empirical_norm,
 )
+from ._options import SolveOptions as SolveOptions  # noqa: E402
 from ._problem import ModuleApply as ModuleApply, Problem as Problem  # noqa: E402
 from ._solution import (  # noqa: E402
     RESULTS as RESULTS,
@@ -70,6 +71,8 @@ from .analysis._stats import (  # noqa: E402
 )
 from .models import symmetric_init as symmetric_init  # noqa: E402
 from .solvers._auto import (  # noqa: E402
+    SolverChoice as SolverChoice,
+    StiffnessSource as StiffnessSource,
     choose_solver as choose_solver,
     has_kinks as has_kinks,
     stiff_threshold as stiff_threshold,

@@ -2,17 +2,16 @@
 record of how a solve was made (`SolveInfo`) and the solution itself (`Solution`)."""
 
 import dataclasses
-import math
-import numbers
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import equinox as eqx
 import jax
 import numpy as np
 
+from ._options import SolveOptions, controller_tolerances, solver_name
 from ._problem import _is_traced
 from ._typing import Array, Float, Params
+from .solvers._auto import SolverChoice, StiffnessSource
 
 
 class RESULTS(eqx.Enumeration):
@@ -114,30 +113,21 @@ def _throw_messages() -> list[str]:
     return messages
 
 
-def _real(name: str, value: Any, *, optional: bool, check, requirement: str) -> float | None:
-    """`value` as a Python float, or a `ValueError` naming `SolveInfo(name=...)`."""
-    if value is None and optional:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if not ok or not check(float(value)):
-        raise ValueError(
-            f"`SolveInfo({name}=...)` must be {requirement}{' or None' if optional else ''}; "
-            f"got {name}={value!r}."
-        )
-    return float(value)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`SolveInfo({name}=...)` must be True or False; got {name}={value!r}.")
-    return bool(value)
-
-
 class SolveInfo(eqx.Module):
-    r"""How a [`gradflow.solve`][] ran: its solver, tolerances, horizon and the problem's size
-    (`Solution.info`). Immutable and hashable: every field is static, so a
-    [`gradflow.Solution`][] carries it through `jax.jit`, `jax.vmap` and `eqx.filter_jit`
-    unchanged, and two solves with equal settings have equal `info`.
+    r"""How a [`gradflow.solve`][] ran (`Solution.info`): the options it ran with, the auto
+    choice, and the problem's dtype and size. Immutable and hashable: every field is static,
+    so a [`gradflow.Solution`][] carries it through `jax.jit`, `jax.vmap` and
+    `eqx.filter_jit` unchanged, and two solves with equal settings have equal `info`.
+
+    - `options`: the [`gradflow.SolveOptions`][] of the solve, with the solver it ran with
+      (the one `"auto"` chose, in place of `"auto"`).
+    - `choice`: the [`gradflow.SolverChoice`][] of `solver="auto"` (the solver, why, and the
+      stiffness it was chosen from); `None` for a given solver.
+    - `dtype`: the parameters' dtype, e.g. `"float64"`.
+    - `center`: the problem's `center`.
+    - `num_params`: the number of scalar parameters.
+
+    Read from these, as properties:
 
     - `solver`: the solver's name, `"Tsit5"`, `"RKC"`, or
       `"GradientDescent(learning_rate=0.1)"`.
@@ -146,152 +136,61 @@ class SolveInfo(eqx.Module):
       is no error control (gradient descent, constant steps of `dt0`) or a given controller's
       tolerances are traced.
     - `t1`: the horizon (for gradient descent, `num_steps * learning_rate`).
-    - `dtype`: the parameters' dtype, e.g. `"float64"`.
     - `linearized`: whether the linearized flow was integrated too.
-    - `center`: the problem's `center`.
-    - `num_params`: the number of scalar parameters.
-    - `solver_reason`: for `solver_choice="auto"`, why that solver (with the stiffness
-      estimate and the threshold it was compared with); `None` for a given solver.
-    - `stiffness`: for `solver_choice="auto"`, the estimate $\lambda_{\max}(w_0)\, t_1$ the
-      choice was made from ([`gradflow.stiffness`][]), `None` where it was not estimated; `None`
-      for a given solver.
+    - `solver_reason`: for an auto choice, why that solver (with the stiffness estimate and
+      the threshold it was compared with, and, for a batch's choice, "(the batch's stiffest
+      point)"); `None` for a given solver.
+    - `stiffness`: for an auto choice, the estimate $\lambda_{\max}(w_0)\, t_1$ the choice was
+      made from ([`gradflow.stiffness`][]), `None` where it was not estimated; `None` for a
+      given solver.
 
-    `to_dict()` is the JSON form (the keys [`gradflow.Solution.to_dict`][] writes) and
-    [`gradflow.SolveInfo.from_dict`][] reads it back. Fields are replaced with
-    `dataclasses.replace(info, ...)`, which checks the new values like the constructor.
+    A stored point keeps these as JSON (the properties by name, with `dtype`, `center` and
+    `num_params`), written and read back at the store's edge ([`gradflow.sweep`][]).
     """
 
-    solver: str = eqx.field(static=True)
-    solver_choice: Literal["auto", "given"] = eqx.field(static=True)
-    rtol: float | None = eqx.field(static=True)
-    atol: float | None = eqx.field(static=True)
-    t1: float = eqx.field(static=True)
+    options: SolveOptions = eqx.field(static=True)
+    choice: SolverChoice | None = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
-    linearized: bool = eqx.field(static=True)
     center: bool = eqx.field(static=True)
     num_params: int = eqx.field(static=True)
-    solver_reason: str | None = eqx.field(static=True)
-    stiffness: float | None = eqx.field(static=True)
 
-    def __init__(
-        self,
-        *,
-        solver: str,
-        solver_choice: Literal["auto", "given"],
-        rtol: float | None,
-        atol: float | None,
-        t1: float,
-        dtype: str,
-        linearized: bool,
-        center: bool,
-        num_params: int,
-        solver_reason: str | None = None,
-        stiffness: float | None = None,
-    ):
-        if not (isinstance(solver, str) and solver):
-            raise ValueError(
-                f"`SolveInfo(solver=...)` must be the solver's name, a non-empty string; got "
-                f"solver={solver!r}."
-            )
-        if solver_choice not in ("auto", "given"):
-            raise ValueError(
-                "`SolveInfo(solver_choice=...)` must be 'auto' or 'given'; got "
-                f"solver_choice={solver_choice!r}."
-            )
-        if not (isinstance(dtype, str) and dtype):
-            raise ValueError(
-                f"`SolveInfo(dtype=...)` must be a dtype's name such as 'float64'; got "
-                f"dtype={dtype!r}."
-            )
-        if (
-            isinstance(num_params, (bool, np.bool_))
-            or not isinstance(num_params, numbers.Integral)
-            or num_params < 1
-        ):
-            raise ValueError(
-                "`SolveInfo(num_params=...)` must be an integer >= 1; got "
-                f"num_params={num_params!r}."
-            )
-        if solver_choice == "auto" and not isinstance(solver_reason, str):
-            raise ValueError(
-                "`SolveInfo(solver_reason=...)` must say why 'auto' chose the solver (a string) "
-                f"when solver_choice='auto'; got solver_reason={solver_reason!r}."
-            )
-        if solver_choice == "given" and (solver_reason is not None or stiffness is not None):
-            raise ValueError(
-                "`SolveInfo(solver_reason=..., stiffness=...)` describe an 'auto' choice and "
-                f"must be None when solver_choice='given'; got {solver_reason=!r}, "
-                f"{stiffness=!r}. Set solver_choice='auto' with them."
-            )
+    @property
+    def solver(self) -> str:
+        return solver_name(self.options.solver)
 
-        def tolerance(x):
-            return math.isfinite(x) and x >= 0
+    @property
+    def solver_choice(self) -> Literal["auto", "given"]:
+        return "given" if self.choice is None else "auto"
 
-        self.solver = solver
-        self.solver_choice = solver_choice
-        self.rtol = _real("rtol", rtol, optional=True, check=tolerance, requirement="a number >= 0")
-        self.atol = _real("atol", atol, optional=True, check=tolerance, requirement="a number >= 0")
-        self.t1 = _real(
-            "t1",
-            t1,
-            optional=False,
-            check=lambda x: math.isfinite(x) and x > 0,
-            requirement="a finite time > 0",
-        )
-        self.dtype = dtype
-        self.linearized = _flag("linearized", linearized)
-        self.center = _flag("center", center)
-        self.num_params = int(num_params)
-        self.solver_reason = solver_reason
-        # A non-finite estimate is kept (it explains the choice); `to_dict` writes it as None.
-        self.stiffness = _real(
-            "stiffness", stiffness, optional=True, check=lambda x: True, requirement="a number"
-        )
+    @property
+    def rtol(self) -> float | None:
+        tolerances = controller_tolerances(self.options)
+        return None if tolerances is None else tolerances[0]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: every field by name, `solver_reason` and `stiffness` only for
-        `solver_choice="auto"`, a non-finite `stiffness` as `None`."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if self.solver_choice == "given":
-            del out["solver_reason"], out["stiffness"]
-        elif self.stiffness is not None and not math.isfinite(self.stiffness):
-            out["stiffness"] = None
-        return out
+    @property
+    def atol(self) -> float | None:
+        tolerances = controller_tolerances(self.options)
+        return None if tolerances is None else tolerances[1]
 
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "SolveInfo":
-        """The `SolveInfo` whose `to_dict()` is `record` (e.g. read back from JSON).
+    @property
+    def t1(self) -> float | None:
+        return self.options.t1
 
-        **Arguments:**
+    @property
+    def linearized(self) -> bool:
+        return self.options.linearized
 
-        - `record`: a mapping with the keys of `to_dict()`; `solver_reason` and `stiffness`
-          may be missing (they default to `None`).
+    @property
+    def solver_reason(self) -> str | None:
+        if self.choice is None:
+            return None
+        if self.choice.estimated_from is StiffnessSource.problem:
+            return self.choice.reason
+        return f"{self.choice.reason} ({self.choice.estimated_from.value})"
 
-        **Returns:** a [`gradflow.SolveInfo`][]. An unknown or a missing key raises a
-        `ValueError` naming it.
-        """
-        if not isinstance(record, Mapping):
-            raise ValueError(
-                f"`record` must be a mapping (the output of `SolveInfo.to_dict`); got "
-                f"{type(record).__name__}."
-            )
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(record) - set(names))
-        if unknown:
-            raise ValueError(
-                f"`record` holds unknown key(s) {unknown} for a gradflow.SolveInfo, whose "
-                f"keys are {names}: pass only those (the output of `SolveInfo.to_dict`)."
-            )
-        missing = [n for n in names if n not in record and n not in _INFO_OPTIONAL]
-        if missing:
-            raise ValueError(
-                f"`record` lacks the key(s) {missing} of a gradflow.SolveInfo (written by "
-                "`SolveInfo.to_dict`); every key but solver_reason and stiffness is needed."
-            )
-        return cls(**record)
-
-
-_INFO_OPTIONAL = frozenset({"solver_reason", "stiffness"})
+    @property
+    def stiffness(self) -> float | None:
+        return None if self.choice is None else self.choice.stiffness
 
 
 class Solution(eqx.Module):
@@ -347,31 +246,3 @@ class Solution(eqx.Module):
     @property
     def message(self) -> str:
         return RESULTS[self.result]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (NaN written as `None`): the arrays, `stats`, `result`,
-        `succeeded`, and the keys of `info.to_dict()` ([`gradflow.SolveInfo`][]) at the top
-        level."""
-
-        def conv(x):
-            if x is None:
-                return None
-            a = np.asarray(x, dtype=float)
-            return [None if not np.isfinite(v) else float(v) for v in a.ravel()]
-
-        return {
-            "alpha": float(self.alpha),
-            "ts": conv(self.ts),
-            "param_distance": conv(self.param_distance),
-            "param_gap": conv(self.param_gap),
-            "output_gap": conv(self.output_gap),
-            "loss": conv(self.loss),
-            "linear_loss": conv(self.linear_loss),
-            "stats": {
-                k: (int(v) if np.issubdtype(np.asarray(v).dtype, np.integer) else float(v))
-                for k, v in self.stats.items()
-            },
-            "result": self.message or "successful",
-            "succeeded": self.succeeded,
-            **({} if self.info is None else self.info.to_dict()),
-        }

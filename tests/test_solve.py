@@ -1,7 +1,6 @@
 """`gf.solve` against exact solutions, a hand-written GD loop, and the paper's rates."""
 
 import dataclasses
-import json
 
 import diffrax as dfx
 import equinox as eqx
@@ -201,11 +200,44 @@ def test_gradient_descent_info_has_no_tolerances(getkey):
     assert info.solver_reason is None and info.stiffness is None
     assert info.t1 == 10.0 and info.dtype == "float64" and info.linearized and info.center
     assert info.num_params == 20 * 3 + 20 * 1  # TwoLayer(20) on d=3, k=1: (20, 3) and (20, 1)
-    # The JSON edge: `None` written as null, read back to an equal record.
-    d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
-    assert d["rtol"] is None and d["atol"] is None and "stiffness" not in d
-    again = gf.SolveInfo.from_dict({k: d[k] for k in info.to_dict()})
-    assert again == info and hash(again) == hash(info)
+    # The options it ran with, the save times placed on the iterates; no auto choice.
+    assert info.options == gf.SolveOptions(eta * steps, ts, solver=gf.GradientDescent(eta),
+                                           save_params=True)  # fmt: skip
+    assert info.options.ts == tuple(float(v) for v in sol.ts) and info.choice is None
+    assert hash(info) == hash(dataclasses.replace(info))  # its JSON form: tests/sweeps/
+
+
+def test_solve_with_options_equals_solve_with_keywords():
+    # The program of the scalar closed-form tests (save_params, SCALAR_TS): bitwise the same
+    # solve, whether the options come as keywords or as one object.
+    keywords = dict(ts=SCALAR_TS, rtol=1e-9, atol=1e-12, save_params=True)
+    by_keywords = gf.solve(scalar_problem(10.0), **keywords)
+    options = gf.SolveOptions(**keywords)
+    by_options = gf.solve(scalar_problem(10.0), options=options)
+    for a, b in zip(jax.tree_util.tree_leaves(by_keywords), jax.tree_util.tree_leaves(by_options)):
+        np.testing.assert_array_equal(a, b)
+    assert by_options.info == by_keywords.info
+    # The options it ran with: the given ones, with the solver "auto" chose.
+    assert by_options.info.options == options.replace(solver=dfx.Tsit5())
+    assert by_options.info.choice.solver == dfx.Tsit5() and by_options.info.solver == "Tsit5"
+    # A given solver is reported as given, with no choice.
+    given = gf.solve(scalar_problem(10.0), options=options.replace(solver=dfx.Tsit5()))
+    assert given.info.choice is None and given.info.options == options.replace(solver=dfx.Tsit5())
+    np.testing.assert_array_equal(given.loss, by_options.loss)
+
+
+def test_options_and_keywords_are_not_mixed():
+    problem, options = scalar_problem(10.0), gf.SolveOptions(1.0)
+    with pytest.raises(ValueError, match=r"not both: got `options` and `solver`, `rtol`"):
+        gf.solve(problem, options=options, rtol=1e-6, solver=dfx.Tsit5())
+    with pytest.raises(ValueError, match=r"got `options` and `t1`.*options.replace\(t1=...\)"):
+        gf.solve(problem, 2.0, options=options)
+    with pytest.raises(TypeError, match=r"`options` must be a gf.SolveOptions; got dict"):
+        gf.solve(problem, options={"t1": 1.0})
+    with pytest.raises(ValueError, match=r"Give the final time `t1`.*`options` has neither"):
+        gf.solve(problem, options=gf.SolveOptions(rtol=1e-6))
+    with pytest.raises(TypeError, match="`throw` must be True or False"):
+        gf.solve(problem, options=options, throw="yes")
 
 
 def test_solution_with_its_info_passes_through_filter_jit():
@@ -235,7 +267,8 @@ def test_solution_with_its_info_passes_through_filter_jit():
     np.testing.assert_allclose(final_loss(jitted), eager.loss[-1], rtol=1e-12)
     final_loss(eager)  # equal info, same shapes: the cached program
     assert seen == [jitted.info]
-    other = dataclasses.replace(eager, info=dataclasses.replace(eager.info, rtol=1e-6))
+    options = eager.info.options.replace(rtol=1e-6)
+    other = dataclasses.replace(eager, info=dataclasses.replace(eager.info, options=options))
     final_loss(other)  # another info is another static key
     assert len(seen) == 2 and seen[1].rtol == 1e-6
 
@@ -354,15 +387,6 @@ def test_kernel_drift_against_materialized_jacobians(getkey):
     assert expected > 1e-3  # alpha = 1 is not lazy: the kernel moves
     np.testing.assert_allclose(gf.kernel_drift(problem, w_t), expected, rtol=1e-10)
     assert gf.kernel_drift(problem, problem.params0) == 0.0
-
-
-def test_solution_to_dict_is_json_ready(getkey):
-    problem = two_layer_problem(getkey(), n=6, d=3, m=8, alpha=10.0)
-    # save_params: the program of `test_kernel_drift_against_materialized_jacobians`.
-    sol = gf.solve(problem, t1=1.0, ts=[0.0, 1.0], save_params=True)
-    d = json.loads(json.dumps(sol.to_dict(), allow_nan=False))
-    assert d["succeeded"] and d["solver"] == "Tsit5" and d["alpha"] == 10.0
-    assert d["param_gap"][0] == 0.0 and d["param_gap"][1] > 0
 
 
 # ------------------------------------------------------------ gradient descent: a discrete method

@@ -58,7 +58,7 @@ def solve_alphas_relaxed(
         [{"alpha": float(a)} for a in alphas],
         ts=ts,
         batch_size=1,
-        options=tolerances,
+        point_options=tolerances,
         **kwargs,
     )
     _every_point(result)

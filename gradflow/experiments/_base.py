@@ -23,6 +23,7 @@ from ..sweeps._keys import duplicate_keys
 from ..sweeps._store import ResultStore
 
 if typing.TYPE_CHECKING:
+    from .._options import SolveOptions
     from .._problem import Problem
     from ..sweeps._computation import Computation
     from ..sweeps._sweep import Sweep
@@ -108,14 +109,17 @@ class AbstractExperiment(abc.ABC):
         `point_options`), or a [`gradflow.Computation`][] for a point that is not one flow
         (SGD epochs, trials solved together, a closed form)."""
 
-    def solve_options(self) -> dict[str, Any]:
-        """The options of [`gradflow.solve`][] shared by every flow point (`t1`, `ts`, `rtol`,
-        ...); none by default (an experiment of computations only)."""
-        return {}
+    def solve_options(self) -> "SolveOptions":
+        """The [`gradflow.SolveOptions`][] every flow point shares (`t1`, `ts`, `rtol`, ...);
+        the defaults where the experiment has no flow points."""
+        from .._options import SolveOptions
+
+        return SolveOptions()
 
     def point_options(self, **point: Any) -> dict[str, Any]:
-        """Solve options of one point on top of `solve_options` (e.g. a gradient-descent step
-        and horizon that depend on the point); none by default."""
+        """The solve options of one point that differ from `solve_options` (e.g. a
+        gradient-descent step and horizon that depend on the point), as keywords of
+        `SolveOptions.replace`; none by default."""
         return {}
 
     # `measure(problem, solution, **point) -> dict`: numbers computed from a flow point's solve
@@ -140,9 +144,9 @@ class AbstractExperiment(abc.ABC):
             self.build,
             [point],
             batch_size=1,
-            options=self.point_options,
+            options=self.solve_options(),
+            point_options=self.point_options,
             measure=self.measure,
-            **self.solve_options(),
         )
         if result.errors[0] is not None:
             raise RuntimeError(result.errors[0])
@@ -584,7 +588,8 @@ def _run_points(experiment, store, keys, only, progress, index, count, overwrite
             experiment.build,
             [p for _, p in experiment.points()],
             keys=keys,
-            options=experiment.point_options,
+            options=experiment.solve_options(),
+            point_options=experiment.point_options,
             measure=experiment.measure,
             store=store,
             batch_size=experiment.batch_size,
@@ -593,7 +598,6 @@ def _run_points(experiment, store, keys, only, progress, index, count, overwrite
             process_count=count,
             only=only,
             overwrite=overwrite,
-            **experiment.solve_options(),
         )
     finally:
         bar.close()

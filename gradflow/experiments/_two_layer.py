@@ -20,13 +20,14 @@ import numpy as np
 from .. import models
 from .._losses import SquareLoss
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from .._solution import RESULTS
 from .._solve import solve
 from .._typing import Array, ArrayLike, Params
 from ..analysis._closed_form import linear_flow_closed_form
 from ..models.two_layer import init_neurons
-from ..solvers._auto import batch_stiffness, choose_solver
+from ..solvers._auto import batch_stiffness, decide
 from ..solvers._gradient_descent import GradientDescent
 
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
@@ -240,25 +241,22 @@ def train_trials(
     else:
         problems, data = eqx.filter_vmap(build)(keys)
         dynamic, static = eqx.partition(problems, eqx.is_array)
-        options = dict(options)
-        t1, ts = float(options.pop("t1")), np.asarray(options.pop("ts"), dtype=float)
+        options = SolveOptions(**options)
         if method == "flow":
             # `solver="auto"` decides once for the batch, outside the vmapped solve (where the
             # problems are traced), from its stiffest trial.
             first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
-            picked = choose_solver(
-                first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
-            )
-            options["solver"] = picked.solver
+            choice = decide(first, options, batch_stiffness(dynamic, static))
+            options = options.replace(solver=choice.solver)
             flow = {
-                "solver": type(picked.solver).__name__,
-                "solver_reason": picked.reason + " (the stiffest trial)",
-                "stiffness": picked.stiffness,
+                "solver": type(choice.solver).__name__,
+                "solver_reason": choice.reason + " (the stiffest trial)",
+                "stiffness": choice.stiffness,
                 "rtol": rtol,
             }
         # The trials in lockstep: one program, vmapped over the trials (adaptive steps are
         # taken together, so a trial's path is its own solve's to the tolerance).
-        sol = jax.vmap(lambda d: solve(eqx.combine(d, static), t1=t1, ts=ts, **options))(dynamic)
+        sol = jax.vmap(lambda d: solve(eqx.combine(d, static), options=options))(dynamic)
         sol = jax.tree_util.tree_map(np.asarray, sol)
         test_loss = eqx.filter_vmap(_test_loss)
         test = np.asarray(test_loss(problems, sol.params, data.x_test, data.y_test))

@@ -11,6 +11,7 @@ import jax
 from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from ..sweeps._keys import point_key
 from ..sweeps._sweep import PREDICTED_SLOPES, Sweep, fit_alpha_sweep
@@ -110,8 +111,8 @@ class TwoLayerAlphaSweep(AbstractExperiment):
     def build(self, *, alpha: float) -> Problem:
         return self.problem.with_alpha(alpha)
 
-    def solve_options(self) -> dict[str, Any]:
-        return {"t1": self.t1, "rtol": self.rtol, "atol": self.atol, "linearized": True}
+    def solve_options(self) -> SolveOptions:
+        return SolveOptions(self.t1, rtol=self.rtol, atol=self.atol, linearized=True)
 
     def summarize(self, sweep: Sweep) -> dict[str, Any]:
         from ..analysis._diagnostics import scale_criterion

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import data as gdata
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
@@ -92,8 +93,8 @@ class Homogeneity(AbstractExperiment):
     def _ts(self) -> np.ndarray:
         return np.linspace(0.0, self.t1, 41)
 
-    def solve_options(self) -> dict[str, Any]:
-        return {"rtol": self.rtol, "atol": self.atol, "linearized": False, "save_params": True}
+    def solve_options(self) -> SolveOptions:
+        return SolveOptions(rtol=self.rtol, atol=self.atol, linearized=False, save_params=True)
 
     def point_options(self, *, tau: float, flow: Flow) -> dict[str, Any]:
         ts = self._ts() if flow == "direct" else tau**2 * self._ts()

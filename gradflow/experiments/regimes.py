@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from ..analysis._closed_form import linear_flow_closed_form
 from ..solvers._gradient_descent import GradientDescent
@@ -122,15 +123,11 @@ class Regimes(AbstractExperiment):
         small = jax.tree_util.tree_map(lambda v: self.tau * v, t["w0"])
         return Problem(t["model"], small, t["x"], SquareLoss(t["y"]))
 
-    def solve_options(self) -> dict[str, Any]:
+    def solve_options(self) -> SolveOptions:
         t1 = self.num_steps * self.step
-        return {
-            "t1": t1,
-            "ts": [t1],
-            "solver": GradientDescent(self.step),
-            "linearized": False,
-            "save_params": True,
-        }
+        return SolveOptions(
+            t1, [t1], solver=GradientDescent(self.step), linearized=False, save_params=True
+        )
 
     def measure(
         self, problem: Problem, solution: Any, *, n_train: int, trial: int

@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata, models
 from .._losses import SquareLoss
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from ..solvers._gradient_descent import GradientDescent
 from ..sweeps._keys import point_key
@@ -121,8 +122,8 @@ class TensorCompletion(AbstractExperiment):
         y = t["model"](t["target"], t["train"])
         return Problem(t["model"], t["w0"], t["train"], SquareLoss(y))
 
-    def solve_options(self) -> dict[str, Any]:
-        return {"linearized": False, "save_params": True}
+    def solve_options(self) -> SolveOptions:
+        return SolveOptions(linearized=False, save_params=True)
 
     def point_options(self, *, tau: float, trial: int) -> dict[str, Any]:
         eta = self.step(tau)

@@ -10,6 +10,7 @@ import numpy as np
 from .. import data as gdata
 from .._losses import SquareLoss
 from .._memory import ArraySize
+from .._options import SolveOptions
 from .._problem import Problem
 from ..solvers._gradient_descent import GradientDescent
 from ..sweeps._keys import point_key
@@ -110,14 +111,11 @@ class Trajectories(AbstractExperiment):
     def _iterations(self) -> np.ndarray:
         return log_spaced_steps(self.num_steps, self.num_saves)
 
-    def solve_options(self) -> dict[str, Any]:
+    def solve_options(self) -> SolveOptions:
         eta = paper_learning_rate(self.width, self.step)
-        return {
-            "t1": self.num_steps * eta,
-            "ts": self._iterations() * eta,
-            "linearized": False,
-            "save_params": True,
-        }
+        return SolveOptions(
+            self.num_steps * eta, self._iterations() * eta, linearized=False, save_params=True
+        )
 
     def point_options(self, *, tau: float, method: Literal["gd", "flow"]) -> dict[str, Any]:
         if method == "gd":

@@ -11,6 +11,7 @@ Tsit5 needs 2 125 evaluations for 7.6e-4 and 13 531 for 1.9e-4."""
 
 import collections
 import dataclasses
+import enum
 import hashlib
 import threading
 
@@ -21,6 +22,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import SolveOptions, _controller_tolerances, _hash_key
 from .._problem import Problem, _flatten, _is_traced
 from ..analysis._operators import LanczosResult, hessian, lanczos_largest, unit_normal
 from ._stabilized import RKC
@@ -300,13 +302,37 @@ def stiffness(problem: Problem) -> float:
     return value
 
 
+class StiffnessSource(enum.Enum):
+    """What the stiffness estimate of an auto choice ([`gradflow.SolverChoice`][]) was taken
+    from; each member's value says it in words."""
+
+    problem = "the problem solved"
+    batch = "the batch's stiffest point"
+
+
 @dataclasses.dataclass(frozen=True)
 class SolverChoice:
-    """What `solver="auto"` chose, and why (recorded in `Solution.info`)."""
+    r"""What `solver="auto"` chose, and why: the decision [`gradflow.choose_solver`][] makes
+    (with `explain=True`), recorded in `Solution.info` ([`gradflow.SolveInfo`][]`.choice`).
+
+    - `solver`: the diffrax solver chosen.
+    - `reason`: why, with the stiffness and the threshold it was compared with.
+    - `stiffness`: the estimate $\lambda_{\max}(w_0)\, t_1$ the choice was made from
+      ([`gradflow.stiffness`][]); `None` where it was not estimated (no horizon, or a traced
+      problem).
+    - `estimated_from`: a [`gradflow.StiffnessSource`][]: the problem solved, or the stiffest
+      point of a batch of problems solved together (a [`gradflow.sweep`][] batch, one choice
+      for all its points).
+    """
 
     solver: dfx.AbstractAdaptiveSolver
     reason: str
-    stiffness: float | None  # lambda_max(w0) * t1, when estimated
+    stiffness: float | None
+    estimated_from: StiffnessSource
+
+    def __hash__(self) -> int:
+        # The solver may hold arrays (RKC's power iteration), which do not hash.
+        return hash(_hash_key([self.solver, self.reason, self.stiffness, self.estimated_from]))
 
 
 def batch_stiffness(dynamic, static) -> float:
@@ -344,13 +370,17 @@ def choose_solver(
     - `problem`: a [`gradflow.Problem`][].
     - `rtol`: the relative tolerance of the solve.
     - `t1`: the horizon.
-    - `explain`: return a `SolverChoice` (solver, reason, stiffness) instead of the solver.
-    - `lambda_max`: the largest Hessian eigenvalue at $w_0$ if already known (a batch's
-      largest, say); otherwise it is estimated.
+    - `explain`: return a [`gradflow.SolverChoice`][] (solver, reason, stiffness and what it
+      was estimated from) instead of the solver.
+    - `lambda_max`: the largest Hessian eigenvalue at $w_0$ over a batch of problems solved
+      together (a [`gradflow.sweep`][] batch), if already known: the choice is then made
+      from it and marked [`gradflow.StiffnessSource`][]`.batch`. Otherwise it is estimated on
+      `problem`.
 
-    **Returns:** a diffrax solver, or a `SolverChoice`.
+    **Returns:** a diffrax solver, or a [`gradflow.SolverChoice`][].
     """
     kinks = has_kinks(problem)
+    source = StiffnessSource.problem if lambda_max is None else StiffnessSource.batch
     stiff = None
     if t1 is not None and lambda_max is not None:
         stiff = float(lambda_max) * float(t1)
@@ -359,11 +389,10 @@ def choose_solver(
     threshold = stiff_threshold(rtol)
     allowed = not kinks or rtol >= KINKS_STIFF_MIN_RTOL
     if stiff is not None and np.isfinite(stiff) and stiff > threshold and allowed:
-        choice = SolverChoice(
-            RKC(),
+        solver = RKC()
+        reason = (
             f"stiff: lambda_max(w0) * t1 = {stiff:.3g} > {threshold:.3g} (the threshold at "
-            f"rtol {rtol:g})",
-            stiff,
+            f"rtol {rtol:g})"
         )
     else:
         if stiff is None:
@@ -376,9 +405,36 @@ def choose_solver(
         else:
             detail = f"lambda_max(w0) * t1 = {stiff:.3g} <= {threshold:.3g}"
         if not kinks:
-            choice = SolverChoice(dfx.Tsit5(), f"smooth model, {detail}", stiff)
+            solver, reason = dfx.Tsit5(), f"smooth model, {detail}"
         elif rtol >= LOOSE_RTOL:
-            choice = SolverChoice(dfx.Heun(), f"kinks, rtol >= {LOOSE_RTOL:g}, {detail}", stiff)
+            solver, reason = dfx.Heun(), f"kinks, rtol >= {LOOSE_RTOL:g}, {detail}"
         else:
-            choice = SolverChoice(dfx.Bosh3(), f"kinks, rtol < {LOOSE_RTOL:g}, {detail}", stiff)
+            solver, reason = dfx.Bosh3(), f"kinks, rtol < {LOOSE_RTOL:g}, {detail}"
+    choice = SolverChoice(solver, reason, stiff, source)
     return choice if explain else choice.solver
+
+
+# The solvers `choose_solver` picks from, by the name a stored choice records.
+AUTO_SOLVERS = {cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3)}
+
+
+def decide(
+    problem: Problem, options: SolveOptions, lambda_max: float | None = None
+) -> SolverChoice:
+    """The one place `solver="auto"` is decided, for [`gradflow.solve`][] and for each batch
+    of [`gradflow.sweep`][]: [`gradflow.choose_solver`][] at the tolerance the step-size
+    controller will use (a given adaptive controller's `rtol`, else `options.rtol`) and the
+    horizon `options.t1`.
+
+    **Arguments:**
+
+    - `problem`: the problem solved (for a batch, any of its points: they share the model).
+    - `options`: the [`gradflow.SolveOptions`][] of the solve, with `solver="auto"`.
+    - `lambda_max`: for a batch, its largest Hessian eigenvalue at $w_0$ (`batch_stiffness`);
+      `None` estimates it on `problem`.
+
+    **Returns:** a [`gradflow.SolverChoice`][].
+    """
+    given = _controller_tolerances(options.stepsize_controller)
+    rtol = options.rtol if given is None or given[0] is None else given[0]
+    return choose_solver(problem, rtol, options.t1, explain=True, lambda_max=lambda_max)

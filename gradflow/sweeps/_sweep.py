@@ -4,7 +4,6 @@ and the alpha sweep with its rate fits, on top of it."""
 
 import dataclasses
 import enum
-import inspect
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -16,12 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import SolveOptions, options_from
 from .._problem import Problem
-from .._solution import _RESULT_NAMES, RESULTS, Solution, SolveInfo
-from .._solve import check_solve_arguments, solve
+from .._solution import Solution, SolveInfo
+from .._solve import solve
 from .._theory import PredictedExponents
 from ..analysis._stats import RateFit, fit_rate
-from ..solvers._auto import batch_stiffness, choose_solver
+from ..solvers._auto import batch_stiffness, decide
 from ._computation import Computation
 from ._distributed import barrier, owner, share
 from ._fingerprint import (
@@ -32,6 +32,7 @@ from ._fingerprint import (
 )
 from ._io import json_form, nan_array
 from ._keys import duplicate_keys, point_key
+from ._records import METRICS, point_record, solution_from_record, solution_record
 from ._store import ResultStore, resume
 
 DISTANCES = ("param_distance", "param_gap", "output_gap")
@@ -41,9 +42,6 @@ PREDICTED_SLOPES = PredictedExponents("finite_horizon", DISTANCES)
 """The exponents of the sup distances in alpha that the finite-horizon theorem predicts when
 h(w0) = 0: O(1/alpha), O(1/alpha^2), O(1/alpha). A read-only mapping; its values are
 `theory.finite_horizon().exponents`, derived with sympy on first access."""
-
-METRICS = ("param_distance", "param_gap", "output_gap", "loss", "linear_loss")
-"""The time series of a [`gradflow.Solution`][] that a [`gradflow.Sweep`][] keeps per point."""
 
 
 class SweepStatus(enum.Enum):
@@ -148,8 +146,9 @@ class Sweep(eqx.Module):
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dictionary per point: `key`, `point`, `status`, `error`, `seconds`,
-        `sup` and `final` of every metric, `solution` ([`gradflow.Solution.to_dict`][]),
-        `measures`, and `output` (a [`gradflow.Computation`][]'s result)."""
+        `sup` and `final` of every metric, `solution` (the solution's JSON form, with the keys
+        of its [`gradflow.SolveInfo`][] at the top level), `measures`, and `output` (a
+        [`gradflow.Computation`][]'s result)."""
         out = []
         sups = {m: self.sup(m) for m in METRICS}
         finals = {m: self.final(m) for m in METRICS}
@@ -164,7 +163,7 @@ class Sweep(eqx.Module):
                     "seconds": float(self.seconds[i]),
                     "sup": {m: _num(sups[m][i]) for m in METRICS},
                     "final": {m: _num(finals[m][i]) for m in METRICS},
-                    "solution": None if sol is None else sol.to_dict(),
+                    "solution": None if sol is None else solution_record(sol),
                     "measures": {k: v[i] for k, v in self.measures.items()},
                     "output": self.outputs[i],
                 }
@@ -190,67 +189,9 @@ def _point_key(point: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Solutions as stored records and back, and stacked along the point axis.
+# Solutions stacked along the point axis.
 
 _SOLUTION_SERIES = ("ts", *METRICS)
-
-
-def _record(sol: Solution, key: str, point: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The stored (JSON) form of a solved point."""
-    d = sol.to_dict()
-    sup, final = {}, {}
-    for name in METRICS:
-        values = d.get(name)
-        if values is None:
-            continue
-        finite = [v for v in values if v is not None]
-        sup[name] = max(finite) if finite else None
-        final[name] = values[-1]
-    return {
-        "key": key,
-        "point": point,
-        "sup": sup,
-        "final": final,
-        "solution": d,
-        "error": None if d["succeeded"] else d["result"],
-        "seconds": seconds,
-    }
-
-
-def _result_from_message(message: str) -> RESULTS:
-    for name in _RESULT_NAMES:
-        item = getattr(RESULTS, name)
-        if (RESULTS[item] or "successful") == message:
-            return item
-    return RESULTS.solver_failed
-
-
-def _solution_from_record(d: dict[str, Any]) -> Solution:
-    """A stored solution dictionary ([`gradflow.Solution.to_dict`][]) back as a `Solution`
-    (`None` entries, NaN when written, become NaN again); the keys that are not the
-    solution's own are its [`gradflow.SolveInfo`][], and a key neither knows raises."""
-
-    def arr(v):
-        return None if v is None else nan_array(v)
-
-    series = {k: arr(d.get(k)) for k in _SOLUTION_SERIES}
-    skip = {*_SOLUTION_SERIES, "alpha", "stats", "result", "succeeded"}
-    try:
-        info = SolveInfo.from_dict({k: v for k, v in d.items() if k not in skip})
-    except ValueError as exc:
-        raise ValueError(
-            f"A stored solution cannot be read back: {exc} (Its other keys, {sorted(skip)}, "
-            "are the solution's own; `Solution.to_dict` writes exactly these.)"
-        ) from None
-    return Solution(
-        **series,
-        params=None,
-        linear_params=None,
-        stats={k: np.asarray(v) for k, v in d.get("stats", {}).items()},
-        result=_result_from_message(d.get("result", "")),
-        alpha=np.asarray(d["alpha"], float),
-        info=info,
-    )
 
 
 def _strip(sol: Solution, stats_keys: list[str], params: bool) -> Solution:
@@ -335,37 +276,14 @@ def _statuses(names: list[str]) -> tuple[SweepStatus, ...]:
 # The runner.
 
 
-def _resolve_auto(dynamic, static, t1: float, solve_kwargs: dict[str, Any]):
-    """`solver="auto"` chosen once per batch, outside the vmapped solve (where the problems are
-    traced and their stiffness cannot be estimated): from the stiffest point of the batch.
-    Returns the solve options and the [`gradflow.SolveInfo`][] fields that record the choice
-    (none for a given solver)."""
-    if solve_kwargs.get("solver", "auto") not in (None, "auto"):
-        return tuple(sorted(solve_kwargs.items())), {}
-    controller = solve_kwargs.get("stepsize_controller")
-    rtol = float(getattr(controller, "rtol", solve_kwargs.get("rtol", 1e-8)))
-    first = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], dynamic), static)
-    picked = choose_solver(
-        first, rtol, t1, explain=True, lambda_max=batch_stiffness(dynamic, static)
-    )
-    options = {**solve_kwargs, "solver": picked.solver}
-    auto = {
-        "solver_choice": "auto",
-        "solver_reason": picked.reason + " (the batch's stiffest point)",
-        "stiffness": picked.stiffness,
-    }
-    return tuple(sorted(options.items())), auto
-
-
-def _solve_batch(dynamic, static, t1: float, ts: tuple[float, ...], options: tuple):
-    # Not jitted as a whole: `solve` checks the concrete horizon and save times, then calls its
-    # compiled integrator under `vmap`, and that program takes `t1`, `ts` and a gradient-descent
-    # step as arrays. Points of one shape thus share one compiled program across horizons,
-    # save times and steps (a tau sweep's points, each with its own step), where a jit around
-    # the whole solve would bake them in as constants and compile again for each batch.
+def _solve_batch(dynamic, static, options: SolveOptions):
+    # Not jitted as a whole: `solve` calls its compiled integrator under `vmap`, and that
+    # program takes `t1`, `ts` and a gradient-descent step as arrays. Points of one shape thus
+    # share one compiled program across horizons, save times and steps (a tau sweep's points,
+    # each with its own step), where a jit around the whole solve would bake them in as
+    # constants and compile again for each batch.
     def one(dyn):
-        times = None if ts is None else np.asarray(ts)
-        return solve(eqx.combine(dyn, static), t1=t1, ts=times, **dict(options))
+        return solve(eqx.combine(dyn, static), options=options)
 
     return jax.vmap(one)(dynamic)
 
@@ -374,8 +292,8 @@ def sweep(
     build: Callable[..., Problem],
     points: Sequence[dict[str, Any]],
     *,
-    t1: float | None = None,
-    ts: Sequence[float] | None = None,
+    options: SolveOptions | None = None,
+    point_options: Callable[..., dict[str, Any]] | None = None,
     store: str | Path | ResultStore | None = None,
     overwrite: bool = False,
     batch_size: int | None = None,
@@ -385,7 +303,6 @@ def sweep(
     process_count: int | None = None,
     only: Sequence[str] | None = None,
     keys: Sequence[str] | None = None,
-    options: Callable[..., dict[str, Any]] | None = None,
     measure: Callable[..., dict[str, Any]] | None = None,
     **solve_kwargs: Any,
 ) -> Sweep:
@@ -407,17 +324,23 @@ def sweep(
       a point builds a problem.
     - `points`: the points, as dictionaries of JSON-able values (e.g. `{"tau": 0.1, "seed": 3}`);
       their keys in the store are `"tau=0.1_seed=3"`.
-    - `t1`, `ts`, `**solve_kwargs`: as in [`gradflow.solve`][] (`t1` defaults to `ts[-1]`;
-      `throw` is not allowed: failed points are recorded, not raised). Every point is saved at
-      the same times, so the solutions stack.
+    - `options`: the [`gradflow.SolveOptions`][] every point shares; or, as in
+      [`gradflow.solve`][], their keywords (`t1`, `ts`, `rtol`, `solver`, ...: `**solve_kwargs`)
+      that build them (not both). `throw` is not allowed: failed points are recorded, not
+      raised. Every point is saved at the same times, so the solutions stack.
+    - `point_options`: `point_options(**point) -> dict`, the options of one point that differ
+      from the shared ones (e.g. a gradient-descent step that depends on the point, or its own
+      `t1` and `ts`), applied as `options.replace(**point_options(**point))` and checked
+      there. Points with other options form other batches.
     - `store`: a folder or a [`gradflow.ResultStore`][]: points already stored are read back
-      instead of solved. A folder is opened with `t1`, `ts` and the solve options as its
+      instead of solved. A folder is opened with the shared solve options as its
       configuration (another configuration raises [`gradflow.StoreError`][] naming the keys
       that differ) and locked while the sweep runs. Each stored point also records the
       fingerprint of what it computes (the jaxpr of the model and of the loss at the
       problem's shapes, the bytes of every array, see [`gradflow.problem_fingerprint`][]; the
-      solve options; the code of `measure`): a point stored for another computation (a changed
-      `build`, a model edited in place, another `measure`) is **never** reused;
+      point's `SolveOptions`; the code of `measure`): a point stored for another computation
+      (a changed `build`, a model edited in place, other options, another `measure`) is
+      **never** reused;
       the sweep raises `StoreError` naming the points and the parts that differ, before
       solving anything. A corrupted point file is reported, set aside and recomputed.
     - `overwrite`: recompute the points stored for another problem (and, for a folder holding
@@ -444,10 +367,6 @@ def sweep(
       where they are finished, else have status `elsewhere`.
     - `keys`: the points' keys in the store, one per point (default
       [`gradflow.experiments.point_key`][] of each point's values).
-    - `options`: `options(**point) -> dict`, solve options of one point (e.g. a gradient-descent
-      step that depends on the point, or its own `t1` and `ts`), on top of the shared ones.
-      Points with other options form other batches. Each point's options enter its
-      fingerprint.
     - `measure`: `measure(problem, solution, **point) -> dict`, numbers or arrays computed from
       a successful point's solve (e.g. a test loss from `solution.params` with
       `save_params=True`); they are stored with the point, so a point read back from the store
@@ -465,6 +384,9 @@ def sweep(
     start = time.perf_counter()
     if "throw" in solve_kwargs:
         raise ValueError("`throw` is not supported by `sweep`: failed points are recorded.")
+    # The shared options, checked once at the call: a bad one is the caller's error, raised
+    # before the first point is built (a point's failure is for what differs between points).
+    options = _shared_options(options, solve_kwargs)
     points = [dict(p) for p in points]
     if not points or not all(isinstance(p, dict) for p in points):
         raise ValueError("`points` must be a non-empty list of dictionaries.")
@@ -488,7 +410,7 @@ def sweep(
         raise ValueError(
             f"`only` names unknown points {sorted(set(only) - set(keys))}; valid keys: {keys}."
         )
-    _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, measure, build)
+    _check_shared(devices, overwrite, callback, point_options, measure, build)
     index, count = share(process_index, process_count)
     if count > 1 and store is None:
         raise ValueError(
@@ -505,14 +427,18 @@ def sweep(
 
     def plan(point: dict[str, Any]) -> _Plan:
         # Planned when a point builds a problem (a `Computation` has no solve options).
-        return _plan(t1, ts, {**solve_kwargs, **(options(**point) if options else {})})
+        return _plan(options, point_options(**point) if point_options else {})
 
     opened_here = isinstance(store, (str, Path))
     if opened_here:
         config = {
-            "t1": None if t1 is None else float(t1),
-            "ts": None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel()),
-            "solve": {k: stable_repr(v) for k, v in sorted(solve_kwargs.items())},
+            "t1": options.t1,
+            "ts": options.ts,
+            "solve": {
+                name: stable_repr(value)
+                for name, value in _fields(options)
+                if name not in ("t1", "ts")
+            },
         }
         store = ResultStore(
             store, config, overwrite=overwrite, process_index=index, process_count=count
@@ -527,25 +453,38 @@ def sweep(
     return run.result(time.perf_counter() - start)
 
 
-def _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, measure, build):
-    """The arguments every point shares, checked once at the call: a bad one is the caller's
-    error, raised before the first point is built (a point's failure is for what differs
-    between points)."""
+def _shared_options(options: Any, solve_kwargs: dict[str, Any]) -> SolveOptions:
+    """The options every point shares: `options`, or the keywords that build them."""
+    if options is not None and not isinstance(options, SolveOptions) and callable(options):
+        raise TypeError(
+            f"`options` must be a gf.SolveOptions (the options every point shares); got "
+            f"{options!r}. A function of the point goes in `point_options`."
+        )
+    names = [f.name for f in dataclasses.fields(SolveOptions)]
+    unknown = sorted(set(solve_kwargs) - set(names))
+    if unknown:
+        raise TypeError(
+            f"`sweep` got unknown solve option(s) {unknown}: pass the options of "
+            f"`gradflow.solve` ({', '.join(sorted(names))})."
+        )
+    return options_from(options, solve_kwargs)
+
+
+def _check_shared(devices, overwrite, callback, point_options, measure, build):
+    """The arguments every point shares but the solve options, checked once at the call."""
     if not callable(build):
         raise TypeError(
             f"`build` must be a function `build(**point) -> gf.Problem`; got {build!r}."
         )
-    for name, fn in (("callback", callback), ("options", options), ("measure", measure)):
+    for name, fn in (
+        ("callback", callback),
+        ("point_options", point_options),
+        ("measure", measure),
+    ):
         if fn is not None and not callable(fn):
             raise TypeError(f"`{name}` must be a function or None; got {name}={fn!r}.")
     if not isinstance(overwrite, (bool, np.bool_)):
         raise TypeError(f"`overwrite` must be True or False; got overwrite={overwrite!r}.")
-    unknown = sorted(set(solve_kwargs) - set(_SOLVE_PARAMETERS))
-    if unknown:
-        raise TypeError(
-            f"`sweep` got unknown solve option(s) {unknown}: pass the options of "
-            f"`gradflow.solve` ({', '.join(sorted(_SOLVE_PARAMETERS))})."
-        )
     if devices is not None:
         if isinstance(devices, (jax.Device, str)) or not isinstance(devices, Sequence):
             raise TypeError(
@@ -560,40 +499,32 @@ def _check_shared(t1, ts, solve_kwargs, devices, overwrite, callback, options, m
         bad = [d for d in devices if not isinstance(d, jax.Device)]
         if bad:
             raise TypeError(f"`devices` must hold jax devices; got {bad[0]!r}.")
-    # The shared solve options, as `solve` checks them (a per-point `options(**point)` may
-    # still set `t1`, `ts` or others per point; those are checked when the point is planned).
-    check_solve_arguments(t1=t1, ts=ts, **solve_kwargs)
 
 
-_SOLVE_PARAMETERS = tuple(
-    name for name in inspect.signature(solve).parameters if name not in ("problem", "t1", "ts")
-)
+def _fields(options: SolveOptions) -> list[tuple[str, Any]]:
+    # The fields by name: a solver's or controller's arrays are leaves here (the fingerprint
+    # hashes their bytes), where as static fields of the options they would be printed.
+    return [(f.name, getattr(options, f.name)) for f in dataclasses.fields(options)]
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
-    """How one point is solved: its horizon, save times and solve options."""
+    """How one point is solved: its options, and their fingerprint (part of the point's
+    identity in a store; points of one fingerprint and one shape share a batch)."""
 
-    t1: float
-    ts: tuple[float, ...] | None
-    kwargs: dict[str, Any]
-    id: str  # the fingerprint of the options, part of the point's identity in a store
-    signature: str  # points of one signature (and one shape) share a batch
+    options: SolveOptions
+    id: str
 
 
-def _plan(t1: Any, ts: Any, kwargs: dict[str, Any]) -> _Plan:
-    kwargs = dict(kwargs)
-    t1, ts = kwargs.pop("t1", t1), kwargs.pop("ts", ts)
-    if "throw" in kwargs:
+def _plan(shared: SolveOptions, changes: dict[str, Any]) -> _Plan:
+    if not isinstance(changes, dict):
+        raise TypeError(f"`point_options` must return a dict of solve options; got {changes!r}.")
+    if "throw" in changes:
         raise ValueError("`throw` is not supported by `sweep`: failed points are recorded.")
-    if t1 is None:
-        if ts is None:
-            raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
-        t1 = float(np.asarray(ts).ravel()[-1])
-    ts = None if ts is None else tuple(float(v) for v in np.asarray(ts).ravel())
-    t1 = float(t1)
-    ident = tree_fingerprint((t1, ts, sorted(kwargs.items())))
-    return _Plan(t1, ts, kwargs, ident, stable_repr((t1, ts, sorted(kwargs.items()))))
+    options = shared.replace(**changes) if changes else shared
+    if options.t1 is None:
+        raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
+    return _Plan(options, tree_fingerprint(_fields(options)))
 
 
 class _Run:
@@ -629,7 +560,8 @@ class _Run:
             if "output" in rec:  # a `Computation`'s point
                 self.outputs[i] = rec["output"]
             else:
-                sol = _solution_from_record(rec["solution"])
+                # The stored options are this point's: they are part of its fingerprint.
+                sol = solution_from_record(rec["solution"], self.plans[i].options)
                 self.solutions[i], self.infos[i] = sol, sol.info
             self.status[i] = "resumed"
             self.seconds[i] = float(rec.get("seconds", 0.0))
@@ -751,7 +683,7 @@ class _Run:
             sig = (
                 jax.tree_util.tree_structure(dynamic),
                 jax.tree_util.tree_leaves(shapes),
-                self.plans[i].signature,
+                self.plans[i].id,
             )
             for g in groups:
                 if g[0] == sig and eqx.tree_equal(g[1], static):
@@ -775,22 +707,27 @@ class _Run:
                 try:
                     if size == 1:
                         # One point, one plain solve: its own steps and its own auto choice.
-                        one = solve(
-                            eqx.combine(dyns[chunk[0]], static),
-                            t1=plan.t1,
-                            ts=None if plan.ts is None else np.asarray(plan.ts),
-                            **plan.kwargs,
-                        )
-                        sols = [one]
-                        auto: dict[str, Any] = {}
+                        sols = [solve(eqx.combine(dyns[chunk[0]], static), options=plan.options)]
+                        choice = None
                     else:
                         padded = chunk + [chunk[-1]] * (size - len(chunk))
                         stacked = jax.tree_util.tree_map(
                             lambda *xs: jnp.stack(xs), *[dyns[j] for j in padded]
                         )
                         stacked = jax.device_put(stacked, sharding)
-                        options, auto = _resolve_auto(stacked, static, plan.t1, plan.kwargs)
-                        batch = _solve_batch(stacked, static, plan.t1, plan.ts, options)
+                        options, choice = plan.options, None
+                        if options.solver == "auto":
+                            # Chosen once per batch, outside the vmapped solve (where the
+                            # problems are traced and their stiffness cannot be estimated):
+                            # from the stiffest point of the batch.
+                            first = jax.tree_util.tree_map(lambda x: x[0], stacked)
+                            choice = decide(
+                                eqx.combine(first, static),
+                                options,
+                                batch_stiffness(stacked, static),
+                            )
+                            options = options.replace(solver=choice.solver)
+                        batch = _solve_batch(stacked, static, options)
                         batch = jax.tree_util.tree_map(np.asarray, batch)
                         sols = [
                             jax.tree_util.tree_map(lambda x, p=p: jnp.asarray(x[p]), batch)
@@ -809,10 +746,11 @@ class _Run:
                         done.append(self._json(i))
                         continue
                     sol = sols[pos]
-                    if auto:  # the batch's auto choice, made outside the vmapped solve
-                        sol = dataclasses.replace(sol, info=dataclasses.replace(sol.info, **auto))
+                    if choice is not None:  # the batch's auto choice
+                        info = dataclasses.replace(sol.info, choice=choice)
+                        sol = dataclasses.replace(sol, info=info)
                     self.solutions[i], self.infos[i] = sol, sol.info
-                    rec = _record(sol, self.keys[i], self.points[i], per_point)
+                    rec = point_record(sol, self.keys[i], self.points[i], per_point)
                     self.status[i], self.errors[i] = (
                         ("computed", None) if rec["error"] is None else ("failed", rec["error"])
                     )
@@ -912,7 +850,7 @@ class AlphaSweep(eqx.Module):
             "fit_min": self.fit_min,
             "errors": self.errors,
             "seconds": self.seconds,
-            "solutions": [None if s is None else s.to_dict() for s in self.solutions],
+            "solutions": [None if s is None else solution_record(s) for s in self.solutions],
         }
 
 
@@ -922,6 +860,7 @@ def sweep_alpha(
     *,
     t1: float | None = None,
     ts: Sequence[float] | None = None,
+    options: SolveOptions | None = None,
     fit_min: float = 0.0,
     callback: Callable[[int, float, Solution | None, str | None], None] | None = None,
     store: "str | Path | ResultStore | None" = None,
@@ -937,7 +876,8 @@ def sweep_alpha(
 
     - `problem`: a [`gradflow.Problem`][]; its own `alpha` is ignored.
     - `alphas`: the scales, each > 0.
-    - `t1`, `ts`: the horizon and save times, as in [`gradflow.solve`][].
+    - `t1`, `ts`, `**solve_kwargs`: the solve options as keywords, as in [`gradflow.solve`][];
+      or `options`, a [`gradflow.SolveOptions`][] (not both). `linearized` is forced on.
     - `fit_min`: only alphas >= `fit_min` enter the fits (the theorem is asymptotic).
     - `callback`: called as `callback(i, alpha, solution_or_None, error_or_None)` after each
       solved point (progress bars).
@@ -945,7 +885,6 @@ def sweep_alpha(
       one plain solve (`batch_size=1`: its own steps); with `store` or `devices` given and no
       `batch_size`, all alphas are one batch (one compiled program vmapped over alpha, sharded
       across `devices`).
-    - `**solve_kwargs`: passed to [`gradflow.solve`][] (`linearized` is forced on).
 
     **Returns:** an [`gradflow.AlphaSweep`][]. A point that raises or ends unsuccessfully is
     recorded in `errors` and skipped by the fits.
@@ -953,9 +892,13 @@ def sweep_alpha(
     alphas_arr = np.asarray(alphas, dtype=float).ravel()
     if alphas_arr.size == 0 or np.any(~np.isfinite(alphas_arr)) or np.any(alphas_arr <= 0):
         raise ValueError(f"`alphas` must be a non-empty list of numbers > 0; got {alphas!r}.")
-    if t1 is None and ts is None:
+    if "throw" in solve_kwargs:
+        raise ValueError("`throw` is not supported by `sweep`: failed points are recorded.")
+    given = {k: v for k, v in (("t1", t1), ("ts", ts)) if v is not None}
+    options = _shared_options(options, {**given, **solve_kwargs})
+    if options.t1 is None:
         raise ValueError("Give `t1` (the horizon) or `ts` (the save times; t1 = ts[-1]).")
-    solve_kwargs["linearized"] = True
+    options = options.replace(linearized=True)
     if batch_size is None and store is None and devices is None:
         batch_size = 1
     by_key = {_point_key({"alpha": float(a)}): i for i, a in enumerate(alphas_arr)}
@@ -965,19 +908,19 @@ def sweep_alpha(
         for rec in records:
             i = by_key[rec["key"]]
             reported.add(i)
-            sol = None if rec["solution"] is None else _solution_from_record(rec["solution"])
+            sol = (
+                None if rec["solution"] is None else solution_from_record(rec["solution"], options)
+            )
             callback(i, float(alphas_arr[i]), sol, rec["error"])
 
     result = sweep(
         lambda alpha: problem.with_alpha(alpha),
         [{"alpha": float(a)} for a in alphas_arr],
-        t1=t1,
-        ts=ts,
         store=store,
         batch_size=batch_size,
         devices=devices,
         callback=None if callback is None else progress,
-        **solve_kwargs,
+        options=options,
     )
     if callback is not None:
         # The points no batch reported: read back from the store, or failed to build.

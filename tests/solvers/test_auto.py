@@ -61,19 +61,6 @@ def test_choice_follows_smoothness_and_tolerance(getkey):
         gf.solve(tanh, t1=1.0, solver="heun")
 
 
-INFO_KEYS = [
-    "solver",
-    "solver_choice",
-    "rtol",
-    "atol",
-    "t1",
-    "dtype",
-    "linearized",
-    "center",
-    "num_params",
-]
-
-
 def test_auto_choice_is_recorded_in_a_typed_info(getkey):
     # The shapes and solves of `test_choice_follows_smoothness_and_tolerance`: one program.
     tanh = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
@@ -88,28 +75,40 @@ def test_auto_choice_is_recorded_in_a_typed_info(getkey):
         info.solver_reason
     )
     num_params = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tanh.params0))
+    # The decision, typed: the solver, why, the stiffness and what it was estimated from.
+    choice = info.choice
+    assert isinstance(choice, gf.SolverChoice) and choice.solver == dfx.Tsit5()
+    assert choice.estimated_from is gf.StiffnessSource.problem
+    assert choice.reason == info.solver_reason and choice.stiffness == info.stiffness
     expected = gf.SolveInfo(
-        solver="Tsit5",
-        solver_choice="auto",
-        rtol=1e-8,
-        atol=1e-10,
-        t1=1.0,
+        options=gf.SolveOptions(1.0, [1.0], solver=dfx.Tsit5()),
+        choice=choice,
         dtype="float64",
-        linearized=True,
         center=True,
         num_params=num_params,
-        solver_reason=info.solver_reason,
-        stiffness=info.stiffness,
     )
     assert (info == expected) is True and hash(info) == hash(expected)
-    # The JSON edge keeps the keys (and order) of the untyped record it replaces.
-    assert list(info.to_dict()) == [*INFO_KEYS, "solver_reason", "stiffness"]
-    # A given solver: no reason, no stiffness, and neither key in the JSON.
+    assert (info.solver, info.solver_choice, info.rtol, info.atol) == ("Tsit5", "auto", 1e-8, 1e-10)
+    assert info.t1 == 1.0 and info.linearized
+    # A given solver: no choice, hence no reason and no stiffness.
     given = gf.solve(tanh, t1=1.0, ts=[1.0], solver=dfx.Tsit5()).info
-    assert given == dataclasses.replace(
-        expected, solver_choice="given", solver_reason=None, stiffness=None
-    )
-    assert list(given.to_dict()) == INFO_KEYS and given != info
+    assert given == dataclasses.replace(expected, choice=None) and given != info
+    assert given.solver_choice == "given" and given.solver_reason is given.stiffness is None
+
+
+def test_decide_is_the_choice_solve_records(getkey):
+    # `decide` (solve's and the sweep's one place to choose) from the options: the controller's
+    # rtol when one is given, else `rtol`; the horizon `t1`. The shapes of the test above.
+    tanh = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
+    options = gf.SolveOptions(1.0, [1.0])
+    assert _auto.decide(tanh, options) == gf.solve(tanh, options=options).info.choice
+    relu = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
+    loose = options.replace(stepsize_controller=dfx.PIDController(rtol=1e-2, atol=1e-4))
+    assert isinstance(_auto.decide(relu, loose).solver, dfx.Heun)
+    assert isinstance(_auto.decide(relu, options).solver, dfx.Bosh3)
+    # A batch's largest eigenvalue, given: the choice says so.
+    batch = _auto.decide(tanh, options, lambda_max=2.0)
+    assert batch.stiffness == 2.0 and batch.estimated_from is gf.StiffnessSource.batch
 
 
 def test_auto_reads_a_given_controllers_rtol(getkey):
@@ -350,7 +349,9 @@ def test_sweep_chooses_auto_per_batch_outside_vmap(stiff):
     assert all(sw.succeeded)
     info = sw.infos[0]
     assert info.solver == "RKC" and info.solver_choice == "auto"
-    assert "stiffest point" in info.solver_reason
+    assert info.choice.estimated_from is gf.StiffnessSource.batch
+    assert info.solver_reason == info.choice.reason + " (the batch's stiffest point)"
+    assert isinstance(info.options.solver, gf.RKC) and info.options.rtol == 1e-6
     # The batched answer equals a single solve with the same solver (vmap vs loop).
     one = gf.solve(base, t1=long, ts=[long], rtol=1e-6, solver=gf.RKC())
     np.testing.assert_allclose(sw.final("loss")[0], float(one.loss[-1]), rtol=1e-9)

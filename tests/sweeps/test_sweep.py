@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -122,19 +123,15 @@ def test_solve_info_round_trips_through_the_store(tmp_path):
         info = first.infos[i]
         assert 0.98 * lam * 2.0 <= info.stiffness <= lam * 2.0 * (1 + 1e-9)
         assert info.solver_reason.endswith("(the batch's stiffest point)")
+        assert info.choice.estimated_from is gf.StiffnessSource.batch
         expected = gf.SolveInfo(
-            solver="Tsit5",
-            solver_choice="auto",
-            rtol=1e-8,
-            atol=1e-10,
-            t1=2.0,
+            options=gf.SolveOptions(2.0, TS, solver=dfx.Tsit5(), linearized=False),
+            choice=info.choice,
             dtype="float64",
-            linearized=False,
             center=False,
             num_params=flat.size,
-            solver_reason=info.solver_reason,
-            stiffness=info.stiffness,
         )
+        assert (info.solver, info.rtol, info.atol, info.t1) == ("Tsit5", 1e-8, 1e-10, 2.0)
         assert info == expected and first.solution_at(i).info == info
         # Read back from the store: an equal (and equally hashed) record.
         assert again.infos[i] == info and again.solution_at(i).info == info
@@ -288,10 +285,10 @@ def test_other_horizons_save_times_and_steps_share_one_program():
 
     compiles: list[str] = []
     first, second = POINTS[:2], POINTS[2:4]  # tau 0.5, then tau 1: other steps
-    gf.sweep(build, first, batch_size=2, options=options, linearized=False)
+    gf.sweep(build, first, batch_size=2, point_options=options, linearized=False)
     jax.monitoring.register_event_duration_secs_listener(compiled)
     try:
-        sw = gf.sweep(build, second, batch_size=2, options=options, linearized=False)
+        sw = gf.sweep(build, second, batch_size=2, point_options=options, linearized=False)
     finally:
         jax.monitoring.unregister_event_duration_listener(compiled)
     backend = [e for e in compiles if e == "/jax/core/compile/backend_compile_duration"]
@@ -485,6 +482,18 @@ def test_point_keys_read_back_as_the_same_float():
         ({"t1": 1.0, "devices": "cpu"}, TypeError, r"`devices` must be a list of jax devices"),
         ({"t1": 1.0, "rtoll": 1e-6}, TypeError, r"unknown solve option\(s\) \['rtoll'\]"),
         ({"t1": 1.0, "measure": 3}, TypeError, r"`measure` must be a function or None"),
+        (
+            {"options": gf.SolveOptions(1.0), "rtol": 1e-6},
+            ValueError,
+            r"either as `options=` or as keywords, not both: got `options` and `rtol`",
+        ),
+        (
+            {"options": lambda tau, seed: {"t1": tau}},
+            TypeError,
+            r"`options` must be a gf.SolveOptions .* A function of the point goes in "
+            "`point_options`",
+        ),
+        ({"options": {"t1": 1.0}}, TypeError, r"`options` must be a gf.SolveOptions; got dict"),
     ],
 )
 def test_bad_shared_arguments_raise_once_before_any_point_is_built(kwargs, error, message):
@@ -498,3 +507,14 @@ def test_bad_shared_arguments_raise_once_before_any_point_is_built(kwargs, error
     with pytest.raises(error, match=message):
         gf.sweep(counting, POINTS[:2], **kwargs)
     assert built == []
+
+
+def test_a_flow_point_without_a_horizon_raises_before_anything_is_solved(tmp_path):
+    # Without `t1` or `ts` a problem cannot be solved (a `gf.Computation` needs neither, so
+    # the sweep learns it from the first point that builds a problem): the caller's error,
+    # raised before any point is solved or stored.
+    with pytest.raises(ValueError, match=r"Give `t1` \(the horizon\) or `ts`"):
+        gf.sweep(build, POINTS[:2], rtol=1e-6, store=tmp_path)
+    assert list((tmp_path / "points").glob("*.json")) == []
+    squares = gf.sweep(lambda k: gf.Computation(lambda k: {"k2": k * k}, k=k), [{"k": 3}])
+    assert squares.outputs == ({"k2": 9},)

@@ -1,4 +1,5 @@
-"""gf.sweep's per-point options, explicit keys and measures, and a flow experiment through them."""
+"""gf.sweep's shared and per-point options, explicit keys and measures, and a flow experiment
+through them."""
 
 import jax
 import numpy as np
@@ -44,7 +45,7 @@ def _by_hand(seed, step):
 
 def test_options_keys_and_measures_are_per_point_and_stored(tmp_path):
     keys = [f"s{p['seed']}_eta{p['step']}" for p in POINTS]
-    sw = gf.sweep(build, POINTS, keys=keys, options=options, measure=measure,
+    sw = gf.sweep(build, POINTS, keys=keys, point_options=options, measure=measure,
                   store=tmp_path, batch_size=1, **OPTS)  # fmt: skip
     assert sw.keys == tuple(keys) and all(sw.succeeded)
     assert sw.measures["test_out"].shape == (4, 5, 1)
@@ -56,7 +57,7 @@ def test_options_keys_and_measures_are_per_point_and_stored(tmp_path):
         np.testing.assert_allclose(sw.solution.ts[i], [10 * p["step"], 20 * p["step"]], rtol=0)
     # Read back: the measures come from the store, and the per-point options are part of each
     # point's identity (another step for the same key is refused).
-    again = gf.sweep(build, POINTS, keys=keys, options=options, measure=measure,
+    again = gf.sweep(build, POINTS, keys=keys, point_options=options, measure=measure,
                      store=tmp_path, **OPTS)  # fmt: skip
     assert all(again.resumed)
     np.testing.assert_array_equal(again.measures["test_out"], sw.measures["test_out"])
@@ -65,9 +66,41 @@ def test_options_keys_and_measures_are_per_point_and_stored(tmp_path):
         return {**options(seed, step), "solver": gf.GradientDescent(step / 2)}
 
     with pytest.raises(gf.StoreError, match=r"4 point\(s\) .*differs in: solve options"):
-        gf.sweep(build, POINTS, keys=keys, options=other, measure=measure, store=tmp_path, **OPTS)
+        gf.sweep(
+            build, POINTS, keys=keys, point_options=other, measure=measure, store=tmp_path, **OPTS
+        )
     with pytest.raises(ValueError, match="`keys` must hold one key per point; got 1 for 4"):
-        gf.sweep(build, POINTS, keys=["a"], options=options, **OPTS)
+        gf.sweep(build, POINTS, keys=["a"], point_options=options, **OPTS)
+
+
+def test_shared_options_as_an_object_equal_the_keywords(tmp_path):
+    # The same sweep with its shared options as keywords and as one `SolveOptions`: the same
+    # numbers, the same options per point, and the same fingerprint (the second resumes the
+    # first's store).
+    shared = gf.SolveOptions(**OPTS)
+    by_keywords = gf.sweep(build, POINTS, point_options=options, store=tmp_path,
+                           batch_size=1, **OPTS)  # fmt: skip
+    by_options = gf.sweep(build, POINTS, point_options=options, options=shared, batch_size=1)
+    np.testing.assert_array_equal(by_options.solution.loss, by_keywords.solution.loss)
+    assert by_options.infos == by_keywords.infos
+    for info, p in zip(by_options.infos, POINTS):
+        assert info.options == shared.replace(**options(**p)) and info.choice is None
+    again = gf.sweep(build, POINTS, point_options=options, options=shared, store=tmp_path)
+    assert all(again.resumed) and again.infos == by_keywords.infos
+
+    # A point's options are checked as they are applied, naming the option.
+    def off_the_iterates(seed, step):
+        return {**options(seed, step), "ts": [1.5 * step]}
+
+    with pytest.raises(ValueError, match=r"`ts` must be iterates, multiples of learning_rate"):
+        gf.sweep(build, POINTS[:1], options=shared, point_options=off_the_iterates)
+    with pytest.raises(
+        TypeError, match=r"`SolveOptions.replace` got unknown option\(s\) \['eta'\]"
+    ):
+        gf.sweep(build, POINTS[:1], options=shared, point_options=lambda seed, step: {"eta": step})
+    with pytest.raises(ValueError, match="`throw` is not supported by `sweep`"):
+        gf.sweep(build, POINTS[:1], options=shared.replace(t1=1.0),
+                 point_options=lambda seed, step: {"throw": True})  # fmt: skip
 
 
 def test_a_failing_measure_is_reported_and_not_stored(tmp_path):
@@ -76,7 +109,7 @@ def test_a_failing_measure_is_reported_and_not_stored(tmp_path):
             raise ArithmeticError("no test set")
         return measure(problem, solution, seed, step)
 
-    sw = gf.sweep(build, POINTS[:3], options=options, measure=broken, store=tmp_path,
+    sw = gf.sweep(build, POINTS[:3], point_options=options, measure=broken, store=tmp_path,
                   batch_size=1, **OPTS)  # fmt: skip
     assert sw.is_(gf.SweepStatus.raised).tolist() == [False, False, True]
     assert sw.errors[2] == "measure: ArithmeticError: no test set"
