@@ -191,6 +191,15 @@ class SolveOptions:
       iterates before it saved.
     - `linearized`: also integrate the linearized flow and report the gaps.
     - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
+    - `modified_step`: a gradient-descent step $\eta$: integrate gradient descent's first-order
+      modified equation instead of the gradient flow, $w' = -\nabla F_\alpha(w) -
+      \frac{\eta}{2} \nabla^2 F_\alpha(w) \nabla F_\alpha(w)$, the gradient flow of
+      $F_\alpha + \frac{\eta}{4}\|\nabla F_\alpha\|^2$ (backward error analysis; Barrett &
+      Dherin, *Implicit Gradient Regularization*, ICLR 2021), and with `linearized=True` the
+      same for the linearized objective (its own Hessian). Gradient descent with step $\eta$
+      follows this flow to $O(\eta^2)$ on a finite horizon, the plain flow only to
+      $O(\eta)$. Each evaluation costs one Hessian-vector product more (a forward-mode
+      derivative of the gradient). `None` (the default): the gradient flow.
 
     The constructor checks every argument, before any problem is built or traced: a wrong
     one raises a `TypeError` (not a number, a bool, a solver, a controller) or a
@@ -220,6 +229,7 @@ class SolveOptions:
     max_steps: int | None
     linearized: bool
     save_params: bool
+    modified_step: float | None
 
     def __init__(
         self,
@@ -234,6 +244,7 @@ class SolveOptions:
         max_steps: int | None = None,
         linearized: bool = True,
         save_params: bool = False,
+        modified_step: float | None = None,
     ):
         if ts is not None:
             # Checked as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
@@ -283,6 +294,20 @@ class SolveOptions:
             max_steps = int(max_steps)
         linearized = _bool_argument("linearized", linearized)
         save_params = _bool_argument("save_params", save_params)
+        if modified_step is not None:
+            modified_step = _real_argument(
+                "modified_step",
+                modified_step,
+                "a gradient-descent step > 0 (the learning rate whose modified equation is "
+                "integrated) or None (the gradient flow itself)",
+                lambda x: math.isfinite(x) and x > 0,
+            )
+            if isinstance(solver, GradientDescent):
+                raise ValueError(
+                    "`modified_step` integrates gradient descent's modified equation as a "
+                    "flow; it cannot be combined with `solver=gf.GradientDescent(...)`, which "
+                    "runs gradient descent itself. Use an ODE solver (or 'auto')."
+                )
         if solver is None:
             solver = "auto"
         if isinstance(solver, str) and solver != "auto":
@@ -376,6 +401,7 @@ class SolveOptions:
             "max_steps": max_steps,
             "linearized": linearized,
             "save_params": save_params,
+            "modified_step": modified_step,
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

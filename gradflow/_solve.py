@@ -128,6 +128,7 @@ def _solve_jit(
     max_steps: int,
     linearized: bool,
     save_params: bool,
+    modified: Array | None,
 ):
     flat = _flatten(problem, linearize=linearized)
     alpha, loss = flat.alpha, flat.loss
@@ -140,6 +141,16 @@ def _solve_jit(
         (g,) = vjp(loss.grad(alpha * out))
         return -g
 
+    def velocity(g, y):
+        # The velocity of a scaled state y (z = alpha (w - w0), or u for the linearized flow)
+        # whose gradient-flow velocity is g(y) = -alpha grad F. Gradient descent's modified
+        # equation w' = -grad F - (eta / 2) H grad F is, in y, g - (eta / 2) Dg(y)[g(y)]: one
+        # Hessian-vector product (a forward derivative of the gradient).
+        if modified is None:
+            return g(y)
+        v, dv = jax.jvp(g, (y,), (g(y),))
+        return v - 0.5 * modified * dv
+
     if linearized:
         # Scaled coordinates: u = alpha (wbar - w0) and e = alpha^2 (w - wbar) are O(1) in the
         # lazy regime, so error control acts on the gap itself and not on w = w0 + O(1/alpha),
@@ -150,9 +161,9 @@ def _solve_jit(
         def vector_field(t, y, args):
             del t, args
             u, e = y
-            w = w0 + (u + e / alpha) / alpha
-            du = -flat.vjp0(loss.grad(linear_out(u)))
-            dz = grad_term(w)
+            z = u + e / alpha
+            du = velocity(lambda u: -flat.vjp0(loss.grad(linear_out(u))), u)
+            dz = velocity(lambda z: grad_term(w0 + z / alpha), z)
             return du, alpha * (dz - du)
 
         y0 = (jnp.zeros_like(w0), jnp.zeros_like(w0))
@@ -178,7 +189,7 @@ def _solve_jit(
 
         def vector_field(t, y, args):
             del t, args
-            return grad_term(w0 + y / alpha)
+            return velocity(lambda z: grad_term(w0 + z / alpha), y)
 
         y0 = jnp.zeros_like(w0)
 
@@ -315,6 +326,7 @@ def solve(
     linearized: bool = _DEFAULT,
     save_params: bool = _DEFAULT,
     max_steps: int | None = _DEFAULT,
+    modified_step: float | None = _DEFAULT,
     throw: bool = False,
 ) -> Solution:
     r"""Integrate the gradient flow $w' = -\nabla F_\alpha(w)$ and, with `linearized=True`, the
@@ -330,7 +342,8 @@ def solve(
 
     - `problem`: a [`gradflow.Problem`][].
     - `t1`, `ts`, `solver`, `rtol`, `atol`, `dt0`, `stepsize_controller`, `linearized`,
-      `save_params`, `max_steps`: the options of the solve, each as documented in
+      `save_params`, `max_steps`, `modified_step` (gradient descent's modified equation
+      instead of the flow): the options of the solve, each as documented in
       [`gradflow.SolveOptions`][] (with its defaults: `solver="auto"`, `rtol=1e-8`,
       `atol=1e-10`, 101 save times in `[0, t1]`, ...), which they build. One of `t1` and `ts`
       is needed.
@@ -362,6 +375,7 @@ def solve(
             ("linearized", linearized),
             ("save_params", save_params),
             ("max_steps", max_steps),
+            ("modified_step", modified_step),
         )
         if value is not _DEFAULT and not (name in ("t1", "ts") and value is None)
     }
@@ -438,6 +452,7 @@ def solve(
         budget,
         options.linearized,
         options.save_params,
+        None if options.modified_step is None else jnp.asarray(options.modified_step, dtype),
     )
     if single:
         ys = jax.tree_util.tree_map(lambda x: x[1:], ys)
