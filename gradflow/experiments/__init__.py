@@ -29,6 +29,10 @@ from ._two_layer import (
 )
 from .alpha_sweep import TwoLayerAlphaSweep as TwoLayerAlphaSweep
 from .cnn import CNNAlphaSweep as CNNAlphaSweep
+from .edge_of_stability import (
+    EdgeOfStability as EdgeOfStability,
+    loss_path as loss_path,
+)
 from .homogeneity import Homogeneity as Homogeneity
 from .population_sgd import PopulationSGD as PopulationSGD
 from .regimes import Regimes as Regimes
@@ -49,6 +53,7 @@ EXPERIMENTS: dict[str, type[AbstractExperiment]] = {
         CNNAlphaSweep,
         Regimes,
         TensorCompletion,
+        EdgeOfStability,
     )
 }
 """Each experiment's class, by the name `gradflow reproduce NAME` takes."""
