@@ -144,7 +144,9 @@ class SolveOptions:
 
     **Arguments:**
 
-    - `t1`: the final time (for gradient descent, `num_steps * learning_rate`).
+    - `t1`: the final time (for gradient descent, `num_steps * learning_rate`); `math.inf`:
+      until the flow reaches its limit (`stop_loss`), saved after the `ts` (default: only
+      $t = 0$ and the limit).
     - `ts`: times at which to save the metrics; default 101 evenly spaced points in `[0, t1]`
       (for gradient descent, up to 101 iterates). If `t1` is omitted it is `ts[-1]`. For
       gradient descent every save time must be an iterate, a multiple of the learning rate
@@ -191,6 +193,18 @@ class SolveOptions:
       iterates before it saved.
     - `linearized`: also integrate the linearized flow and report the gaps.
     - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
+    - `stop_loss`: stop the solve where every loss it integrates (the model's, and the
+      linearization's with `linearized=True`) is at most `stop_loss` times its value at
+      $w_0$; the state there is saved last (its time in `stats["stop_time"]`). With
+      `t1=math.inf` the solve runs until then (default `max(rtol**2, 1e-14)`: the residual
+      down by a factor `rtol`, at most 1e-7, above the rounding floor of models whose terms
+      cancel): the flow's limit, for a model that can interpolate its targets. The rule
+      is on the loss, not on the gradient: at a saddle (the plateaus of a small
+      initialization) the gradient is tiny for a long time, but the loss is far above the
+      level, so the flow is not stopped there. A flow whose limit does not interpolate (its
+      loss stays above the level) runs to `max_steps` (`RESULTS.max_steps_reached`): give it
+      a finite `t1`. With a finite `t1`, the solve stops at `t1` or at the level, whichever
+      comes first (save times after the stop are NaN).
     - `modified_step`: a gradient-descent step $\eta$: integrate gradient descent's first-order
       modified equation instead of the gradient flow, $w' = -\nabla F_\alpha(w) -
       \frac{\eta}{2} \nabla^2 F_\alpha(w) \nabla F_\alpha(w)$, the gradient flow of
@@ -230,6 +244,7 @@ class SolveOptions:
     linearized: bool
     save_params: bool
     modified_step: float | None
+    stop_loss: float | None
 
     def __init__(
         self,
@@ -245,6 +260,7 @@ class SolveOptions:
         linearized: bool = True,
         save_params: bool = False,
         modified_step: float | None = None,
+        stop_loss: float | None = None,
     ):
         if ts is not None:
             # Checked as numpy values: inside a trace (a batched sweep) jnp arrays are tracers.
@@ -261,7 +277,12 @@ class SolveOptions:
                 )
             ts = _check_times(raw.astype(float))
         if t1 is not None:
-            t1 = _real_argument("t1", t1, "a finite time > 0", lambda x: math.isfinite(x) and x > 0)
+            t1 = _real_argument(
+                "t1",
+                t1,
+                "a time > 0 (math.inf: until the flow reaches its limit, see `stop_loss`)",
+                lambda x: x > 0,
+            )
         elif ts is not None:
             t1 = float(ts[-1])
             if not t1 > 0:
@@ -294,6 +315,23 @@ class SolveOptions:
             max_steps = int(max_steps)
         linearized = _bool_argument("linearized", linearized)
         save_params = _bool_argument("save_params", save_params)
+        if stop_loss is not None:
+            stop_loss = _real_argument(
+                "stop_loss",
+                stop_loss,
+                "a fraction in (0, 1) of the initial loss (the level where the flow stops)",
+                lambda x: 0 < x < 1,
+            )
+        elif t1 is not None and math.isinf(t1):
+            # The residual down by a factor rtol, but not below 1e-7: a loss below 1e-14 of its
+            # initial value is under the rounding of a model whose terms cancel (u^2 - v^2 at a
+            # large init: 1e-15 to 1e-14 of the initial loss at u = v = 100, measured).
+            stop_loss = max(rtol**2, 1e-14)
+        if t1 is not None and math.isinf(t1) and isinstance(solver, GradientDescent):
+            raise ValueError(
+                "`t1=inf` (until the limit) is for flows; gradient descent runs a number of "
+                "steps: give t1 = num_steps * learning_rate (with `stop_loss` to stop earlier)."
+            )
         if modified_step is not None:
             modified_step = _real_argument(
                 "modified_step",
@@ -402,6 +440,7 @@ class SolveOptions:
             "linearized": linearized,
             "save_params": save_params,
             "modified_step": modified_step,
+            "stop_loss": stop_loss,
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

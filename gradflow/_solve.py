@@ -1,6 +1,7 @@
 """`solve`: the gradient flow of a model and of its linearization, integrated together."""
 
 import dataclasses
+import math
 from typing import Any
 
 import diffrax as dfx
@@ -129,6 +130,8 @@ def _solve_jit(
     linearized: bool,
     save_params: bool,
     modified: Array | None,
+    stop: Array | None,
+    horizon: Array,
 ):
     flat = _flatten(problem, linearize=linearized)
     alpha, loss = flat.alpha, flat.loss
@@ -205,8 +208,23 @@ def _solve_jit(
         del t, args, kwargs
         return jnp.logical_not(_finite(y))
 
+    events = {"diverged": diverged}
+    if stop is not None:
+        # The stop at the limit: every loss integrated (the model's and the linearization's)
+        # at or below `stop` times its value at w0. A plateau of the flow (a saddle, where the
+        # gradient is tiny for a long time) sits at a loss well above that level, so the rule
+        # is not fooled by it, as a rule on the gradient alone would be.
+        level = {k: stop * v for k, v in metrics(0.0, y0, None).items() if k.endswith("loss")}
+
+        def converged(t, y, args, **kwargs):
+            del kwargs
+            now = metrics(t, y, args)
+            return jnp.all(jnp.stack([now[k] <= level[k] for k in level]))
+
+        events["converged"] = converged
+
     if isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
-        controller = _NonFiniteGuard(controller, _DTMIN_FRACTION * t1)
+        controller = _NonFiniteGuard(controller, _DTMIN_FRACTION * horizon)
     stabilized = isinstance(solver, AbstractStabilizedSolver)
     if stabilized:
         # Every attempted step hands its cost to the controller, rejected steps included;
@@ -220,21 +238,34 @@ def _solve_jit(
         t1=t1,
         dt0=dt0,
         y0=jax.tree_util.tree_map(lambda x: x.astype(dtype), y0),
-        saveat=dfx.SaveAt(ts=ts, fn=metrics, solver_state=stabilized, controller_state=stabilized),
+        # With a stop, the state where it fires (the limit, for t1 = inf) is saved last.
+        saveat=dfx.SaveAt(
+            subs=[dfx.SubSaveAt(ts=ts, fn=metrics)]
+            + ([dfx.SubSaveAt(t1=True, fn=metrics)] if stop is not None else []),
+            solver_state=stabilized,
+            controller_state=stabilized,
+        ),
         stepsize_controller=controller,
         max_steps=max_steps,
-        event=dfx.Event(diverged),
+        event=dfx.Event(events),
         # Forward-mode adjoint: a plain while loop (no checkpointing), which compiles faster;
         # gradflow differentiates models, not solves.
         adjoint=dfx.ForwardMode(),
         throw=False,
     )
+    saved_ts = jnp.concatenate(sol.ts)
+    saved = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *sol.ys)
     r = sol.result
+    # The event that ended the solve: divergence, or the stop at the limit (a success).
+    converged = jnp.asarray(False)
+    if stop is not None:
+        converged = sol.event_mask["converged"] & ~sol.event_mask["diverged"]
+    event = r == dfx.RESULTS.event_occurred
     result = RESULTS.where(
-        r == dfx.RESULTS.successful,
+        (r == dfx.RESULTS.successful) | (event & converged),
         RESULTS.successful,
         RESULTS.where(
-            r == dfx.RESULTS.event_occurred,
+            event,
             RESULTS.diverged,
             RESULTS.where(
                 r == dfx.RESULTS.max_steps_reached,
@@ -248,28 +279,34 @@ def _solve_jit(
         ),
     )
     # Unreached save times are +inf in diffrax; report them as NaN ("not computed").
-    reached = jnp.isfinite(sol.ts)
+    reached = jnp.isfinite(saved_ts)
     # Divergence that leaves the state finite: a non-finite or exploding loss at a save time
     # (see `_LOSS_GROWTH`). The metrics from that save time on are dropped as unreached.
     scale = jnp.maximum(loss(alpha * flat.h0), loss(jnp.zeros_like(flat.h0)))
     blown = jnp.zeros_like(reached)
     for name in ("loss", "linear_loss"):
-        if name in sol.ys:
-            value = sol.ys[name]
+        if name in saved:
+            value = saved[name]
             blown = blown | jnp.logical_not(value <= _LOSS_GROWTH * scale)
     blown = blown & reached
+    if stop is not None:
+        # The last entry is the limit only where the stop fired (not at max_steps).
+        reached = reached.at[-1].set(reached[-1] & event & converged)
     result = RESULTS.where(jnp.any(blown), RESULTS.diverged, result)
     reached = reached & (jnp.cumsum(blown) == 0)
 
     def mask(x):
         return jnp.where(reached.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.nan)
 
-    ys = jax.tree_util.tree_map(mask, sol.ys)
+    ys = jax.tree_util.tree_map(mask, saved)
     if save_params:
         ys["params"] = jax.vmap(flat.unravel)(ys["params"])
         if linearized:
             ys["linear_params"] = jax.vmap(flat.unravel)(ys["linear_params"])
     stats = dict(sol.stats)
+    if stop is not None:
+        # When the stop fired (NaN if it did not): the time of the limit saved last.
+        stats["stop_time"] = jnp.where(event & converged, saved_ts[-1], jnp.nan)
     if stabilized:
         stats.update(_stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0 is None))
     return ys, stats, result
@@ -327,6 +364,7 @@ def solve(
     save_params: bool = _DEFAULT,
     max_steps: int | None = _DEFAULT,
     modified_step: float | None = _DEFAULT,
+    stop_loss: float | None = _DEFAULT,
     throw: bool = False,
 ) -> Solution:
     r"""Integrate the gradient flow $w' = -\nabla F_\alpha(w)$ and, with `linearized=True`, the
@@ -343,7 +381,8 @@ def solve(
     - `problem`: a [`gradflow.Problem`][].
     - `t1`, `ts`, `solver`, `rtol`, `atol`, `dt0`, `stepsize_controller`, `linearized`,
       `save_params`, `max_steps`, `modified_step` (gradient descent's modified equation
-      instead of the flow): the options of the solve, each as documented in
+      instead of the flow), `stop_loss` (where the flow stops; with `t1=math.inf`, its
+      limit): the options of the solve, each as documented in
       [`gradflow.SolveOptions`][] (with its defaults: `solver="auto"`, `rtol=1e-8`,
       `atol=1e-10`, 101 save times in `[0, t1]`, ...), which they build. One of `t1` and `ts`
       is needed.
@@ -376,6 +415,7 @@ def solve(
             ("save_params", save_params),
             ("max_steps", max_steps),
             ("modified_step", modified_step),
+            ("stop_loss", stop_loss),
         )
         if value is not _DEFAULT and not (name in ("t1", "ts") and value is None)
     }
@@ -420,7 +460,8 @@ def solve(
         budget = max(_MAX_STEPS, num) if options.max_steps is None else options.max_steps
     else:
         if ts is None:
-            ts = _default_ts(t1)
+            # Until the limit: the start, and the limit saved after it.
+            ts = _default_ts(t1) if math.isfinite(t1) else np.zeros(1)
         budget = _MAX_STEPS if options.max_steps is None else options.max_steps
         adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
         if options.stepsize_controller is None and not adaptive:
@@ -453,9 +494,15 @@ def solve(
         options.linearized,
         options.save_params,
         None if options.modified_step is None else jnp.asarray(options.modified_step, dtype),
+        None if options.stop_loss is None else jnp.asarray(options.stop_loss, dtype),
+        # The time scale of the collapsed-step rule: t1, or the save times for t1 = inf.
+        jnp.asarray(t1 if math.isfinite(t1) else max(float(ts[-1]), 1.0), dtype),
     )
     if single:
         ys = jax.tree_util.tree_map(lambda x: x[1:], ys)
+    if options.stop_loss is not None:
+        # The state where the stop fired is saved after the save times, at its own time.
+        ts = jnp.concatenate([ts, jnp.reshape(stats["stop_time"], (1,)).astype(dtype)])
     stats = dict(stats)
     stages = (
         None

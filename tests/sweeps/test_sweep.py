@@ -474,7 +474,12 @@ def test_point_keys_read_back_as_the_same_float():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"t1": -1.0}, ValueError, r"`t1` must be a finite time > 0; got t1=-1"),
+        (
+            {"t1": -1.0},
+            ValueError,
+            r"`t1` must be a time > 0 \(math.inf: until the flow reaches its limit, see "
+            r"`stop_loss`\); got t1=-1",
+        ),
         ({"t1": 1.0, "rtol": -1.0}, ValueError, r"rtol"),
         ({"t1": 1.0, "rtol": "1e-6"}, TypeError, r"rtol"),
         ({"t1": 1.0, "dt0": 0.0}, ValueError, r"dt0"),
