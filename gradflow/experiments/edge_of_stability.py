@@ -253,10 +253,10 @@ class EdgeOfStability(AbstractExperiment):
     def flows(self, eta: float) -> dict[str, dict[str, Any]]:
         """The flows compared with gradient descent of step `eta`, by name: the options of
         [`gradflow.solve`][] each is solved with, besides the tolerances (`{}`: the gradient
-        flow, with `solver="auto"`). A flow that a solve option defines joins here as one more
-        entry, e.g. `{**super().flows(eta), "modified_flow": {OPTION: eta}}` in a subclass."""
-        del eta
-        return {"flow": {}}
+        flow, with `solver="auto"`): the gradient flow, and gradient descent's modified
+        equation for `eta` (`modified_step`, which GD follows to $O(\\eta^2)$ where it is
+        stable). Another flow joins as one more entry (in a subclass)."""
+        return {"flow": {}, "modified_flow": {"modified_step": float(eta)}}
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return [(point_key(eta=eta), {"eta": float(eta)}) for eta in self.etas]
