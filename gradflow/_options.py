@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import _is_traced
+from ._problem import Problem, _hash_key, _is_traced
+from .solvers._auto import SolverChoice, choose_solver
 from .solvers._gradient_descent import GradientDescent
 
 
@@ -108,28 +109,6 @@ def _bool_argument(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False; got {name}={value!r}.")
     return bool(value)
-
-
-def _hash_key(tree: Any) -> Any:
-    """A hashable stand-in for a PyTree equal to another's when the trees are equal: its
-    structure (types, static fields) and its leaves, an array by its dtype, shape and values.
-    A solver or controller may hold arrays (`gf.RKC`'s power iteration converts its safety
-    factor to one), which do not hash."""
-
-    def leaf(x):
-        if _is_traced(x):
-            return ("traced", id(x))
-        if isinstance(x, (jax.Array, np.ndarray, np.generic)):
-            a = np.asarray(x)
-            return (a.dtype.str, a.shape, tuple(a.ravel().tolist()))
-        return x
-
-    def structure(treedef):
-        # Each node's type and static data (a `PyTreeDef` hashes its node types only).
-        return treedef.node_data(), tuple(structure(c) for c in treedef.children())
-
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return structure(treedef), tuple(leaf(x) for x in leaves)
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -516,3 +495,55 @@ def options_from(options: Any, keywords: dict[str, Any]) -> SolveOptions:
             f"`options=options.replace({first}=...)`."
         )
     return options
+
+
+def decide(
+    problem: Problem, options: SolveOptions, lambda_max: float | None = None
+) -> SolverChoice:
+    """The one place `solver="auto"` is decided, for [`gradflow.solve`][] and for each batch
+    of [`gradflow.sweep`][]: [`gradflow.choose_solver`][] at the tolerance the step-size
+    controller will use (a given adaptive controller's `rtol`, else `options.rtol`) and the
+    horizon `options.t1`.
+
+    **Arguments:**
+
+    - `problem`: the problem solved (for a batch, any of its points: they share the model).
+    - `options`: the [`gradflow.SolveOptions`][] of the solve, with `solver="auto"`.
+    - `lambda_max`: for a batch, its largest Hessian eigenvalue at $w_0$ (`batch_stiffness`);
+      `None` estimates it on `problem`.
+
+    **Returns:** a [`gradflow.SolverChoice`][].
+    """
+    given = _controller_tolerances(options.stepsize_controller)
+    rtol = options.rtol if given is None or given[0] is None else given[0]
+    if options.t1 is None or math.isfinite(options.t1):
+        return choose_solver(problem, rtol, options.t1, explain=True, lambda_max=lambda_max)
+    # Until the limit (t1 = inf): the horizon is the time the linearized flow needs to bring
+    # the loss down to `stop_loss` along the slowest mode of Sigma_0 = K(w0) / n,
+    # log(1 / stop_loss) / (2 lambda_min), so the stiffness lambda_max(w0) t1 is about the
+    # tangent kernel's condition number times log(1 / stop_loss) / 2: exact for a lazy flow,
+    # an estimate otherwise.
+    horizon = lazy_horizon(problem, options.stop_loss)
+    choice = choose_solver(problem, rtol, horizon, explain=True, lambda_max=lambda_max)
+    return dataclasses.replace(
+        choice,
+        reason=f"{choice.reason}; t1 = inf, taken as {horizon:.3g}, the time the linearized "
+        "flow needs to reach stop_loss along the tangent kernel's slowest mode",
+    )
+
+
+def lazy_horizon(problem: Problem, stop_loss: float) -> float:
+    """The time the linearized flow of `problem` needs to bring its loss down by the factor
+    `stop_loss` along the slowest mode of $\\Sigma_0 = K(w_0)/n$ (the square loss's rate
+    matrix; an estimate for another loss): $\\log(1/\\text{stop\\_loss}) / (2\\lambda_{\\min})$,
+    with $\\lambda_{\\min}$ the smallest eigenvalue of $\\Sigma_0$ above $10^{-10}$ of its
+    largest; `inf` for a zero kernel."""
+    from .analysis._diagnostics import tangent_kernel
+
+    n = problem.inputs.shape[0] if hasattr(problem.inputs, "shape") else 1
+    lam = np.linalg.eigvalsh(np.asarray(tangent_kernel(problem), dtype=float)) / n
+    top = float(lam[-1]) if lam.size else 0.0
+    positive = lam[lam > 1e-10 * top] if top > 0 else lam[:0]
+    if positive.size == 0:
+        return math.inf
+    return float(math.log(1.0 / stop_loss) / (2.0 * positive[0]))

@@ -362,3 +362,25 @@ def _flatten(problem: Problem, *, linearize: bool = True) -> _Flat:
         h0 = h(w0)
         jvp0 = vjp0 = None
     return _Flat(w0, unravel, h, h0, jvp0, vjp0, problem.loss, problem.alpha)
+
+
+def _hash_key(tree: Any) -> Any:
+    """A hashable stand-in for a PyTree equal to another's when the trees are equal: its
+    structure (types, static fields) and its leaves, an array by its dtype, shape and values.
+    A solver or controller may hold arrays (`gf.RKC`'s power iteration converts its safety
+    factor to one), which do not hash."""
+
+    def leaf(x):
+        if _is_traced(x):
+            return ("traced", id(x))
+        if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+            a = np.asarray(x)
+            return (a.dtype.str, a.shape, tuple(a.ravel().tolist()))
+        return x
+
+    def structure(treedef):
+        # Each node's type and static data (a `PyTreeDef` hashes its node types only).
+        return treedef.node_data(), tuple(structure(c) for c in treedef.children())
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return structure(treedef), tuple(leaf(x) for x in leaves)

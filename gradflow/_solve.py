@@ -15,6 +15,7 @@ from ._options import (
     _bool_argument,
     _check_resolution,
     _controller_tolerances,
+    decide,
     options_from,
 )
 from ._problem import Problem, _flatten, _is_traced
@@ -27,7 +28,7 @@ from ._solution import (
     _throw_messages,
 )
 from ._typing import Array, ArrayLike
-from .solvers._auto import decide, has_kinks
+from .solvers._auto import has_kinks
 from .solvers._gradient_descent import GradientDescent
 from .solvers._stabilized import AbstractStabilizedSolver, CountingController
 
@@ -395,7 +396,7 @@ def solve(
 
     Every option is checked before anything is traced (by `SolveOptions`, and here the bound
     that needs the problem: `rtol >= 1e-6` for float32 parameters). `solver="auto"` is then
-    decided once for this problem (`gradflow.solvers._auto.decide`).
+    decided once for this problem (`gradflow._options.decide`).
 
     **Returns:** a [`gradflow.Solution`][].
     """

@@ -20,14 +20,14 @@ import numpy as np
 from .. import models
 from .._losses import SquareLoss
 from .._memory import ArraySize
-from .._options import SolveOptions
+from .._options import SolveOptions, decide
 from .._problem import Problem
 from .._solution import RESULTS
 from .._solve import solve
 from .._typing import Array, ArrayLike, Params
 from ..analysis._closed_form import linear_flow_closed_form
 from ..models.two_layer import init_neurons
-from ..solvers._auto import batch_stiffness, decide
+from ..solvers._auto import batch_stiffness
 from ..solvers._gradient_descent import GradientDescent
 
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds

@@ -13,7 +13,6 @@ import collections
 import dataclasses
 import enum
 import hashlib
-import math
 import threading
 
 import diffrax as dfx
@@ -23,8 +22,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from .._options import SolveOptions, _controller_tolerances, _hash_key
-from .._problem import Problem, _flatten, _is_traced
+from .._problem import Problem, _flatten, _hash_key, _is_traced
 from ..analysis._operators import LanczosResult, hessian, lanczos_largest, unit_normal
 from ._stabilized import RKC
 
@@ -417,55 +415,3 @@ def choose_solver(
 
 # The solvers `choose_solver` picks from, by the name a stored choice records.
 AUTO_SOLVERS = {cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3)}
-
-
-def decide(
-    problem: Problem, options: SolveOptions, lambda_max: float | None = None
-) -> SolverChoice:
-    """The one place `solver="auto"` is decided, for [`gradflow.solve`][] and for each batch
-    of [`gradflow.sweep`][]: [`gradflow.choose_solver`][] at the tolerance the step-size
-    controller will use (a given adaptive controller's `rtol`, else `options.rtol`) and the
-    horizon `options.t1`.
-
-    **Arguments:**
-
-    - `problem`: the problem solved (for a batch, any of its points: they share the model).
-    - `options`: the [`gradflow.SolveOptions`][] of the solve, with `solver="auto"`.
-    - `lambda_max`: for a batch, its largest Hessian eigenvalue at $w_0$ (`batch_stiffness`);
-      `None` estimates it on `problem`.
-
-    **Returns:** a [`gradflow.SolverChoice`][].
-    """
-    given = _controller_tolerances(options.stepsize_controller)
-    rtol = options.rtol if given is None or given[0] is None else given[0]
-    if options.t1 is None or math.isfinite(options.t1):
-        return choose_solver(problem, rtol, options.t1, explain=True, lambda_max=lambda_max)
-    # Until the limit (t1 = inf): the horizon is the time the linearized flow needs to bring
-    # the loss down to `stop_loss` along the slowest mode of Sigma_0 = K(w0) / n,
-    # log(1 / stop_loss) / (2 lambda_min), so the stiffness lambda_max(w0) t1 is about the
-    # tangent kernel's condition number times log(1 / stop_loss) / 2: exact for a lazy flow,
-    # an estimate otherwise.
-    horizon = lazy_horizon(problem, options.stop_loss)
-    choice = choose_solver(problem, rtol, horizon, explain=True, lambda_max=lambda_max)
-    return dataclasses.replace(
-        choice,
-        reason=f"{choice.reason}; t1 = inf, taken as {horizon:.3g}, the time the linearized "
-        "flow needs to reach stop_loss along the tangent kernel's slowest mode",
-    )
-
-
-def lazy_horizon(problem: Problem, stop_loss: float) -> float:
-    """The time the linearized flow of `problem` needs to bring its loss down by the factor
-    `stop_loss` along the slowest mode of $\\Sigma_0 = K(w_0)/n$ (the square loss's rate
-    matrix; an estimate for another loss): $\\log(1/\\text{stop\\_loss}) / (2\\lambda_{\\min})$,
-    with $\\lambda_{\\min}$ the smallest eigenvalue of $\\Sigma_0$ above $10^{-10}$ of its
-    largest; `inf` for a zero kernel."""
-    from ..analysis._diagnostics import tangent_kernel
-
-    n = problem.inputs.shape[0] if hasattr(problem.inputs, "shape") else 1
-    lam = np.linalg.eigvalsh(np.asarray(tangent_kernel(problem), dtype=float)) / n
-    top = float(lam[-1]) if lam.size else 0.0
-    positive = lam[lam > 1e-10 * top] if top > 0 else lam[:0]
-    if positive.size == 0:
-        return math.inf
-    return float(math.log(1.0 / stop_loss) / (2.0 * positive[0]))

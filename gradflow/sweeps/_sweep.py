@@ -15,13 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._options import SolveOptions, options_from
+from .._options import SolveOptions, decide, options_from
 from .._problem import Problem
 from .._solution import Solution, SolveInfo
 from .._solve import solve
 from .._theory import PredictedExponents
 from ..analysis._stats import RateFit, fit_rate
-from ..solvers._auto import batch_stiffness, decide
+from ..solvers._auto import batch_stiffness
 from ._computation import Computation
 from ._distributed import barrier, owner, share
 from ._fingerprint import (

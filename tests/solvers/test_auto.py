@@ -13,6 +13,7 @@ import pytest
 from helpers import two_layer_problem
 
 import gradflow as gf
+from gradflow._options import decide
 from gradflow.solvers import _auto
 
 KINKS = [("relu", True), ("tanh", False), ("softplus", False), ("quadratic", False)]
@@ -101,13 +102,13 @@ def test_decide_is_the_choice_solve_records(getkey):
     # rtol when one is given, else `rtol`; the horizon `t1`. The shapes of the test above.
     tanh = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
     options = gf.SolveOptions(1.0, [1.0])
-    assert _auto.decide(tanh, options) == gf.solve(tanh, options=options).info.choice
+    assert decide(tanh, options) == gf.solve(tanh, options=options).info.choice
     relu = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
     loose = options.replace(stepsize_controller=dfx.PIDController(rtol=1e-2, atol=1e-4))
-    assert isinstance(_auto.decide(relu, loose).solver, dfx.Heun)
-    assert isinstance(_auto.decide(relu, options).solver, dfx.Bosh3)
+    assert isinstance(decide(relu, loose).solver, dfx.Heun)
+    assert isinstance(decide(relu, options).solver, dfx.Bosh3)
     # A batch's largest eigenvalue, given: the choice says so.
-    batch = _auto.decide(tanh, options, lambda_max=2.0)
+    batch = decide(tanh, options, lambda_max=2.0)
     assert batch.stiffness == 2.0 and batch.estimated_from is gf.StiffnessSource.batch
 
 
