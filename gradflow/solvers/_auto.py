@@ -22,8 +22,8 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import Problem, _flatten, _hash_key, _is_traced
-from ..analysis._operators import LanczosResult, hessian, lanczos_largest, unit_normal
+from .._problem import Problem, _hash_key, _is_traced
+from ..analysis._operators import LanczosResult
 from ._stabilized import RKC
 
 # Primitives whose derivative jumps somewhere (kinks, steps). A model whose jaxpr holds one of
@@ -165,18 +165,20 @@ _LANCZOS_STARTS = 2
 
 @eqx.filter_jit
 def _lambda_max(problem: Problem) -> LanczosResult:
-    # The Jacobian of the scaled flow's field in z = alpha (w - w0) is minus this Hessian. One
-    # compiled program (the whole iteration is a while loop) per problem shape.
-    flat = _flatten(problem, linearize=False)
-    op = hessian(lambda w: problem.objective(flat.unravel(w)), flat.w0)
+    # The Jacobian of the scaled flow's field in z = alpha (w - w0) is minus the Hessian of
+    # F_alpha: its largest eigenvalue at w0 is the sharpness there (`gf.sharpness`, the same
+    # Lanczos starts), with the budget and tolerance of this estimate.
+    from ..analysis._sharpness import _sharpness_at
 
-    def run(key):
-        v0 = unit_normal(key, flat.w0)
-        return lanczos_largest(op, v0, max_iters=_LANCZOS_MAX_ITERS, rtol=_LANCZOS_RTOL)
-
-    runs = jax.vmap(run)(jax.random.split(jax.random.PRNGKey(0), _LANCZOS_STARTS))
-    best = jnp.argmax(runs.value)
-    return LanczosResult(runs.value[best], runs.residual[best], jnp.max(runs.steps))
+    return _sharpness_at(
+        problem,
+        None,
+        False,
+        jax.random.PRNGKey(0),
+        _LANCZOS_STARTS,
+        _LANCZOS_MAX_ITERS,
+        jnp.asarray(_LANCZOS_RTOL, problem.dtype),
+    )
 
 
 # lambda_max per problem fingerprint, so that solving one problem again (a notebook cell run
