@@ -174,16 +174,27 @@ class SolveOptions:
     - `save_params`: also return $w(t)$ and $\bar w(t)$ at `ts` (memory: `len(ts)` copies).
     - `stop_loss`: stop the solve where every loss it integrates (the model's, and the
       linearization's with `linearized=True`) is at most `stop_loss` times its value at
-      $w_0$; the state there is saved last (its time in `stats["stop_time"]`). With
-      `t1=math.inf` the solve runs until then (default `max(rtol**2, 1e-14)`: the residual
-      down by a factor `rtol`, at most 1e-7, above the rounding floor of models whose terms
-      cancel): the flow's limit, for a model that can interpolate its targets. The rule
-      is on the loss, not on the gradient: at a saddle (the plateaus of a small
-      initialization) the gradient is tiny for a long time, but the loss is far above the
-      level, so the flow is not stopped there. A flow whose limit does not interpolate (its
-      loss stays above the level) runs to `max_steps` (`RESULTS.max_steps_reached`): give it
-      a finite `t1`. With a finite `t1`, the solve stops at `t1` or at the level, whichever
-      comes first (save times after the stop are NaN).
+      $w_0$, or at most its *loss floor* where that is higher; the state there is saved last
+      (its time in `stats["stop_time"]`, and the floor there, as a fraction of the initial
+      loss, in `stats["stop_floor"]`: above `stop_loss`, the floor stopped the solve). The
+      floor is the loss that the state's resolution leaves at an exact zero of the
+      residual: each parameter perturbed by what the error control resolves,
+      `atol + rtol |state|` (zero without error control), and by its rounding, $\epsilon|w|$,
+      with fixed random signs, through the model (one forward-mode derivative per step),
+      times 10. An explicit or stabilized solver at a fixed point sits at its stability
+      limit, where the stiff modes keep about that amplitude, so a level under the floor
+      would never be met (the depth-2 diagonal net at $u = v = 100$ stalls at 6e-16 to
+      1.3e-14 of its initial loss at rtol 1e-8, 1e-19 to 1e-18 at 1e-10): the floor follows
+      the tolerances, and tighter tolerances reach lower losses. With `t1=math.inf` the
+      solve runs until then (default `max(rtol**2, 1e-14)`: the residual down by a factor
+      `rtol`, at most 1e-7): the flow's limit, for a model that can interpolate its
+      targets. The rule is on the loss, not on the gradient: at a saddle (the plateaus of a
+      small initialization) the gradient is tiny for a long time, but the loss is far above
+      both the level and the floor, so the flow is not stopped there. A flow whose limit
+      does not interpolate (its loss stays above the level) runs to `max_steps`
+      (`RESULTS.max_steps_reached`): give it a finite `t1`. With a finite `t1`, the solve
+      stops at `t1` or at the level, whichever comes first (save times after the stop are
+      NaN).
     - `modified_step`: a gradient-descent step $\eta$: integrate gradient descent's first-order
       modified equation instead of the gradient flow, $w' = -\nabla F_\alpha(w) -
       \frac{\eta}{2} \nabla^2 F_\alpha(w) \nabla F_\alpha(w)$, the gradient flow of
@@ -302,9 +313,8 @@ class SolveOptions:
                 lambda x: 0 < x < 1,
             )
         elif t1 is not None and math.isinf(t1):
-            # The residual down by a factor rtol, but not below 1e-7: a loss below 1e-14 of its
-            # initial value is under the rounding of a model whose terms cancel (u^2 - v^2 at a
-            # large init: 1e-15 to 1e-14 of the initial loss at u = v = 100, measured).
+            # The residual down by a factor rtol, but not below 1e-7. A level under what the
+            # solve resolves is met at its loss floor instead (see `_solve_jit`).
             stop_loss = max(rtol**2, 1e-14)
         if t1 is not None and math.isinf(t1) and isinstance(solver, GradientDescent):
             raise ValueError(

@@ -15,6 +15,7 @@ from ._options import (
     _bool_argument,
     _check_resolution,
     _controller_tolerances,
+    controller_tolerances,
     decide,
     options_from,
 )
@@ -69,11 +70,19 @@ def _finite(tree) -> Array:
 # that the rule above would call divergence.
 _DTMIN_FRACTION = 1e-12
 _PATIENCE = 30
+_RETRY_FACTOR = 0.2
 # The loss along a gradient flow never increases (dF/dt = -|grad F|^2), nor along gradient
 # descent with steps below 2 / L (the descent lemma); the transient growth of unstable-but-
 # bounded gradient descent (edge of stability, catapults) stays within a few orders of
 # magnitude. A loss above this factor times max(R(alpha h(w0)), R(0)) is divergence.
 _LOSS_GROWTH = 1e10
+# The loss floor of the stop at the limit (see `_solve_jit`) is this many times the loss of a
+# state perturbation of the size the error control resolves: the stiff modes sit at a few
+# times that size, not exactly at it (on the depth-2 diagonal net at u = v = 100, rtol 1e-8,
+# the loss stalls at 6e-16 to 1.3e-14 of its initial value; the estimate without the factor
+# is 8e-15). Where the floor stops a solve, the relative error of the parameters is about
+# 2.5 sqrt(floor / initial loss) (measured on the same net: 7e-7 at 8e-14).
+_FLOOR_FACTOR = 10.0
 
 
 class _NonFiniteGuard(dfx.AbstractAdaptiveStepSizeController):
@@ -114,6 +123,13 @@ class _NonFiniteGuard(dfx.AbstractAdaptiveStepSizeController):
         next_dt = next_t1 - next_t0
         stuck = ~bad & ~keep & (collapsed | ~jnp.isfinite(next_dt))
         result = dfx.RESULTS.where(stuck, dfx.RESULTS.dt_min_reached, result)
+        # A NaN error estimate (an overflow inside a step far too long, as a first step can be
+        # on a very stiff flow: the depth-3 diagonal net at u = v = 10, lambda_max = 1.4e6)
+        # makes diffrax's next step NaN, which the rule above would take for a collapse at
+        # the second strike: retry at diffrax's smallest factor, 0.2, instead, so that
+        # `_PATIENCE` decides.
+        retry = bad & ~give_up & ~jnp.isfinite(next_dt)
+        next_t1 = jnp.where(retry, next_t0 + _RETRY_FACTOR * (t1 - t0), next_t1)
         next_t0 = jnp.where(give_up, t1, next_t0)
         next_t1 = jnp.where(give_up, t1 + next_dt, next_t1)
         return keep | give_up, next_t0, next_t1, made_jump, (inner, strikes), result
@@ -132,6 +148,7 @@ def _solve_jit(
     save_params: bool,
     modified: Array | None,
     stop: Array | None,
+    resolution: tuple[Array, Array],
     horizon: Array,
 ):
     flat = _flatten(problem, linearize=linearized)
@@ -211,16 +228,64 @@ def _solve_jit(
 
     events = {"diverged": diverged}
     if stop is not None:
+        # The loss floor: the loss that the state's resolution leaves at an exact zero of the
+        # residual, so that no solve gets the loss below it. The error control holds each
+        # state entry only to tol = atol + rtol |y| (`resolution`; zero without error
+        # control), and float arithmetic each parameter to eps |w|: at a fixed point an
+        # explicit or stabilized method sits at its stability limit, where the stiff modes
+        # keep an amplitude of the order of tol (measured on the depth-2 diagonal net at
+        # u = v = 100: the loss stalls at 6e-16 to 1e-14 of its initial value at rtol 1e-8,
+        # 1e-19 to 1e-18 at 1e-10, 4e-23 to 3e-22 at 1e-12). That perturbation, with fixed
+        # random signs, through the model (one forward-mode derivative, which also gives the
+        # outputs), plus the rounding eps |out| of the residual, gives the floor as the
+        # loss's second-order term 0.5 <d, D(grad R)[d]> (0.5 |d|^2 / n for the square loss).
+        rtol_, atol_ = resolution
+        eps = jnp.finfo(dtype).eps
+        signs = jax.random.rademacher(jax.random.PRNGKey(0), w0.shape, dtype)
+
+        def tol(x):
+            return atol_ + rtol_ * jnp.abs(x)
+
+        def floor_of(out, dout):
+            d = jnp.abs(dout) + eps * jnp.abs(out)
+            return _FLOOR_FACTOR * 0.5 * jnp.vdot(d, jax.jvp(loss.grad, (out,), (d,))[1])
+
+        def losses_and_floors(y):
+            # {name: (loss, floor)} for every loss the solve integrates.
+            if linearized:
+                u, e = y
+                z = u + e / alpha
+                dz = tol(u) + tol(e) / alpha
+                lin = linear_out(u)
+                dlin = flat.jvp0(signs * tol(u))
+            else:
+                z, dz = y, tol(y)
+            w = w0 + z / alpha
+            out, dout = jax.jvp(h, (w,), (signs * (dz / alpha + eps * jnp.abs(w)),))
+            out, dout = alpha * out, alpha * dout
+            found = {"loss": (loss(out), floor_of(out, dout))}
+            if linearized:
+                found["linear_loss"] = (loss(lin), floor_of(lin, dlin))
+            return found
+
         # The stop at the limit: every loss integrated (the model's and the linearization's)
-        # at or below `stop` times its value at w0. A plateau of the flow (a saddle, where the
-        # gradient is tiny for a long time) sits at a loss well above that level, so the rule
-        # is not fooled by it, as a rule on the gradient alone would be.
-        level = {k: stop * v for k, v in metrics(0.0, y0, None).items() if k.endswith("loss")}
+        # at or below `stop` times its value at w0, or at its floor where the floor is higher
+        # (a level under it would never be met). A plateau of the flow (a saddle, where the
+        # gradient is tiny for a long time) sits at a loss well above both, so the rule is
+        # not fooled by it, as a rule on the gradient alone would be.
+        initial = {k: v for k, v in metrics(0.0, y0, None).items() if k.endswith("loss")}
+        level = {k: stop * v for k, v in initial.items()}
 
         def converged(t, y, args, **kwargs):
-            del kwargs
-            now = metrics(t, y, args)
-            return jnp.all(jnp.stack([now[k] <= level[k] for k in level]))
+            del t, args, kwargs
+            now = losses_and_floors(y)
+            return jnp.all(jnp.stack([v <= jnp.maximum(level[k], f) for k, (v, f) in now.items()]))
+
+        def limit_metrics(t, y, args):
+            # The metrics of the state saved last, with each loss's floor beside it.
+            m = metrics(t, y, args)
+            m.update({f"{k}_floor": f for k, (_, f) in losses_and_floors(y).items()})
+            return m
 
         events["converged"] = converged
 
@@ -242,7 +307,7 @@ def _solve_jit(
         # With a stop, the state where it fires (the limit, for t1 = inf) is saved last.
         saveat=dfx.SaveAt(
             subs=[dfx.SubSaveAt(ts=ts, fn=metrics)]
-            + ([dfx.SubSaveAt(t1=True, fn=metrics)] if stop is not None else []),
+            + ([dfx.SubSaveAt(t1=True, fn=limit_metrics)] if stop is not None else []),
             solver_state=stabilized,
             controller_state=stabilized,
         ),
@@ -255,7 +320,13 @@ def _solve_jit(
         throw=False,
     )
     saved_ts = jnp.concatenate(sol.ts)
-    saved = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *sol.ys)
+    ys_parts = list(sol.ys)
+    floors = {}
+    if stop is not None:
+        last = dict(ys_parts[-1])
+        floors = {k: last.pop(f"{k}_floor")[-1] for k in level}
+        ys_parts[-1] = last
+    saved = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *ys_parts)
     r = sol.result
     # The event that ended the solve: divergence, or the stop at the limit (a success).
     converged = jnp.asarray(False)
@@ -308,6 +379,10 @@ def _solve_jit(
     if stop is not None:
         # When the stop fired (NaN if it did not): the time of the limit saved last.
         stats["stop_time"] = jnp.where(event & converged, saved_ts[-1], jnp.nan)
+        # The floor there, as a fraction of the initial loss (the largest over the losses
+        # integrated): above `stop`, the stop came from the floor.
+        floor = jnp.max(jnp.stack([floors[k] / initial[k] for k in level]))
+        stats["stop_floor"] = jnp.where(event & converged, floor, jnp.nan)
     if stabilized:
         stats.update(_stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0 is None))
     return ys, stats, result
@@ -496,6 +571,9 @@ def solve(
         options.save_params,
         None if options.modified_step is None else jnp.asarray(options.modified_step, dtype),
         None if options.stop_loss is None else jnp.asarray(options.stop_loss, dtype),
+        # The resolution of the state, for the loss floor of the stop: the error control's
+        # tolerances (zero for constant steps, which resolve to rounding only).
+        tuple(jnp.asarray(v or 0.0, dtype) for v in (controller_tolerances(options) or (0, 0))),
         # The time scale of the collapsed-step rule: t1, or the save times for t1 = inf.
         jnp.asarray(t1 if math.isfinite(t1) else max(float(ts[-1]), 1.0), dtype),
     )
