@@ -776,7 +776,7 @@ def test_a_repeated_value_of_a_sweep_option_is_refused_by_name(name):
 
 def test_only_the_cnn_stages_may_repeat_a_value():
     options = [(n, f) for n, c in ex.EXPERIMENTS.items() for f in _tuple_options(c)]
-    assert len(options) == 12
+    assert len(options) == 17
     assert [(n, f.name) for n, f in options if f.metadata["repeats"]] == [("cnn", "stages")]
 
 

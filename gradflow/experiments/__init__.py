@@ -34,6 +34,7 @@ from .edge_of_stability import (
     loss_path as loss_path,
 )
 from .homogeneity import Homogeneity as Homogeneity
+from .phase_diagram import PhaseDiagram as PhaseDiagram
 from .population_sgd import PopulationSGD as PopulationSGD
 from .regimes import Regimes as Regimes
 from .tau_sweep import TauSweep as TauSweep
@@ -54,6 +55,7 @@ EXPERIMENTS: dict[str, type[AbstractExperiment]] = {
         Regimes,
         TensorCompletion,
         EdgeOfStability,
+        PhaseDiagram,
     )
 }
 """Each experiment's class, by the name `gradflow reproduce NAME` takes."""
