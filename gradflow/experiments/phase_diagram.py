@@ -199,15 +199,17 @@ class PhaseDiagram(AbstractExperiment):
         choices=ARCHITECTURES,
     )
     widths: tuple[int, ...] = option(
-        (16, 32, 64, 128, 256, 512), "widths m (hidden neurons per layer)", even=True
+        (16, 38, 90, 216, 512),
+        "widths m (hidden neurons per layer; the default is 1.5 decades, log-spaced)",
+        even=True,
     )
     alphas: tuple[float, ...] = option(
-        (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0),
+        (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0),
         "scales alpha of the 1/sqrt(m) nets and of the MLP",
         positive=True,
     )
     alphas_mean_field: tuple[float, ...] = option(
-        (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0),
+        (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0),
         "scales alpha of the 1/m nets (their crossover sits near alpha ~ 10)",
         positive=True,
     )
