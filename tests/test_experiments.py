@@ -846,3 +846,82 @@ def test_width_summaries_of_runs_apart_merge_to_the_whole_runs():
     merged = ex.WidthSweep.merge([first, second])
     assert merged == whole
     assert set(whole) >= {"mean_field_below_sqrt_for_m_ge_128", "kernel_limit"}
+
+
+def _dense_eta_sharpness(problem, params, eta):
+    """eta times the largest eigenvalue of the dense jax.hessian of F_alpha at `params`."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    hess = jax.hessian(lambda v: problem.objective(unravel(v)))(flat)
+    return eta * float(np.linalg.eigvalsh(np.asarray(hess))[-1])
+
+
+def _tiny_tau_sweep(**changes):
+    sizes = dict(dim=3, n_train=12, n_test=10, width=4, num_steps=60, num_saves=8, trials=2)
+    return ex.TauSweep.quick().replace(**{**sizes, **changes})
+
+
+@pytest.mark.optimized
+def test_tau_sweep_gd_audit_against_dense_hessians_and_gd_flow_distance():
+    # The audit of a tiny Fig. 1c point (20 parameters, every Hessian eigenvalue resolved): its
+    # eta * lambda_max against numpy's dense eigenvalues at w0 and at the last iterate (1e-6),
+    # its distance to the flow against gf.gd_flow_distance (rtol 1e-8 and 1e-10, shown tight;
+    # 1e-4 of the distances), its distance to the modified flow against a Tsit5 solve at rtol
+    # 1e-11 (1e-4).
+    import diffrax as dfx
+
+    exp = _tiny_tau_sweep(audit="full", audit_rtol=1e-9)
+    tau = 1.0
+    audit = exp.train(tau=tau)["gd_audit"]
+    assert audit["trial"] == 0 and audit["flow_result"] == audit["modified_result"] == "successful"
+    problem, _ = exp._trial(jax.random.fold_in(jax.random.PRNGKey(exp.seed), 0), tau)
+    eta = ex.paper_learning_rate(exp.width, exp.step(tau))
+    its = np.asarray(audit["iterations"])
+    kw = dict(t1=float(its[-1] * eta), ts=its * eta, linearized=False, save_params=True)
+    gd = gf.solve(problem, solver=gf.GradientDescent(eta), **kw)
+    last = jax.tree_util.tree_map(lambda x: x[-1], gd.params)
+    sharp = np.asarray(audit["eta_sharpness"], dtype=float)
+    np.testing.assert_allclose(sharp[0], _dense_eta_sharpness(problem, problem.params0, eta),
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(sharp[-1], _dense_eta_sharpness(problem, last, eta), rtol=1e-6)
+    assert audit["max_eta_sharpness"] == max(sharp) and audit["final_eta_sharpness"] == sharp[-1]
+    assert audit["edge_of_stability"] is bool(max(sharp) >= 2.0)
+
+    reference = gf.gd_flow_distance(problem, eta, int(its[-1]), iterations=its, rtol=1e-8)
+    assert reference.reference_tight
+    after = its > 0
+    np.testing.assert_allclose(np.asarray(audit["flow_distance"])[after],
+                               np.asarray(reference.distance)[after], rtol=1e-4)  # fmt: skip
+    modified = gf.solve(problem, solver=dfx.Tsit5(), rtol=1e-11, atol=1e-13, modified_step=eta,
+                        max_steps=200_000, **kw)  # fmt: skip
+
+    def out(params):
+        return jax.vmap(lambda p: problem.alpha * problem.apply(p, problem.inputs))(params)
+
+    gap = np.sqrt(np.mean(np.sum((out(gd.params) - out(modified.params)) ** 2, -1), -1))
+    np.testing.assert_allclose(np.asarray(audit["modified_distance"])[after], gap[after],
+                               rtol=1e-4)  # fmt: skip
+    assert audit["max_flow_distance"] == max(np.asarray(audit["flow_distance"])[after])
+
+
+def test_gd_audit_decides_the_edge_of_stability_at_the_saved_iterates():
+    # A step at 2.5 / lambda_max(w0) starts at the edge (the first save, k = 0), one at
+    # 0.5 / lambda_max(w0) on this lazy point stays below 2 (its sharpness moves by under 1%).
+    from gradflow._gd_flow import audit_gd
+
+    exp = _tiny_tau_sweep()
+    problem, _ = exp._trial(jax.random.PRNGKey(0), 3.0)
+    lam = float(gf.sharpness(problem))
+    its = np.array([0, 1, 5, 20])
+    for factor, unstable in ((2.5, True), (0.5, False)):
+        eta = factor / lam
+        gd = gf.solve(problem, t1=20 * eta, ts=its * eta, solver=gf.GradientDescent(eta),
+                      linearized=False, save_params=True)  # fmt: skip
+        audit = audit_gd(problem, gd.params, its, eta, flows=False)
+        np.testing.assert_allclose(float(audit.eta_sharpness[0]), factor, rtol=1e-6)
+        assert audit.edge_of_stability is unstable
+        assert audit.first_unstable_iteration == (0 if unstable else None)
+        assert audit.flow_result == "not solved" and np.all(np.isnan(audit.flow_distance))
+    with pytest.raises(ValueError, match="`iterations` must be the saved iterations"):
+        audit_gd(problem, gd.params, its[1:], eta)
+    with pytest.raises(ValueError, match="`rtol_check` must be below `rtol`"):
+        audit_gd(problem, gd.params, its, eta, rtol=1e-6, rtol_check=1e-5)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import models
+from .._gd_flow import audit_gd
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._options import SolveOptions, decide
@@ -29,6 +30,15 @@ from ..analysis._closed_form import linear_flow_closed_form
 from ..models.two_layer import init_neurons
 from ..solvers._auto import batch_stiffness
 from ..solvers._gradient_descent import GradientDescent
+
+# The help of the experiments' `audit` option: what is measured of their gradient descent.
+AUDIT_HELP = (
+    "what is recorded of gradient descent against its flows (method=gd), on the first trial "
+    "(the trials share the step): full: eta * lambda_max at the saved iterates and GD's "
+    "output distance to the gradient flow and to its modified flow (Barrett & Dherin 2021) "
+    "at the saved times; sharpness: eta * lambda_max only (no flow solves); off: nothing"
+)
+AUDITS = ("full", "sharpness", "off")
 
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
 # its own further choices).
@@ -194,6 +204,9 @@ def train_trials(
     method: Literal["gd", "flow", "linear"],
     rtol: float,
     baseline_at_saves: bool = False,
+    audit: Literal["full", "sharpness", "off"] = "off",
+    audit_rtol: float = 1e-5,
+    audit_max_steps: int = 100_000,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train every trial of one point of the paper's two-layer experiments (Fig. 1c, Fig. 2):
     by the paper's gradient descent (`method="gd"`), as the gradient flow over the same
@@ -213,7 +226,13 @@ def train_trials(
 
     **Arguments:** `build(key) -> (problem, data)` makes one trial's problem and its
     `teacher_student` data from its key; `step`, `num_steps`, `num_saves` as in
-    [`gradflow.experiments.paper_train`][].
+    [`gradflow.experiments.paper_train`][]. With `method="gd"`, `audit` says what is recorded
+    of the first trial's gradient descent against its flows (`gd_audit`, the dict of
+    [`GDAudit`][gradflow._gd_flow.GDAudit]): `"full"` solves the gradient flow and the
+    modified flow from its $w_0$ at `audit_rtol` (`atol = audit_rtol / 100`, at most
+    `audit_max_steps` steps each; a flow that stops short is reported with NaN distances
+    after it), `"sharpness"` measures $\\eta\\,\\lambda_{\\max}$ at the saved iterates only,
+    `"off"` nothing. The trials of a point share the step, so one trial stands for them.
 
     **Returns:** the record fields every such point stores (`test_loss_end`,
     `test_loss_best`, `train_loss_end` per trial, NaN for a diverged trial; `diverged_trials`,
@@ -235,6 +254,7 @@ def train_trials(
 
     linear = eqx.filter_vmap(one_baseline)(keys)
     flow: dict[str, Any] = {}
+    gd_audit: dict[str, Any] | None = None
     if method == "linear":
         test, train = np.asarray(linear["test_loss"]), np.asarray(linear["train_loss"])
         ok, evaluations = np.ones(trials, dtype=bool), np.zeros(trials, dtype=int)
@@ -264,6 +284,10 @@ def train_trials(
         # A diverged trial keeps its losses up to the divergence in the paths.
         ok = np.asarray(sol.result._value) == int(RESULTS.successful._value)
         evaluations = np.asarray(_evaluations(sol.stats)).astype(int)
+        if method == "gd" and audit != "off":
+            gd_audit = _audit_first_trial(
+                build, keys[0], sol.params, iters, options, audit, audit_rtol, audit_max_steps
+            )
     record = {
         "test_loss_end": np.where(ok, test[:, -1], np.nan),
         "test_loss_best": np.where(ok, np.nanmin(test, axis=1), np.nan),
@@ -275,8 +299,60 @@ def train_trials(
         "linear_test_loss_end": np.asarray(linear["test_loss_end"]),
         "linear_test_loss_inf": np.asarray(linear["test_loss_inf"]),
     }
+    if gd_audit is not None:
+        record["gd_audit"] = gd_audit
     paths = {"iterations": np.asarray(iters), "test_loss": test, "train_loss": train}
     return record, paths
+
+
+def _audit_first_trial(
+    build: Callable[[Array], tuple[Problem, Any]],
+    key: Array,
+    params: Params,
+    iters: np.ndarray,
+    options: SolveOptions,
+    audit: str,
+    rtol: float,
+    max_steps: int,
+) -> dict[str, Any]:
+    """The GD audit of the trial built from `key` (the first), from its saved parameters (the
+    first row of the trials' `params`)."""
+    if audit not in AUDITS:
+        raise ValueError(f"`audit` must be one of {AUDITS}; got {audit!r}.")
+    problem, data = build(key)
+    first = jax.tree_util.tree_map(lambda x: x[0], params)
+    result = audit_gd(
+        problem,
+        first,
+        iters,
+        options.solver.learning_rate,
+        rtol=rtol,
+        max_steps=max_steps,
+        test=(data.x_test, data.y_test),
+        flows=audit == "full",
+    )
+    return {"trial": 0, **result.to_dict()}
+
+
+def audit_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a summary row from a point's `gd_audit` (empty without one): the largest
+    and the final $\\eta\\,\\lambda_{\\max}$, whether GD reached the edge of stability, the
+    largest output distance to the flow and to the modified flow over the saves (over the
+    targets' norm), and the flow's end test loss relative to GD's."""
+    audit = record.get("gd_audit")
+    if not audit:
+        return {}
+    losses = audit["test_loss_end"]
+    gd, flow = losses.get("gd"), losses.get("flow")
+    return {
+        "gd_max_eta_sharpness": audit["max_eta_sharpness"],
+        "gd_final_eta_sharpness": audit["final_eta_sharpness"],
+        "gd_edge_of_stability": audit["edge_of_stability"],
+        "gd_flow_distance": audit["max_relative_flow_distance"],
+        "gd_modified_distance": audit["max_relative_modified_distance"],
+        "gd_flow_test_loss_gap": None if gd is None or flow is None else flow / gd - 1.0,
+        "gd_flow_results": [audit["flow_result"], audit["modified_result"]],
+    }
 
 
 def num_saves_at_least(num_steps: int, num_saves: int) -> int:

@@ -24,7 +24,10 @@ from ._base import (
     savefig,
 )
 from ._two_layer import (
+    AUDIT_HELP,
+    AUDITS,
     METHOD_HELP,
+    audit_row,
     paper_init,
     paper_problem,
     train_trials,
@@ -151,6 +154,18 @@ class TauSweep(AbstractExperiment):
         "for rtol 1e-3); atol = rtol / 100",
         within="[1e-12, 1)",
     )
+    audit: str = option("full", AUDIT_HELP, choices=AUDITS)
+    audit_rtol: float = option(
+        1e-5,
+        "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
+        within="[1e-12, 1)",
+    )
+    audit_max_steps: int = option(
+        100_000,
+        "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
+        "is reported, NaN after it",
+        positive=True,
+    )
     plateau_tolerance: float = option(
         0.05,
         "the lazy plateau equals the linearized model if, at the largest tau, the mean "
@@ -172,6 +187,7 @@ class TauSweep(AbstractExperiment):
             trials=2,
             num_steps=2000,
             num_saves=30,
+            audit="sharpness",
         )
 
     def check_options(self) -> None:
@@ -247,6 +263,9 @@ class TauSweep(AbstractExperiment):
             method=self.method,
             rtol=self.rtol(tau),
             baseline_at_saves=True,
+            audit=self.audit,
+            audit_rtol=self.audit_rtol,
+            audit_max_steps=self.audit_max_steps,
         )
         return {
             "step": self.step(tau),
@@ -289,6 +308,7 @@ class TauSweep(AbstractExperiment):
                     "end_over_linear_mean": _ratio_mean(
                         rec["test_loss_end"], rec["linear_test_loss_end"]
                     ),
+                    **audit_row(rec),
                 }
             )
         summary: dict[str, Any] = {"rows": rows}

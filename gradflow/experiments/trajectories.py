@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from .. import data as gdata
+from .._gd_flow import audit_gd
 from .._losses import SquareLoss
 from .._memory import ArraySize
 from .._options import SolveOptions
@@ -16,7 +17,37 @@ from ..solvers._gradient_descent import GradientDescent
 from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
 from ._base import AbstractExperiment, finish_axes, log_spaced_steps, option, pyplot, savefig
-from ._two_layer import num_saves_at_least, paper_init, paper_learning_rate, paper_problem
+from ._two_layer import (
+    AUDITS,
+    num_saves_at_least,
+    paper_init,
+    paper_learning_rate,
+    paper_problem,
+)
+
+
+def _audit_row(point: dict[str, Any]) -> dict[str, Any]:
+    """The summary columns of a GD point's audit (as `audit_row` of the two-layer experiments),
+    from its measures; empty for a flow point or without an audit."""
+    sharp = np.asarray(point.get("gd_eta_sharpness", np.nan), dtype=float)
+    if not np.any(np.isfinite(sharp)):
+        return {}
+    iters = np.asarray(point["iterations"]) > 0
+    norm = float(point["gd_target_norm"])
+
+    def largest(name: str) -> float | None:
+        d = np.asarray(point[name], dtype=float)[iters]
+        return float(np.max(d)) / norm if np.all(np.isfinite(d)) else None
+
+    gd, flow, _ = (float(v) for v in point["gd_test_loss_end"])
+    return {
+        "gd_max_eta_sharpness": float(np.nanmax(sharp)),
+        "gd_final_eta_sharpness": float(sharp[-1]),
+        "gd_edge_of_stability": bool(np.any(sharp >= 2.0)),
+        "gd_flow_distance": largest("gd_flow_distance"),
+        "gd_modified_distance": largest("gd_modified_distance"),
+        "gd_flow_test_loss_gap": flow / gd - 1.0 if np.isfinite(flow) else None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +101,18 @@ class Trajectories(AbstractExperiment):
     rtol: float = option(1e-6, "relative tolerance of the flow's adaptive solver", positive=True)
     atol: float = option(1e-8, "absolute tolerance of the flow's adaptive solver")
     seed: int = option(2, "PRNG seed of the teacher, the data and the initialization")
+    audit: str = option(
+        "full",
+        "what is recorded of each gradient-descent run against its flows: full: eta * "
+        "lambda_max at the saved iterates and GD's output distance to the gradient flow and "
+        "to its modified flow (Barrett & Dherin 2021) at the saved times, both solved at rtol "
+        "(atol = rtol / 100); sharpness: eta * lambda_max only; off: nothing",
+        choices=AUDITS,
+    )
 
     @classmethod
     def quick(cls) -> "Trajectories":
-        return cls(num_steps=20_000, num_saves=60)
+        return cls(num_steps=20_000, num_saves=60, audit="sharpness")
 
     def largest_arrays(self) -> list[ArraySize]:
         n, m = self.n_train + self.n_test, self.width
@@ -125,8 +164,33 @@ class Trajectories(AbstractExperiment):
     def measure(
         self, problem: Problem, solution: Any, *, tau: float, method: str
     ) -> dict[str, Any]:
-        """The neurons' paths |b_j| a_j and the test loss at every save."""
+        """The neurons' paths |b_j| a_j and the test loss at every save; for gradient descent,
+        its audit against its flows (`gd_audit`, see `audit`)."""
         data = self._data()
+        extra: dict[str, Any] = {}
+        if method == "gd" and self.audit != "off":
+            audit = audit_gd(
+                problem,
+                solution.params,
+                self._iterations(),
+                paper_learning_rate(self.width, self.step),
+                rtol=self.rtol,
+                max_steps=4_000_000,
+                test=(data.x_test, data.y_test),
+                flows=self.audit == "full",
+            )
+            # Measures are numbers and arrays of one shape at every point (NaN at the flow's).
+            ok = {"successful": 1.0, "not solved": np.nan}
+            extra = {
+                "gd_eta_sharpness": np.asarray(audit.eta_sharpness),
+                "gd_flow_distance": np.asarray(audit.flow_distance),
+                "gd_modified_distance": np.asarray(audit.modified_distance),
+                "gd_target_norm": audit.target_norm,
+                "gd_test_loss_end": np.asarray(audit.test_loss_end),
+                "gd_flows_succeeded": np.asarray(
+                    [ok.get(audit.flow_result, 0.0), ok.get(audit.modified_result, 0.0)]
+                ),
+            }
         a = np.asarray(solution.params["a"])  # (saves, m, 2)
         b = np.asarray(solution.params["b"])[..., 0]  # (saves, m)
         test = SquareLoss(data.y_test)
@@ -147,6 +211,7 @@ class Trajectories(AbstractExperiment):
                 / np.sqrt(np.sum(a[0] ** 2) + np.sum(b[0] ** 2))
             ),
             "steps": int(solution.stats["num_steps"]),
+            **extra,
         }
 
     def summarize(self, sweep: Sweep) -> dict[str, Any]:
@@ -163,6 +228,7 @@ class Trajectories(AbstractExperiment):
                 "test_loss_end": float(r["test_loss"][-1]),
                 "relative_displacement": float(r["relative_displacement"]),
                 "solver_steps": int(r["steps"]),
+                **_audit_row(r),
             }
             for r in sorted(solved, key=lambda r: (r["tau"], r["method"]))
         ]

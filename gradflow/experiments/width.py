@@ -16,7 +16,10 @@ from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
 from ._base import AbstractExperiment, finish_axes, mean_std, option, outputs, pyplot, savefig
 from ._two_layer import (
+    AUDIT_HELP,
+    AUDITS,
     METHOD_HELP,
+    audit_row,
     paper_init,
     paper_learning_rate,
     paper_problem,
@@ -88,6 +91,18 @@ class WidthSweep(AbstractExperiment):
         "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
         within="[1e-12, 1)",
     )
+    audit: str = option("full", AUDIT_HELP, choices=AUDITS)
+    audit_rtol: float = option(
+        1e-5,
+        "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
+        within="[1e-12, 1)",
+    )
+    audit_max_steps: int = option(
+        100_000,
+        "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
+        "is reported, NaN after it",
+        positive=True,
+    )
     flow_min_width: int = option(
         1,
         "widths below this run the paper's GD even where `method` says flow (at small m the "
@@ -105,6 +120,7 @@ class WidthSweep(AbstractExperiment):
             trials=2,
             num_steps=1500,
             num_saves=20,
+            audit="sharpness",
         )
 
     def check_options(self) -> None:
@@ -250,6 +266,9 @@ class WidthSweep(AbstractExperiment):
             num_saves=self.num_saves,
             method=method,
             rtol=self.flow_rtol,
+            audit=self.audit,
+            audit_rtol=self.audit_rtol,
+            audit_max_steps=self.audit_max_steps,
         )
         return {"output_scale": s, "step": step, **record}
 
@@ -277,6 +296,7 @@ class WidthSweep(AbstractExperiment):
                     "method": rec.get("method", "gd"),
                     "solver": (rec.get("flow") or {}).get("solver", "GradientDescent"),
                     "evaluations_mean": mean_std(rec["evaluations"])[0],
+                    **audit_row(rec),
                 }
             )
         limit_summary = None
