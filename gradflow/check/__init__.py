@@ -9,7 +9,9 @@ One entry point per theorem, each returning a [`gradflow.check.CheckReport`][]:
 - `check_under_parameterized`: the geometric rate and its independence of alpha;
 - `check_scale_criterion`, `check_width_law`: the scale criterion's laws;
 - `check_off_training_set`: the model against its linearization on held-out inputs, slope -1,
-  the sharp Taylor bound and the paper's form with the constants $M_1$, $M_2$ measured there.
+  the sharp Taylor bound and the paper's form with the constants $M_1$, $M_2$ measured there;
+- `check_implicit_bias`: the diagonal net's flow integrated to its limit (`t1=math.inf`)
+  against $\\arg\\min Q_a$ (Woodworth et al. 2020) over the init scale, depth 2 and 3.
 
 Each check module declares its theorem as a [`gradflow.check.Theorem`][] record: its name, the
 `theory` statement it measures, the check function, its default problems, its research-size
@@ -36,6 +38,11 @@ from ._base import (
     exponent_check as exponent_check,
 )
 from ._finite_horizon import check_finite_horizon as check_finite_horizon
+from ._implicit_bias import (
+    check_implicit_bias as check_implicit_bias,
+    diagonal_regression as diagonal_regression,
+    plot_implicit_bias as plot_implicit_bias,
+)
 from ._next_to_lazy import (
     NextToLazy as NextToLazy,
     check_next_to_lazy as check_next_to_lazy,

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import (
     _finite_horizon,
+    _implicit_bias,
     _next_to_lazy,
     _off_training_set,
     _over_parameterized,
@@ -23,6 +24,7 @@ REGISTRY: tuple[Theorem, ...] = (
     _under_parameterized.THEOREM,
     _scale.THEOREM,
     _off_training_set.THEOREM,
+    _implicit_bias.THEOREM,
 )
 """Every theorem check ([`gradflow.check.Theorem`][]), in the order `gradflow check all`
 runs them."""

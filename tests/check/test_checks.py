@@ -293,7 +293,10 @@ def test_cli_check_size_research(tmp_path, monkeypatch, capsys):
     assert cli.main(["check", "all", "--size", "research", "--out", out, "--no-plots"]) == 0
     assert calls == [(t, "research") for t in ("next_to_lazy", "finite_horizon", "scale_criterion")]
     text = capsys.readouterr().out
-    skipped = "over_parameterized, under_parameterized, off_training_set have no research-size"
+    skipped = (
+        "over_parameterized, under_parameterized, off_training_set, implicit_bias have no "
+        "research-size"
+    )
     assert skipped in text
     data = json.loads((tmp_path / "check.json").read_text())
     assert data["size"] == "research" and data["command"] == "check all --size research"

@@ -29,6 +29,7 @@ def test_the_registry_is_the_records_of_the_check_modules():
         "under_parameterized",
         "scale_criterion",
         "off_training_set",
+        "implicit_bias",
     )
     assert gf.check.RESEARCH_THEOREMS == ("next_to_lazy", "finite_horizon", "scale_criterion")
     assert gf.check.RESEARCH_THEOREMS == tuple(
@@ -43,7 +44,9 @@ def test_the_registry_is_the_records_of_the_check_modules():
         # Its statement is the one of `theory` under the theorem's name.
         assert record.statement() is theory.STATEMENTS[record.name]()
         assert record.statement().name == record.name
-        assert record.plot is gf.check.plot_check
+        # The figure: the rates, bounds and curves, except the implicit bias's transition.
+        special = {"implicit_bias": gf.check.plot_implicit_bias}
+        assert record.plot is special.get(record.name, gf.check.plot_check)
     scale = gf.check.REGISTRY[gf.check.THEOREMS.index("scale_criterion")]
     assert scale.extras == (gf.check.check_width_law,)
 
@@ -243,7 +246,7 @@ def test_a_new_check_module_joins_with_one_line(tmp_path):
     check = tree / "gradflow" / "check"
     (check / "_scalar_decay.py").write_text(textwrap.dedent(NEW_MODULE))
     registry = (check / "_registry.py").read_text()
-    anchor = "    _off_training_set.THEOREM,\n"
+    anchor = "    _implicit_bias.THEOREM,\n"
     assert registry.count(anchor) == 1
     registry = registry.replace(anchor, anchor + "    _scalar_decay.THEOREM,\n")
     (check / "_registry.py").write_text("from . import _scalar_decay\n" + registry)
