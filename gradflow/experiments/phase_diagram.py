@@ -510,7 +510,7 @@ class PhaseDiagram(AbstractExperiment):
         star = np.array([entry["alpha_star_geomean"][str(int(m))] for m in widths])
         kstar = _geomean(list(entry["kappa_at_crossover_geomean"].values()))
         kappa1 = np.array([_geomean(s["kappa_at_alpha_1"][str(int(m))]) for m in widths])
-        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), constrained_layout=True)
+        fig, axes = plt.subplots(1, 2, figsize=(11.5, 5.0), layout="constrained")
         for ax, key, label in (
             (axes[0], "test_loss", "test loss / test loss at $w_0$"),
             (axes[1], "kernel_drift", r"kernel drift $\|K(w_T)-K(w_0)\|/\|K(w_0)\|$"),
@@ -558,10 +558,20 @@ class PhaseDiagram(AbstractExperiment):
             ax.set_yscale("log")
             ax.set_xlim(_edges(widths)[[0, -1]])
             ax.set_ylim(_edges(alphas)[[0, -1]])
+            # The grid's own values as ticks: every cell is labelled.
+            ax.set_xticks(widths, [f"{m:g}" for m in widths], minor=False)
+            ax.set_xticks([], minor=True)
+            ax.set_yticks(alphas, [f"{a:g}" for a in alphas], minor=False)
+            ax.set_yticks([], minor=True)
             ax.set_xlabel("width m")
             ax.set_ylabel(r"scale $\alpha$")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="upper right")
+        handles, labels = axes[1].get_legend_handles_labels()
+        if self.levels and np.isfinite(star).any():
+            handles.append(plt.Line2D([], [], color="white", ls=":", lw=0.8))
+            labels.append("drift levels " + ", ".join(f"{v:g}" for v in self.levels))
+        if handles:
+            legend = fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+            legend.get_frame().set_facecolor("0.85")
         fig.suptitle(
             f"{arch}: lazy (top) vs rich (bottom), n={self.samples}, d={self.dim}, "
             f"trained to loss {self.stop_loss:g} x initial, {self.trials} trial(s), geometric means"
