@@ -136,3 +136,23 @@ def test_the_stop_options_are_checked_where_they_enter():
         gf.SolveOptions(math.inf, solver=gf.GradientDescent(0.1))
     with pytest.raises(ValueError, match=r"`t1` must be a time > 0"):
         gf.SolveOptions(-math.inf)
+
+
+def test_the_linearized_flow_stops_at_its_own_floor_at_the_minimum_norm_solution():
+    # With linearized=True both losses must reach the level or their floors. The linearized
+    # diagonal net at u = v = a has the features 2a x and -2a x: its flow from w0 goes to the
+    # minimum-norm interpolant, beta = 2a (du - dv) = X^+ y (numpy's least squares).
+    a = 100.0
+    problem, net, x, y = _instance(a)
+    sol = gf.solve(problem, t1=math.inf, stop_loss=1e-20, max_steps=5000, save_params=True)
+    assert sol.succeeded and np.isfinite(sol.stats["stop_time"])
+    floor = float(sol.stats["stop_floor"])
+    assert 1e-20 < floor < 1e-12
+    assert sol.loss[-1] <= floor * sol.loss[0] and sol.linear_loss[-1] <= floor * sol.loss[0]
+    ref = np.linalg.lstsq(x, y, rcond=None)[0]
+    # The linear model's beta is 2a (du - dv): measured 4.5e-7 from X^+ y, floor 1.7e-13.
+    last = jax.tree_util.tree_map(lambda p: p[-1], sol.linear_params)
+    du, dv = (np.asarray(last[k]) - a for k in ("u", "v"))
+    assert np.linalg.norm(2 * a * (du - dv) - ref) / np.linalg.norm(ref) < 10 * math.sqrt(floor)
+    # The model's own limit, argmin Q_a, is 1e-8 from X^+ y at this scale (1/a^4 at depth 2).
+    assert _limit_error(sol, net, x, y, a) < 10 * math.sqrt(floor)
