@@ -16,7 +16,7 @@ from .._solve import solve
 from ..analysis._implicit_bias import implicit_bias_limit
 from ..models import DiagonalDifferenceNet
 from ._base import CheckReport, Curve, Hypothesis, constant_check
-from ._common import as_alphas, as_named, problem_report
+from ._common import as_named, problem_report
 from ._problems import NamedProblem
 from ._theorem import Theorem
 
@@ -109,9 +109,8 @@ def check_implicit_bias(
     `"auto"`, at the tolerances `rtol`, `atol` and the stop level `stop_loss`, tighter than
     the defaults (at rtol 1e-8 the global error of the small-$a$ solves is 2e-6; the
     stop's loss floor follows the tolerances, and where the floor stops a solve the error of
-    the limit is about $2.5\sqrt{\text{floor}}$), with at most `max_steps` steps per scale. Its
-    $\beta$ is
-    compared with $\arg\min Q^D_a$ s.t. $X\beta = y$ from
+    the limit is about $2.5\sqrt{\text{floor}}$), with at most `max_steps` steps per scale.
+    Its $\beta$ is compared with $\arg\min Q^D_a$ s.t. $X\beta = y$ from
     [`gradflow.implicit_bias_limit`][] (Newton on the strictly convex dual, to $10^{-12}$):
     the relative error passes at $10^{-6}$ for $D = 2$ and $10^{-5}$ for $D = 3$ (issue 24's
     goals).
@@ -135,7 +134,11 @@ def check_implicit_bias(
     stmt = statement()
     spec = as_named(spec)
     problem = spec.problem
-    scales = as_alphas(scales, "scales", minimum=2)
+    scales = np.sort(np.asarray(scales, dtype=float).ravel())
+    if scales.size == 0 or not np.all(np.isfinite(scales) & (scales > 0)):
+        raise ValueError(
+            f"`scales` must be init scales a > 0 (finite), e.g. (1e-3, 1.0, 100.0); got {scales!r}."
+        )
     depths = tuple(int(d) for d in depths)
     if not depths or any(d not in _TOLERANCES for d in depths):
         raise ValueError(

@@ -90,6 +90,8 @@ def test_the_hypotheses_and_arguments_are_checked(sparse):
     assert "X is 5x3 of rank 3" in report.hypotheses[1].detail
     with pytest.raises(ValueError, match=r"`depths` must be .* in \[2, 3\].*got \(4,\)"):
         gf.check.check_implicit_bias(sparse, depths=(4,))
+    with pytest.raises(ValueError, match=r"`scales` must be init scales a > 0"):
+        gf.check.check_implicit_bias(sparse, scales=(1.0, -1.0))
     with pytest.raises(ValueError, match=r"`teacher` must be one of \['sparse', 'dense'\]"):
         gf.check.diagonal_regression("medium")
     with pytest.raises(ValueError, match=r"`samples` and `dim` .* got samples=30, dim=12"):
