@@ -122,7 +122,7 @@ def test_a_small_phase_diagram_trains_every_cell_to_the_level_and_resumes(tmp_pa
         assert large[k] < small[k], k
     # The stored drift is the dense kernel's, recomputed from the cell's own solve.
     problem = experiment.problem("tanh-sqrt", 8, 30.0, 0)
-    sol = gf.solve(problem, options=experiment.flow_options())
+    sol = gf.solve(problem, options=experiment.flow_options("tanh-sqrt"))
     w_t = jax.tree_util.tree_map(lambda v: v[-1], sol.params)
     model, x = problem.apply, problem.inputs
     flat0, unravel = ravel_pytree(problem.params0)

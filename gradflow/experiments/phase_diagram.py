@@ -199,7 +199,7 @@ class PhaseDiagram(AbstractExperiment):
         choices=ARCHITECTURES,
     )
     widths: tuple[int, ...] = option(
-        (16, 38, 90, 216, 512),
+        (32, 76, 180, 430, 1024),
         "widths m (hidden neurons per layer; the default is 1.5 decades, log-spaced)",
         even=True,
     )
@@ -226,6 +226,12 @@ class PhaseDiagram(AbstractExperiment):
         within="(0, 1)",
     )
     rtol: float = option(1e-5, "relative tolerance of the adaptive solver", positive=True)
+    rtol_relu: float = option(
+        1e-3,
+        "relative tolerance for the ReLU nets: every kink the path crosses rejects steps at "
+        "tight tolerances, and 1e-3 resolves a piecewise-smooth flow to figure accuracy",
+        positive=True,
+    )
     max_steps: int = option(300_000, "step budget of one cell's solve", positive=True)
     seed: int = option(0, "PRNG seed of the trials")
 
@@ -330,12 +336,14 @@ class PhaseDiagram(AbstractExperiment):
         $\\kappa(\\alpha) = \\kappa(1) / \\alpha$)."""
         return scale_criterion(self.problem(arch, width, 1.0, trial)).to_dict()
 
-    def flow_options(self) -> SolveOptions:
-        """Every cell's solve: to the level `stop_loss` (`t1=inf`), the parameters saved."""
+    def flow_options(self, arch: str) -> SolveOptions:
+        """The solve of a cell of `arch`: to the level `stop_loss` (`t1=inf`), the parameters
+        saved."""
+        rtol = self.rtol_relu if arch.startswith("relu") else self.rtol
         return SolveOptions(
             math.inf,
-            rtol=self.rtol,
-            atol=self.rtol / 100,
+            rtol=rtol,
+            atol=rtol / 100,
             stop_loss=self.stop_loss,
             max_steps=self.max_steps,
             linearized=False,
@@ -347,7 +355,7 @@ class PhaseDiagram(AbstractExperiment):
         time $T$ (see the class); NaN measures, with the solver's message, where the level was
         not reached within `max_steps`."""
         problem = self.problem(arch, width, alpha, trial)
-        solution = solve(problem, options=self.flow_options())
+        solution = solve(problem, options=self.flow_options(arch))
         record: dict[str, Any] = {
             "result": solution.message or "successful",
             "solver": type(solution.info.choice.solver).__name__,
