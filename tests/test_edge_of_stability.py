@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import run_notebook
 from jax.flatten_util import ravel_pytree
 
 import gradflow as gf
@@ -144,3 +145,11 @@ def test_rerun_computes_nothing(quick_run):
     again = ex.run(ex.EdgeOfStability.quick(), folder, progress=False)
     assert again.computed == [] and again.reused == [KEY]
     assert again.summary == first.summary
+
+
+@pytest.mark.optimized
+def test_gd_vs_flow_notebook_runs_and_asserts_its_claims():
+    # The notebook asserts the sharpness along GD against dense eigenvalues, the orders 1 and 2
+    # of GD against the flow and the modified flow, and the edge of stability on a shorter run
+    # of this file's net (see notebooks/_make_gd_vs_flow.py).
+    run_notebook("gd_vs_flow.ipynb")
