@@ -93,12 +93,12 @@ class WidthSweep(AbstractExperiment):
     )
     audit: str = option("full", AUDIT_HELP, choices=AUDITS)
     audit_rtol: float = option(
-        1e-5,
+        1e-4,
         "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
         within="[1e-12, 1)",
     )
     audit_max_steps: int = option(
-        100_000,
+        20_000,
         "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
         "is reported, NaN after it",
         positive=True,
