@@ -6,7 +6,7 @@ import math
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -181,7 +181,7 @@ class PhaseDiagram(AbstractExperiment):
     width exponent (theory: $-1/2$ under $1/\sqrt m$ and $0$ under $1/m$; fitted from the
     measured $\kappa(1, m)$ for every architecture), and $\kappa(\alpha^*(m), m)$ across widths
     (constant where $\kappa$ predicts the crossover). Data: `samples` inputs uniform on the
-    unit sphere of $\mathbb{R}^d$ and a ReLU teacher of 3 neurons; square loss.
+    unit sphere of $\mathbb{R}^d$ and a teacher of 3 neurons (`teacher`); square loss.
     """
 
     name: ClassVar[str] = "phase-diagram"
@@ -233,6 +233,12 @@ class PhaseDiagram(AbstractExperiment):
         positive=True,
     )
     max_steps: int = option(300_000, "step budget of one cell's solve", positive=True)
+    teacher: Literal["tanh", "relu"] = option(
+        "tanh",
+        "activation of the 3-neuron teacher; tanh nets without biases are odd functions of x, "
+        "so they cannot fit the even part of a relu teacher (their test loss then exceeds the "
+        "zero predictor's)",
+    )
     seed: int = option(0, "PRNG seed of the trials")
 
     @classmethod
@@ -308,8 +314,8 @@ class PhaseDiagram(AbstractExperiment):
         kx, kxt, kt, kp = jax.random.split(key, 4)
         x = gdata.uniform_sphere(kx, self.samples, self.dim)
         x_test = gdata.uniform_sphere(kxt, self.n_test, self.dim)
-        y = gdata.teacher_targets(kt, x)
-        y_test = gdata.teacher_targets(kt, x_test)
+        y = gdata.teacher_targets(kt, x, activation=self.teacher)
+        y_test = gdata.teacher_targets(kt, x_test, activation=self.teacher)
         return {"x": x, "y": y, "x_test": x_test, "y_test": y_test, "key": kp}
 
     def problem(self, arch: str, width: int, alpha: float, trial: int) -> Problem:
