@@ -594,6 +594,8 @@ class PhaseDiagram(AbstractExperiment):
 
     def _plot_fits(self, summary: dict[str, Any], folder: Path) -> Path:
         """log alpha* against log m per architecture, with the fit and kappa's prediction."""
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         plt = pyplot()
         archs = list(summary["archs"])
         fig, axes = plt.subplots(
@@ -631,6 +633,11 @@ class PhaseDiagram(AbstractExperiment):
             if np.any(np.isfinite(stars)):
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                ax.set_xticks(m, [f"{v:g}" for v in m])
+                ax.set_xticks([], minor=True)
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             else:
                 ax.text(
                     0.5,
