@@ -59,7 +59,9 @@ def _synthetic_cells(experiment, exponent, noise, seed=0):
 
 
 def test_the_width_fit_recovers_the_crossover_exponent_of_synthetic_grids():
-    experiment = PhaseDiagram().replace(archs=("tanh-sqrt",), trials=3)
+    experiment = PhaseDiagram().replace(
+        archs=("tanh-sqrt",), widths=(16, 38, 90, 216, 512), trials=3
+    )
     # Exact power law: alpha* to rounding, slope -1/2 to 1e-12, kappa(alpha*, m) flat.
     cells, kappas, truth = _synthetic_cells(experiment, -0.5, noise=0.0)
     s = experiment._arch_summary("tanh-sqrt", cells, kappas)
