@@ -314,7 +314,7 @@ def test_help_states_meaning_default_and_unit_of_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     check_help = " ".join(capsys.readouterr().out.split())
-    assert "about 3 min of CPU on 2 cores" in check_help and "--size research" in check_help
+    assert "about 4 min of CPU on 2 cores" in check_help and "--size research" in check_help
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     desc = capsys.readouterr().out.split("positional arguments")[0]
