@@ -102,14 +102,18 @@ def main():
         )
         t_audit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        checked = audit if args.no_check else audit_gd(
-            problem,
-            gd.params,
-            iters,
-            kw["solver"].learning_rate,
-            rtol=check,
-            max_steps=max_steps,
-            test=(data.x_test, data.y_test),
+        checked = (
+            audit
+            if args.no_check
+            else audit_gd(
+                problem,
+                gd.params,
+                iters,
+                kw["solver"].learning_rate,
+                rtol=check,
+                max_steps=max_steps,
+                test=(data.x_test, data.y_test),
+            )
         )
         t_check = time.perf_counter() - t0
         d = audit.to_dict()
@@ -142,13 +146,15 @@ def main():
         }
         out.append(row)
         its = np.asarray(audit.iterations)
+        d = {k: float("nan") if v is None else v for k, v in d.items()}
+        note = "not checked" if args.no_check else f"distances move {ref:.2g} at rtol {check:g}"
         print(
             f"{label}: eta={audit.learning_rate:.4g} eta*lmax max {d['max_eta_sharpness']:.3g} "
             f"final {d['final_eta_sharpness']:.3g} EoS {d['edge_of_stability']} | max dist "
             f"flow {d['max_flow_distance']:.3g} modified {d['max_modified_distance']:.3g} "
             f"(x |y| {d['target_norm']:.3g}) | test end GD/flow/mod {d['test_loss_end']} | "
             f"results {d['flow_result']}, {d['modified_result']} / check {dc['flow_result']}, "
-            f"{dc['modified_result']}; distances move {ref:.2g} at rtol {check:g} | "
+            f"{dc['modified_result']}; {note} | GD {gd.result} | "
             f"GD {t_gd:.1f}s audit {t_audit:.1f}s check {t_check:.1f}s",
             flush=True,
         )

@@ -154,7 +154,7 @@ class TauSweep(AbstractExperiment):
         "for rtol 1e-3); atol = rtol / 100",
         within="[1e-12, 1)",
     )
-    audit: str = option("full", AUDIT_HELP, choices=AUDITS)
+    audit: str = option("sharpness", AUDIT_HELP, choices=AUDITS)
     audit_rtol: float = option(
         1e-4,
         "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
@@ -187,7 +187,6 @@ class TauSweep(AbstractExperiment):
             trials=2,
             num_steps=2000,
             num_saves=30,
-            audit="sharpness",
         )
 
     def check_options(self) -> None:

@@ -91,7 +91,7 @@ class WidthSweep(AbstractExperiment):
         "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
         within="[1e-12, 1)",
     )
-    audit: str = option("full", AUDIT_HELP, choices=AUDITS)
+    audit: str = option("sharpness", AUDIT_HELP, choices=AUDITS)
     audit_rtol: float = option(
         1e-4,
         "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
@@ -120,7 +120,6 @@ class WidthSweep(AbstractExperiment):
             trials=2,
             num_steps=1500,
             num_saves=20,
-            audit="sharpness",
         )
 
     def check_options(self) -> None:
