@@ -204,13 +204,13 @@ class PhaseDiagram(AbstractExperiment):
         even=True,
     )
     alphas: tuple[float, ...] = option(
-        (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0),
+        (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
         "scales alpha of the 1/sqrt(m) nets and of the MLP",
         positive=True,
     )
     alphas_mean_field: tuple[float, ...] = option(
-        (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0),
-        "scales alpha of the 1/m nets (their crossover sits near alpha ~ 10)",
+        (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0),
+        "scales alpha of the 1/m nets (their crossover does not move with m)",
         positive=True,
     )
     trials: int = option(3, "independent trials (own data, teacher and inits)", positive=True)
