@@ -261,7 +261,7 @@ def gd_flow_distance(
 
 
 class GDAudit(eqx.Module):
-    r"""A gradient-descent run audited against its flows ([`gradflow._gd_flow.audit_gd`][]): at
+    r"""A gradient-descent run audited against its flows (`audit_gd`): at
     GD's saved iterates $w_k$ ($t_k = k\eta$), the sharpness and GD's output distance to the
     gradient flow and to its modified flow (the flow of $F_\alpha + (\eta/4)\|\nabla
     F_\alpha\|^2$, which GD follows to $O(\eta^2)$ where it is stable; Barrett & Dherin, ICLR
@@ -428,7 +428,7 @@ def audit_gd(
     - `flows`: `False` measures the sharpness alone (the distances and the flows' test losses
       are then NaN, their results `"not solved"`).
 
-    **Returns:** a [`GDAudit`][gradflow._gd_flow.GDAudit].
+    **Returns:** a `gradflow._gd_flow.GDAudit`.
     """
     its = np.asarray(iterations)
     if its.ndim != 1 or its.size < 2 or its.dtype.kind not in "iu" or its[0] != 0:

@@ -229,7 +229,7 @@ def train_trials(
     `teacher_student` data from its key; `step`, `num_steps`, `num_saves` as in
     [`gradflow.experiments.paper_train`][]. With `method="gd"`, `audit` says what is recorded
     of the first trial's gradient descent against its flows (`gd_audit`, the dict of
-    [`GDAudit`][gradflow._gd_flow.GDAudit]): `"full"` solves the gradient flow and the
+    `gradflow._gd_flow.GDAudit`): `"full"` solves the gradient flow and the
     modified flow from its $w_0$ at `audit_rtol` (`atol = audit_rtol / 100`, at most
     `audit_max_steps` steps each; a flow that stops short is reported with NaN distances
     after it), `"sharpness"` measures $\\eta\\,\\lambda_{\\max}$ at the saved iterates only,
