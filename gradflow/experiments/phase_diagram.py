@@ -158,7 +158,7 @@ class PhaseDiagram(AbstractExperiment):
     r"""The lazy/rich phase diagram of gradient flow over the scale $\alpha$ and the width
     $m$, with the doubled initialization ($h(w_0) = 0$), for two-layer nets (`tanh` and `relu`;
     the $1/\sqrt m$ and $1/m$ output scalings) and a 3-layer tanh perceptron
-    ([`ThreeLayer`][gradflow.experiments.phase_diagram.ThreeLayer]).
+    (`ThreeLayer` in this module).
 
     Every cell trains to the same train-loss level, `stop_loss` times the loss at $w_0$ (the
     same for every cell of a trial, since $h(w_0) = 0$), with `t1=inf`: under the $1/m$ scaling
@@ -176,7 +176,7 @@ class PhaseDiagram(AbstractExperiment):
     The scale criterion $\kappa(\alpha, m) = \kappa(1, m) / \alpha$ (exact for $h(w_0) = 0$)
     is measured once per width and trial with [`gradflow.scale_criterion`][]. From the grid:
     the crossover $\alpha^*(m)$ where the drift falls through each of `levels`
-    ([`crossover`][gradflow.experiments.phase_diagram.crossover]), the fit of $\log \alpha^*$
+    (`crossover` in this module), the fit of $\log \alpha^*$
     against $\log m$ over every (width, trial) with its 95% interval, compared with $\kappa$'s
     width exponent (theory: $-1/2$ under $1/\sqrt m$ and $0$ under $1/m$; fitted from the
     measured $\kappa(1, m)$ for every architecture), and $\kappa(\alpha^*(m), m)$ across widths
