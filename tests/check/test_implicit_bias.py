@@ -6,6 +6,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import run_notebook
 
 import gradflow as gf
 from gradflow.check._implicit_bias import _scales_by_depth
@@ -126,3 +127,12 @@ def test_the_hypotheses_and_arguments_are_checked(sparse):
         float(sparse.problem.loss.targets[0, 0]),
         float(np.asarray(sparse.problem.inputs)[0, :3] @ np.array([1.0, -2.0, 1.5])),
     )
+
+
+def test_regimes_notebook_runs_and_asserts_its_claims(report):
+    # notebooks/regimes.ipynb asserts the derived constants of Q_a's limits, argmin Q_a's
+    # optimality on the potential from `theory` (its rise along null(X), its value below both
+    # ends' solutions), the rich and kernel ends against linprog and least squares, the flow's
+    # limit at t1=inf within 1e-6 of argmin Q_a (the programs this file's `report` compiled),
+    # and the quick phase diagram's crossover and width fit (notebooks/_make_regimes.py).
+    run_notebook("regimes.ipynb")
