@@ -326,18 +326,21 @@ class GDAudit(eqx.Module):
         return int(np.asarray(self.iterations)[hit[0]]) if hit.size else None
 
     def _largest(self, distance: Any) -> float:
-        # From the first iteration on: at k = 0 every path is at w0.
+        # From the first iteration on (at k = 0 every path is at w0), over the saves both paths
+        # reached: a flow stopped at its step budget is NaN after it, and says so in its result.
         d = np.asarray(distance, dtype=float)[np.asarray(self.iterations) > 0]
+        d = d[np.isfinite(d)]
         return float(np.max(d)) if d.size else float("nan")
 
     @property
     def max_flow_distance(self) -> float:
-        """The largest distance of GD to the flow over the saved iterates."""
+        """The largest distance of GD to the flow over the saved iterates after $k = 0$ that
+        both reached (`flow_result` says whether the flow reached them all)."""
         return self._largest(self.flow_distance)
 
     @property
     def max_modified_distance(self) -> float:
-        """The largest distance of GD to the modified flow over the saved iterates."""
+        """The largest distance of GD to the modified flow, as `max_flow_distance`."""
         return self._largest(self.modified_distance)
 
     def to_dict(self) -> dict[str, Any]:
