@@ -37,7 +37,8 @@ AUDIT_HELP = (
     "(the trials share the step): sharpness: eta * lambda_max at the saved iterates (at the "
     "paper's sizes about a third of one trial's GD time); full: also GD's output distance "
     "to the gradient flow and to its modified flow (Barrett & Dherin 2021) at the saved "
-    "times (two flow solves, at the paper's sizes 2-4x the point's GD); off: nothing"
+    "times (two flow solves: 15-450 s a Fig. 1c point, whose GD takes about 60 s); off: "
+    "nothing"
 )
 AUDITS = ("full", "sharpness", "off")
 
