@@ -151,6 +151,13 @@ class TauSweep(AbstractExperiment):
         "for rtol 1e-3); atol = rtol / 100",
         within="[1e-12, 1)",
     )
+    trial_batching: str = option(
+        "auto",
+        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
+        "solver choice and steps), vmap (the trials in one batched program, stepping in "
+        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
+        choices=("auto", "vmap", "loop"),
+    )
     plateau_tolerance: float = option(
         0.05,
         "the lazy plateau equals the linearized model if, at the largest tau, the mean "
@@ -246,6 +253,7 @@ class TauSweep(AbstractExperiment):
             num_saves=self.num_saves,
             method=self.method,
             rtol=self.rtol(tau),
+            batching=self.trial_batching,  # type: ignore[arg-type]
             baseline_at_saves=True,
         )
         return {

@@ -88,6 +88,13 @@ class WidthSweep(AbstractExperiment):
         "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
         within="[1e-12, 1)",
     )
+    trial_batching: str = option(
+        "auto",
+        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
+        "solver choice and steps), vmap (the trials in one batched program, stepping in "
+        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
+        choices=("auto", "vmap", "loop"),
+    )
     flow_min_width: int = option(
         1,
         "widths below this run the paper's GD even where `method` says flow (at small m the "
@@ -250,6 +257,7 @@ class WidthSweep(AbstractExperiment):
             num_saves=self.num_saves,
             method=method,
             rtol=self.flow_rtol,
+            batching=self.trial_batching,  # type: ignore[arg-type]
         )
         return {"output_scale": s, "step": step, **record}
 
