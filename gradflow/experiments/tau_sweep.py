@@ -154,6 +154,13 @@ class TauSweep(AbstractExperiment):
         "the error grows with tau, hence the division above 1",
         within="[1e-12, 1)",
     )
+    trial_batching: str = option(
+        "auto",
+        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
+        "solver choice and steps), vmap (the trials in one batched program, stepping in "
+        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
+        choices=("auto", "vmap", "loop"),
+    )
     plateau_tolerance: float = option(
         0.05,
         "the lazy plateau equals the linearized model if, at the largest tau, the mean "
