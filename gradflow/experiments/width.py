@@ -103,6 +103,13 @@ class WidthSweep(AbstractExperiment):
         "is reported, NaN after it",
         positive=True,
     )
+    trial_batching: str = option(
+        "auto",
+        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
+        "solver choice and steps), vmap (the trials in one batched program, stepping in "
+        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
+        choices=("auto", "vmap", "loop"),
+    )
     flow_min_width: int = option(
         1,
         "widths below this run the paper's GD even where `method` says flow (at small m the "
@@ -268,6 +275,7 @@ class WidthSweep(AbstractExperiment):
             audit=self.audit,
             audit_rtol=self.audit_rtol,
             audit_max_steps=self.audit_max_steps,
+            batching=self.trial_batching,  # type: ignore[arg-type]
         )
         return {"output_scale": s, "step": step, **record}
 
