@@ -33,8 +33,12 @@ _BATCH_NOTE = f" ({StiffnessSource.batch.value})"
 
 def info_record(info: SolveInfo) -> dict[str, Any]:
     """The JSON form of a [`gradflow.SolveInfo`][]: its properties by name, `solver_reason`
-    and `stiffness` only for an auto choice, a non-finite `stiffness` as `None`."""
+    and `stiffness` only for an auto choice, a non-finite `stiffness` as `None`, and the
+    horizon of a solve to the limit (`t1=math.inf`) as the string `"inf"` (JSON has no
+    infinity; the store would write `None`, which another horizon could not be told from)."""
     out = {key: getattr(info, key) for key in _INFO_KEYS}
+    if isinstance(out["t1"], float) and math.isinf(out["t1"]):
+        out["t1"] = "inf"
     if info.choice is not None:
         stiffness = info.stiffness
         out["solver_reason"] = info.solver_reason

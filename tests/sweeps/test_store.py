@@ -211,3 +211,28 @@ def test_concurrent_writes_of_one_file_never_collide(tmp_path):
         rec = again.get("same")
     assert rec["j"] == 39 and rec["payload"] == list(range(200))
     assert not list((tmp_path / "points").glob(".*tmp"))
+
+
+def test_a_flow_to_its_limit_is_stored_and_resumed(tmp_path):
+    # t1 = inf has no JSON number: the record writes "inf", and a second sweep over the same
+    # store reuses the point (it was refused as "t1=None" before), with the same limit.
+    import jax.numpy as jnp
+    import numpy as np
+
+    import gradflow as gf
+
+    def build(c):
+        x = jnp.array([[1.0, 0.5, 0.1], [0.2, 1.0, -0.3]])
+        y = gf.SquareLoss(jnp.array([[c], [1.0]]))
+        return gf.Problem(lambda p, x: x @ p["w"], {"w": jnp.full((3, 1), 0.1)}, x, y)
+
+    options = gf.SolveOptions(t1=math.inf, rtol=1e-8, atol=1e-10)
+    first = gf.sweep(build, [{"c": 1.0}], options=options, store=tmp_path / "s")
+    again = gf.sweep(build, [{"c": 1.0}], options=options, store=tmp_path / "s")
+    assert bool(first.is_(gf.SweepStatus.computed)[0])
+    assert bool(again.is_(gf.SweepStatus.resumed)[0])
+    record = json.loads(next((tmp_path / "s" / "points").glob("*.json")).read_text())
+    assert '"t1": "inf"' in json.dumps(record)
+    np.testing.assert_array_equal(again.solution.loss, first.solution.loss)
+    assert math.isinf(again.infos[0].t1)
+    assert float(again.solution.loss[0, -1]) <= 1e-14 * float(first.solution.loss[0, 0])
