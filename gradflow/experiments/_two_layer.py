@@ -227,8 +227,9 @@ def train_trials(
       finishes, with the batch's largest stage count at each step;
     - flows, `batching="loop"`: one solve per trial, each with its own `auto` choice (its own
       stiffness) and its own steps and stages, one compiled program per solver;
-    - `batching="auto"` (default): `"loop"` on CPU, where it measured 1.4-6x faster than
-      `"vmap"` on the paper's points (`benchmarks/bench_trial_batching.py`), `"vmap"` on an
+    - `batching="auto"` (default): `"loop"` on CPU, where on Fig. 1c's points (10 trials) it
+      measured 1.8x and 3.8x faster than `"vmap"` at $\tau$ = 0.1 and 10 and 0.9x at 1, with
+      the same gradients per trial (`benchmarks/bench_trial_batching.py`); `"vmap"` on an
       accelerator, where one batched program keeps the device busy.
     The choice is in the record (`flow["batching"]`). The test losses are computed from the
     stacked saved parameters. A trial whose solve ends unsuccessfully
@@ -397,7 +398,7 @@ def audit_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_batching(batching: Literal["auto", "vmap", "loop"]) -> Literal["vmap", "loop"]:
-    """How [`gradflow.experiments.train_trials`][] solves a point's flows: `batching` itself,
+    """How `train_trials` solves a point's flows: `batching` itself,
     or for `"auto"`, `"loop"` (one solve per trial) on CPU and `"vmap"` (the trials in one
     batched program) on an accelerator."""
     if batching != "auto":

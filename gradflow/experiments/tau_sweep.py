@@ -98,7 +98,7 @@ class TauSweep(AbstractExperiment):
     its own teacher, data and init, shared by every $\tau$).
 
     One point = one $\tau$, one [`gradflow.Computation`][] of [`gradflow.sweep`][]. Its trials
-    are built with `jax.vmap` and trained by [`gradflow.experiments.train_trials`][]: the
+    are built with `jax.vmap` and trained by `train_trials`: the
     paper's [`gradflow.GradientDescent`][] as one batch (one compiled program vmapped over the
     trials, reused by every $\tau$), or with `method="flow"` the gradient flow over the same
     horizon with `solver="auto"` at `flow_rtol / max(1, tau)` (`rtol`), each trial
