@@ -1,6 +1,6 @@
 # ruff: noqa: E501
 """Generate notebooks/regimes.ipynb (run: python notebooks/_make_regimes.py). The notebook only
-calls the library; the test suite executes it (tests/check/test_implicit_bias.py)."""
+calls the library; the test suite executes it (tests/check/test_check_implicit_bias.py)."""
 
 from pathlib import Path
 

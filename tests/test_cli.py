@@ -159,7 +159,7 @@ def test_data_generators(getkey):
 def test_quickstart_notebook_runs_and_asserts_its_claims():
     # The notebooks assert what they show; paper_figures runs in test_experiments.py and
     # theorems in check/test_checks.py and gd_vs_flow in test_edge_of_stability.py, beside the
-    # tests that compile the same programs, and regimes in check/test_implicit_bias.py.
+    # tests that compile the same programs, and regimes in check/test_check_implicit_bias.py.
     run_notebook("quickstart.ipynb")
     names = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert names == [
