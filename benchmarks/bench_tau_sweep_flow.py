@@ -11,7 +11,8 @@ methods back to back at each $\tau$ puts both under the same load.
 
 With `--warmup` each method is run once to compile before the timed run (the time of a point);
 without it the first $\tau$ of each method includes its compilation, as a command-line run does.
-Reported per $\tau$: seconds, mean gradient evaluations per trial (the flow's include its
+GD's audit is off unless `--audit` says otherwise, so that GD is timed alone. Reported per
+$\tau$: seconds, mean gradient evaluations per trial (the flow's include its
 Jacobian-vector products), the flow's solver and rtol, and the relative difference of the mean
 end-of-training and best-along-training test losses (the figure's numbers); then the wall time
 per band of $\tau$ (< 0.1, 0.1-1, > 1) and over all, GD / flow.
@@ -42,9 +43,15 @@ def main() -> None:
     parser.add_argument("--flow-rtol", type=float, default=None, help="TauSweep's flow_rtol")
     parser.add_argument("--batching", default="auto", choices=("auto", "vmap", "loop"))
     parser.add_argument("--warmup", action="store_true", help="compile before timing")
+    parser.add_argument(
+        "--audit",
+        default="off",
+        choices=("off", "sharpness", "full"),
+        help="the GD audit (off: time the paper's GD alone, as the flows are)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
-    exp = ex.TauSweep(trials=args.trials, trial_batching=args.batching)
+    exp = ex.TauSweep(trials=args.trials, trial_batching=args.batching, audit=args.audit)
     if args.flow_rtol is not None:
         exp = exp.replace(flow_rtol=args.flow_rtol)
     taus = exp.taus() if args.taus == "all" else [float(t) for t in args.taus.split(",")]
@@ -110,7 +117,7 @@ def main() -> None:
             f"{b['max_abs_end_difference']:.1e} (end), {b['max_abs_best_difference']:.1e} (best)"
         )
     if args.json is not None:
-        config = {k: getattr(exp, k) for k in ("flow_rtol", "trials")}
+        config = {k: getattr(exp, k) for k in ("flow_rtol", "trials", "audit")}
         config["batching"] = args.batching
         payload = {"config": config, "rows": rows, "bands": bands}
         args.json.write_text(json.dumps(payload, indent=1, default=str) + "\n")
