@@ -42,6 +42,50 @@ AUDIT_HELP = (
 )
 AUDITS = ("full", "sharpness", "off")
 
+
+def audit_option() -> Any:
+    """The `audit` option of the experiments that run the paper's GD (`AUDIT_HELP`)."""
+    from ._base import option
+
+    return option("sharpness", AUDIT_HELP, choices=AUDITS)
+
+
+def audit_rtol_option() -> Any:
+    """The `audit_rtol` option: the tolerance of the audit's flow solves."""
+    from ._base import option
+
+    return option(
+        1e-4,
+        "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
+        within="[1e-12, 1)",
+    )
+
+
+def audit_max_steps_option() -> Any:
+    """The `audit_max_steps` option: the step budget of the audit's flow solves."""
+    from ._base import option
+
+    return option(
+        20_000,
+        "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
+        "is reported, NaN after it",
+        positive=True,
+    )
+
+
+def trial_batching_option() -> Any:
+    """The `trial_batching` option: how `train_trials` solves a point's flows."""
+    from ._base import option
+
+    return option(
+        "auto",
+        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
+        "solver choice and steps), vmap (the trials in one batched program, stepping in "
+        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
+        choices=("auto", "vmap", "loop"),
+    )
+
+
 # The help of the experiments' `method` option: how `train_trials` trains (each experiment adds
 # its own further choices).
 METHOD_HELP = (

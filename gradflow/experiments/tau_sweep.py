@@ -24,13 +24,15 @@ from ._base import (
     savefig,
 )
 from ._two_layer import (
-    AUDIT_HELP,
-    AUDITS,
     METHOD_HELP,
+    audit_max_steps_option,
+    audit_option,
     audit_row,
+    audit_rtol_option,
     paper_init,
     paper_problem,
     train_trials,
+    trial_batching_option,
     trials_arrays,
 )
 
@@ -152,30 +154,15 @@ class TauSweep(AbstractExperiment):
         1e-2,
         "relative tolerance of the flow (method=flow) for tau <= 1, flow_rtol / tau above "
         "(atol = rtol / 100). At 1e-2 the flow's output path error against a tight reference "
-        "is 4.5e-4 at tau = 0.01 and 1.0e-3 to 2.7e-3 from tau = 0.1 to 1, against the "
+        "is 5.2e-4 at tau = 0.01 and 1.0e-3 to 2.7e-3 from tau = 0.1 to 1, against the "
         "paper's GD's own 2.7e-3 and 1.5e-2 (benchmarks/bench_fig1c.py); at a given tolerance "
         "the error grows with tau, hence the division above 1",
         within="[1e-12, 1)",
     )
-    audit: str = option("sharpness", AUDIT_HELP, choices=AUDITS)
-    audit_rtol: float = option(
-        1e-4,
-        "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
-        within="[1e-12, 1)",
-    )
-    audit_max_steps: int = option(
-        20_000,
-        "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
-        "is reported, NaN after it",
-        positive=True,
-    )
-    trial_batching: str = option(
-        "auto",
-        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
-        "solver choice and steps), vmap (the trials in one batched program, stepping in "
-        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
-        choices=("auto", "vmap", "loop"),
-    )
+    audit: str = audit_option()
+    audit_rtol: float = audit_rtol_option()
+    audit_max_steps: int = audit_max_steps_option()
+    trial_batching: str = trial_batching_option()
     plateau_tolerance: float = option(
         0.05,
         "the lazy plateau equals the linearized model if, at the largest tau, the mean "

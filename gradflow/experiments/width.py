@@ -16,14 +16,16 @@ from ..sweeps._keys import point_key
 from ..sweeps._sweep import Sweep
 from ._base import AbstractExperiment, finish_axes, mean_std, option, outputs, pyplot, savefig
 from ._two_layer import (
-    AUDIT_HELP,
-    AUDITS,
     METHOD_HELP,
+    audit_max_steps_option,
+    audit_option,
     audit_row,
+    audit_rtol_option,
     paper_init,
     paper_learning_rate,
     paper_problem,
     train_trials,
+    trial_batching_option,
     trials_arrays,
 )
 
@@ -91,25 +93,10 @@ class WidthSweep(AbstractExperiment):
         "relative tolerance of the flow (method=flow); atol = flow_rtol / 100",
         within="[1e-12, 1)",
     )
-    audit: str = option("sharpness", AUDIT_HELP, choices=AUDITS)
-    audit_rtol: float = option(
-        1e-4,
-        "relative tolerance of the audit's flow solves (audit=full); atol = audit_rtol / 100",
-        within="[1e-12, 1)",
-    )
-    audit_max_steps: int = option(
-        20_000,
-        "step budget of each of the audit's flow solves; a flow that stops short (ReLU kinks) "
-        "is reported, NaN after it",
-        positive=True,
-    )
-    trial_batching: str = option(
-        "auto",
-        "how a point's flows (method=flow) are solved: loop (one solve per trial, each its own "
-        "solver choice and steps), vmap (the trials in one batched program, stepping in "
-        "lockstep), auto (loop on CPU, vmap on an accelerator; the choice is recorded)",
-        choices=("auto", "vmap", "loop"),
-    )
+    audit: str = audit_option()
+    audit_rtol: float = audit_rtol_option()
+    audit_max_steps: int = audit_max_steps_option()
+    trial_batching: str = trial_batching_option()
     flow_min_width: int = option(
         1,
         "widths below this run the paper's GD even where `method` says flow (at small m the "
