@@ -141,3 +141,35 @@ def test_a_small_phase_diagram_trains_every_cell_to_the_level_and_resumes(tmp_pa
     assert large["kappa"] == pytest.approx(kappa, rel=1e-6)
     again = ex.run(experiment, tmp_path, progress=False)
     assert again.computed == [] and again.summary["rows"] == rows
+
+
+def test_the_figures_drawn_from_the_json_equal_those_drawn_from_the_run(tmp_path):
+    # A summary read back from its JSON has `None` wherever NaN was written (a width with no
+    # crossover inside the alpha grid, an undefined fit): the plot takes both, pixel for pixel.
+    import json
+
+    from matplotlib.image import imread
+
+    from gradflow.sweeps._io import write_json
+
+    experiment = PhaseDiagram().replace(archs=("tanh-sqrt",), widths=(16, 38, 90), trials=2)
+    cells, kappas, _ = _synthetic_cells(experiment, -0.5, noise=0.1)
+    grid = experiment.grid("tanh-sqrt")
+    for t in range(experiment.trials):  # the narrowest width never turns lazy: no crossover
+        cells[("tanh-sqrt", 16, t)] = {a: {"kernel_drift": 5.0} for a in grid}
+    arch = experiment._arch_summary("tanh-sqrt", cells, kappas)
+    assert math.isnan(arch["levels"]["0.3"]["alpha_star_geomean"]["16"])
+    rows = [
+        {"arch": "tanh-sqrt", "width": m, "alpha": a, "test_loss": 1.0 / (1 + a), **c}
+        for (_, m, t), cell in cells.items()
+        if t == 0
+        for a, c in cell.items()
+    ]
+    summary = {"archs": {"tanh-sqrt": arch}, "rows": rows}
+    read = json.loads(write_json(summary, tmp_path / "summary.json").read_text())
+    assert read["archs"]["tanh-sqrt"]["levels"]["0.3"]["alpha_star_geomean"]["16"] is None
+    drawn = experiment.plot(summary, tmp_path / "run")
+    again = experiment.plot(read, tmp_path / "json")
+    assert [p.name for p in drawn] == [p.name for p in again] and len(drawn) == 2
+    for a, b in zip(drawn, again):
+        np.testing.assert_array_equal(imread(a), imread(b))

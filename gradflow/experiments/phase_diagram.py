@@ -147,8 +147,8 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _geomean(values: Sequence[float]) -> float:
-    v = np.asarray(values, float)
+def _geomean(values: Sequence[float | None]) -> float:
+    v = np.array([_number(x) for x in values], float)
     v = v[np.isfinite(v) & (v > 0)]
     return float(np.exp(np.mean(np.log(v)))) if v.size else math.nan
 
@@ -521,7 +521,8 @@ class PhaseDiagram(AbstractExperiment):
         rows = {(r["arch"], r["width"], r["alpha"]): r for r in summary["rows"]}
         level = f"{self.levels[0]:g}"
         entry = s["levels"][level]
-        star = np.array([entry["alpha_star_geomean"][str(int(m))] for m in widths])
+        # A summary read back from its JSON has `None` where NaN was written.
+        star = np.array([_number(entry["alpha_star_geomean"][str(int(m))]) for m in widths])
         kstar = _geomean(list(entry["kappa_at_crossover_geomean"].values()))
         kappa1 = np.array([_geomean(s["kappa_at_alpha_1"][str(int(m))]) for m in widths])
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 5.0), layout="constrained")
@@ -606,7 +607,7 @@ class PhaseDiagram(AbstractExperiment):
             s = summary["archs"][arch]
             e = s["levels"][level]
             for m in self.widths:
-                v = np.array(e["alpha_star"][str(m)], float)
+                v = np.array([_number(x) for x in e["alpha_star"][str(m)]], float)
                 ax.plot(np.full(v.size, m), v, "o", color="tab:blue", ms=4, alpha=0.7)
             fit = e["fit"]
             m = np.array(self.widths, float)
@@ -618,7 +619,7 @@ class PhaseDiagram(AbstractExperiment):
                     color="tab:blue",
                     label=f"fit {fit['slope']:+.2f} [{fit['ci'][0]:+.2f}, {fit['ci'][1]:+.2f}]",
                 )
-                pred = s["predicted_slope"]
+                pred = _number(s["predicted_slope"])
                 if np.isfinite(pred):
                     center = np.exp(np.mean(fit["intercept"] + fit["slope"] * np.log(m)))
                     gm = np.exp(np.mean(np.log(m)))
@@ -629,7 +630,7 @@ class PhaseDiagram(AbstractExperiment):
                         color="tab:orange",
                         label=rf"$\kappa$: {pred:+.2f}",
                     )
-            stars = np.array([v for m in self.widths for v in e["alpha_star"][str(m)]], float)
+            stars = np.array([_number(v) for m in self.widths for v in e["alpha_star"][str(m)]])
             if np.any(np.isfinite(stars)):
                 ax.set_xscale("log")
                 ax.set_yscale("log")
