@@ -146,7 +146,7 @@ def _solve_jit(
     max_steps: int,
     linearized: bool,
     save_params: bool,
-    modified: Array | None,
+    modified: tuple[Array, int] | None,
     stop: Array | None,
     resolution: tuple[Array, Array],
     horizon: Array,
@@ -167,10 +167,18 @@ def _solve_jit(
         # whose gradient-flow velocity is g(y) = -alpha grad F. Gradient descent's modified
         # equation w' = -grad F - (eta / 2) H grad F is, in y, g - (eta / 2) Dg(y)[g(y)]: one
         # Hessian-vector product (a forward derivative of the gradient).
+        # The second-order equation adds eta^2 (g''(g, g) / 12 + g'g'g / 3) (explicit Euler's
+        # modified equation at order 2): two more forward derivatives.
         if modified is None:
             return g(y)
-        v, dv = jax.jvp(g, (y,), (g(y),))
-        return v - 0.5 * modified * dv
+        eta, order = modified
+        v = g(y)
+        if order == 1:
+            _, dv = jax.jvp(g, (y,), (v,))
+            return v - 0.5 * eta * dv
+        dv, d2v = jax.jvp(lambda x: jax.jvp(g, (x,), (v,))[1], (y,), (v,))
+        _, ddv = jax.jvp(g, (y,), (dv,))
+        return v - 0.5 * eta * dv + eta**2 * (d2v / 12 + ddv / 3)
 
     if linearized:
         # Scaled coordinates: u = alpha (wbar - w0) and e = alpha^2 (w - wbar) are O(1) in the
@@ -441,6 +449,7 @@ def solve(
     max_steps: int | None = _DEFAULT,
     modified_step: float | None = _DEFAULT,
     stop_loss: float | None = _DEFAULT,
+    modified_order: int = _DEFAULT,
     throw: bool = False,
 ) -> Solution:
     r"""Integrate the gradient flow $w' = -\nabla F_\alpha(w)$ and, with `linearized=True`, the
@@ -457,11 +466,11 @@ def solve(
     - `problem`: a [`gradflow.Problem`][].
     - `t1`, `ts`, `solver`, `rtol`, `atol`, `dt0`, `stepsize_controller`, `linearized`,
       `save_params`, `max_steps`, `modified_step` (gradient descent's modified equation
-      instead of the flow), `stop_loss` (where the flow stops; with `t1=math.inf`, its
-      limit): the options of the solve, each as documented in
-      [`gradflow.SolveOptions`][] (with its defaults: `solver="auto"`, `rtol=1e-8`,
-      `atol=1e-10`, 101 save times in `[0, t1]`, ...), which they build. One of `t1` and `ts`
-      is needed.
+      instead of the flow) and `modified_order` (its order in the step), `stop_loss`
+      (where the flow stops; with `t1=math.inf`, its limit): the options of the solve, each
+      as documented in [`gradflow.SolveOptions`][] (with its defaults: `solver="auto"`,
+      `rtol=1e-8`, `atol=1e-10`, 101 save times in `[0, t1]`, ...), which they build. One of
+      `t1` and `ts` is needed.
     - `options`: the same as one [`gradflow.SolveOptions`][] instead of the keywords (not
       both: giving `options` and any of them raises a `ValueError` naming both).
     - `throw`: raise [`gradflow.SolveError`][] instead of returning an unsuccessful result,
@@ -492,6 +501,7 @@ def solve(
             ("max_steps", max_steps),
             ("modified_step", modified_step),
             ("stop_loss", stop_loss),
+            ("modified_order", modified_order),
         )
         if value is not _DEFAULT and not (name in ("t1", "ts") and value is None)
     }
@@ -569,7 +579,9 @@ def solve(
         budget,
         options.linearized,
         options.save_params,
-        None if options.modified_step is None else jnp.asarray(options.modified_step, dtype),
+        None
+        if options.modified_step is None
+        else (jnp.asarray(options.modified_step, dtype), options.modified_order),
         None if options.stop_loss is None else jnp.asarray(options.stop_loss, dtype),
         # The resolution of the state, for the loss floor of the stop: the error control's
         # tolerances (zero for constant steps, which resolve to rounding only).

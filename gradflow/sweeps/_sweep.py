@@ -501,10 +501,19 @@ def _check_shared(devices, overwrite, callback, point_options, measure, build):
             raise TypeError(f"`devices` must hold jax devices; got {bad[0]!r}.")
 
 
+# Options added after stores were written, with the value every earlier solve had: left out
+# of the fingerprint at that value, so that the points of an earlier store still resume.
+_ADDED_OPTIONS = {"modified_order": 1}
+
+
 def _fields(options: SolveOptions) -> list[tuple[str, Any]]:
     # The fields by name: a solver's or controller's arrays are leaves here (the fingerprint
     # hashes their bytes), where as static fields of the options they would be printed.
-    return [(f.name, getattr(options, f.name)) for f in dataclasses.fields(options)]
+    return [
+        (f.name, getattr(options, f.name))
+        for f in dataclasses.fields(options)
+        if f.name not in _ADDED_OPTIONS or getattr(options, f.name) != _ADDED_OPTIONS[f.name]
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
