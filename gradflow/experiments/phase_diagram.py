@@ -200,7 +200,9 @@ class PhaseDiagram(AbstractExperiment):
     )
     widths: tuple[int, ...] = option(
         (32, 76, 180, 430, 1024),
-        "widths m (hidden neurons per layer; the default is 1.5 decades, log-spaced)",
+        "widths m (hidden neurons per layer; the default is 1.5 decades, log-spaced; the "
+        "two-layer crossover follows kappa's width law from m = 76 on: "
+        "76,180,430,1024,2432 in docs/experiments.md)",
         even=True,
     )
     alphas: tuple[float, ...] = option(
