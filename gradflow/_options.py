@@ -209,9 +209,10 @@ class SolveOptions:
       $w' = f - \frac{\eta}{2} f'f + \eta^2 \left(\frac{1}{12} f''(f, f) +
       \frac{1}{3} f'f'f\right)$ with $f = -\nabla F_\alpha$ (explicit Euler's modified
       equation; Hairer, Lubich & Wanner, *Geometric Numerical Integration*, IX.1), which
-      gradient descent follows to $O(\eta^3)$: four forward-mode derivatives of the gradient
-      per evaluation instead of one. At larger steps the first-order equation's own $O(\eta^2)$
-      error dominates GD's distance to it; the second order removes it.
+      gradient descent follows to $O(\eta^3)$: per evaluation, a second-order and two
+      first-order forward-mode derivatives of the gradient instead of one first-order. At
+      larger steps the first-order equation's own $O(\eta^2)$ error dominates GD's distance
+      to it; the second order removes it.
 
     The constructor checks every argument, before any problem is built or traced: a wrong
     one raises a `TypeError` (not a number, a bool, a solver, a controller) or a

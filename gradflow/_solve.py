@@ -168,7 +168,8 @@ def _solve_jit(
         # equation w' = -grad F - (eta / 2) H grad F is, in y, g - (eta / 2) Dg(y)[g(y)]: one
         # Hessian-vector product (a forward derivative of the gradient).
         # The second-order equation adds eta^2 (g''(g, g) / 12 + g'g'g / 3) (explicit Euler's
-        # modified equation at order 2): two more forward derivatives.
+        # modified equation at order 2): g'g and g''(g, g) from one nested forward derivative,
+        # g'(g'g) from one more.
         if modified is None:
             return g(y)
         eta, order = modified
