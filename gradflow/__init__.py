@@ -87,6 +87,7 @@ from .solvers._stabilized import (  # noqa: E402
     PowerIteration as PowerIteration,
     SpectralBound as SpectralBound,
 )
+from .solvers._switch import Tsit5ThenRKC as Tsit5ThenRKC  # noqa: E402
 from .sweeps._computation import Computation as Computation  # noqa: E402
 from .sweeps._fingerprint import (  # noqa: E402
     problem_fingerprint as problem_fingerprint,

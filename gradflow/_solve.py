@@ -32,6 +32,7 @@ from ._typing import Array, ArrayLike
 from .solvers._auto import has_kinks
 from .solvers._gradient_descent import GradientDescent
 from .solvers._stabilized import AbstractStabilizedSolver, CountingController
+from .solvers._switch import SWITCH_RESULT, Tsit5ThenRKC
 
 _STAGES = {
     # New vector-field evaluations per step; first-same-as-last methods (the others) reuse the
@@ -300,47 +301,106 @@ def _solve_jit(
 
     if isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
         controller = _NonFiniteGuard(controller, _DTMIN_FRACTION * horizon)
-    stabilized = isinstance(solver, AbstractStabilizedSolver)
-    if stabilized:
-        # Every attempted step hands its cost to the controller, rejected steps included;
-        # the count is taken off the error estimate before the other controllers see it.
-        solver = dataclasses.replace(solver, count=True)
-        controller = CountingController(controller)
-    sol = dfx.diffeqsolve(
-        dfx.ODETerm(vector_field),
-        solver,
-        t0=jnp.zeros((), dtype),
-        t1=t1,
-        dt0=dt0,
-        y0=jax.tree_util.tree_map(lambda x: x.astype(dtype), y0),
-        # With a stop, the state where it fires (the limit, for t1 = inf) is saved last.
-        saveat=dfx.SaveAt(
-            subs=[dfx.SubSaveAt(ts=ts, fn=metrics)]
-            + ([dfx.SubSaveAt(t1=True, fn=limit_metrics)] if stop is not None else []),
-            solver_state=stabilized,
-            controller_state=stabilized,
-        ),
-        stepsize_controller=controller,
-        max_steps=max_steps,
-        event=dfx.Event(events),
-        # Forward-mode adjoint: a plain while loop (no checkpointing), which compiles faster;
-        # gradflow differentiates models, not solves.
-        adjoint=dfx.ForwardMode(),
-        throw=False,
-    )
-    saved_ts = jnp.concatenate(sol.ts)
-    ys_parts = list(sol.ys)
+
+    def integrate(solver, t_start, y_start, ts_, t_end, dt0_, final_state):
+        # One diffrax solve from (t_start, y_start); with `final_state`, the state where it
+        # ended is saved last as well.
+        ctrl = controller
+        stabilized = isinstance(solver, AbstractStabilizedSolver)
+        if stabilized:
+            # Every attempted step hands its cost to the controller, rejected steps included;
+            # the count is taken off the error estimate before the other controllers see it.
+            solver = dataclasses.replace(solver, count=True)
+            ctrl = CountingController(controller)
+        subs = [dfx.SubSaveAt(ts=ts_, fn=metrics)]
+        if stop is not None:
+            # With a stop, the state where it fires (the limit, for t1 = inf) is saved last.
+            subs.append(dfx.SubSaveAt(t1=True, fn=limit_metrics))
+        if final_state:
+            subs.append(dfx.SubSaveAt(t1=True))
+        sol = dfx.diffeqsolve(
+            dfx.ODETerm(vector_field),
+            solver,
+            t0=t_start,
+            t1=t_end,
+            dt0=dt0_,
+            y0=y_start,
+            saveat=dfx.SaveAt(subs=subs, solver_state=stabilized, controller_state=stabilized),
+            stepsize_controller=ctrl,
+            max_steps=max_steps,
+            event=dfx.Event(events),
+            # Forward-mode adjoint: a plain while loop (no checkpointing), which compiles
+            # faster; gradflow differentiates models, not solves.
+            adjoint=dfx.ForwardMode(),
+            throw=False,
+        )
+        stats = dict(sol.stats)
+        if stabilized:
+            stats.update(
+                _stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0_ is None)
+            )
+        return sol, stats
+
+    y_init = jax.tree_util.tree_map(lambda x: x.astype(dtype), y0)
+    t_zero = jnp.zeros((), dtype)
+    switching = isinstance(solver, Tsit5ThenRKC)
+    sol, stats = integrate(solver, t_zero, y_init, ts, t1, dt0, switching)
+    saved_ts_parts, ys_parts = list(sol.ts), list(sol.ys)
+    r, event_mask = sol.result, sol.event_mask
+    if switching:
+        # Tsit5 ended where the flow turned stiff (`SWITCH_RESULT`); RKC goes on from that
+        # state and time, with the same saves, events and error control. Where it did not
+        # switch (the stop, t1 or a failure came first), the second part is empty (t1 = its
+        # start) and the first part's results stand.
+        stats["num_vector_field_evals"] = 6 * stats["num_steps"] + 1
+        switched = r == SWITCH_RESULT
+        t_switch = sol.ts[-1][0]
+        y_switch = jax.tree_util.tree_map(lambda x: x[0], sol.ys[-1])
+        t_end = jnp.where(switched, t1, t_switch)
+        saved_ts_parts, ys_parts = saved_ts_parts[:-1], ys_parts[:-1]
+        sol2, stats2 = integrate(
+            solver.stiff, t_switch, y_switch, jnp.clip(ts, t_switch, t_end), t_end, None, False
+        )
+
+        def pick(a, b):
+            return jnp.where(switched, b, a)
+
+        # A save time up to the switch was saved by the first part (finite there), a later
+        # one by the second.
+        first = jnp.isfinite(saved_ts_parts[0])
+
+        def pick_saved(a, b):
+            cond = first.reshape((-1,) + (1,) * (a.ndim - 1))
+            return jnp.where(cond, a, pick(a, b))
+
+        ys_parts[0] = jax.tree_util.tree_map(pick_saved, ys_parts[0], sol2.ys[0])
+        saved_ts_parts[0] = pick_saved(saved_ts_parts[0], sol2.ts[0])
+        for i in range(1, len(ys_parts)):
+            ys_parts[i] = jax.tree_util.tree_map(pick, ys_parts[i], sol2.ys[i])
+            saved_ts_parts[i] = pick(saved_ts_parts[i], sol2.ts[i])
+        r = dfx.RESULTS.where(switched, sol2.result, r)
+        event_mask = jax.tree_util.tree_map(pick, event_mask, sol2.event_mask)
+        for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+            stats[k] = stats[k] + jnp.where(switched, stats2[k], 0)
+        stats["num_vector_field_evals"] += jnp.where(switched, stats2["num_vector_field_evals"], 0)
+        for k, v in stats2.items():
+            if k not in stats:
+                # RKC's own statistics: zero (counts) or NaN where it did not run.
+                none = jnp.nan if jnp.issubdtype(v.dtype, jnp.floating) else 0
+                stats[k] = jnp.where(switched, v, jnp.full_like(v, none))
+        # When the flow turned stiff (NaN where it did not).
+        stats["switch_time"] = jnp.where(switched, t_switch, jnp.nan)
+    saved_ts = jnp.concatenate(saved_ts_parts)
     floors = {}
     if stop is not None:
         last = dict(ys_parts[-1])
         floors = {k: last.pop(f"{k}_floor")[-1] for k in level}
         ys_parts[-1] = last
     saved = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *ys_parts)
-    r = sol.result
     # The event that ended the solve: divergence, or the stop at the limit (a success).
     converged = jnp.asarray(False)
     if stop is not None:
-        converged = sol.event_mask["converged"] & ~sol.event_mask["diverged"]
+        converged = event_mask["converged"] & ~event_mask["diverged"]
     event = r == dfx.RESULTS.event_occurred
     result = RESULTS.where(
         (r == dfx.RESULTS.successful) | (event & converged),
@@ -384,7 +444,6 @@ def _solve_jit(
         ys["params"] = jax.vmap(flat.unravel)(ys["params"])
         if linearized:
             ys["linear_params"] = jax.vmap(flat.unravel)(ys["linear_params"])
-    stats = dict(sol.stats)
     if stop is not None:
         # When the stop fired (NaN if it did not): the time of the limit saved last.
         stats["stop_time"] = jnp.where(event & converged, saved_ts[-1], jnp.nan)
@@ -392,8 +451,6 @@ def _solve_jit(
         # integrated): above `stop`, the stop came from the floor.
         floor = jnp.max(jnp.stack([floors[k] / initial[k] for k in level]))
         stats["stop_floor"] = jnp.where(event & converged, floor, jnp.nan)
-    if stabilized:
-        stats.update(_stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0 is None))
     return ys, stats, result
 
 
