@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._problem import Problem, _hash_key, _is_traced
-from .solvers._auto import SolverChoice, choose_solver
+from .solvers._auto import SolverChoice, choose_solver, has_kinks
 from .solvers._gradient_descent import GradientDescent
+from .solvers._switch import Tsit5ThenRKC
 
 
 def _controller_tolerances(
@@ -146,7 +147,13 @@ class SolveOptions:
       inspects the model once (its jaxpr, abstractly): a smooth model gets `diffrax.Tsit5()`; a
       model with kinks ([`gradflow.has_kinks`][]: `relu`, `max`, `abs`, ...) gets
       `diffrax.Heun()` (order 2) when `rtol >= 5e-3` and `diffrax.Bosh3()` (order 3) below,
-      because the kinks cap the order that pays off. The choice is recorded in `info`
+      because the kinks cap the order that pays off. Until the limit (`t1=math.inf`) a
+      smooth model gets [`gradflow.Tsit5ThenRKC`][]: Tsit5 until its stages say the flow has
+      turned stiff, RKC from there (the plateaus of a small initialization are not stiff, the
+      approach to the limit is; on the diagonal nets of `gf.check.check_implicit_bias` this
+      halves the evaluations at $a \le 10^{-2}$), and a model with kinks the choice above with
+      the horizon taken as the time the linearized flow needs to reach `stop_loss` along the
+      tangent kernel's slowest mode. The choice is recorded in `info`
       ([`gradflow.SolveInfo`][]: the [`gradflow.SolverChoice`][] with its reason and the
       stiffness it was made from).
     - `rtol`, `atol`: tolerances of the default step-size controller,
@@ -164,7 +171,8 @@ class SolveOptions:
     - `stepsize_controller`: overrides the default `diffrax.PIDController(rtol, atol)`. An
       adaptive controller brings its own tolerances: `"auto"` chooses from its `rtol`, and
       `info` records its `rtol` and `atol` (`None` for constant steps).
-    - `max_steps`: the step budget; exceeding it gives `RESULTS.max_steps_reached`
+    - `max_steps`: the step budget (with [`gradflow.Tsit5ThenRKC`][], of each of its two
+      parts); exceeding it gives `RESULTS.max_steps_reached`
       (`RESULTS.max_steps_at_kinks` for a model with kinks, whose message says to loosen
       `rtol`). `None` (the default): 100 000 steps for a flow, and for gradient descent as
       many as `t1` needs. A given budget is honoured for gradient descent too: fewer steps
@@ -560,6 +568,20 @@ def decide(
     # an estimate otherwise.
     horizon = lazy_horizon(problem, options.stop_loss)
     choice = choose_solver(problem, rtol, horizon, explain=True, lambda_max=lambda_max)
+    if not has_kinks(problem):
+        # A smooth flow to its limit changes character on the way (plateaus, then a stiff
+        # fixed point): Tsit5 until its stages say the flow is stiff, RKC from there. The
+        # estimate above is kept in the record, for what it says about the flow.
+        return dataclasses.replace(
+            choice,
+            solver=Tsit5ThenRKC(),
+            reason="smooth model, t1 = inf: Tsit5 until the flow turns stiff, then RKC; "
+            f"lambda_max(w0) * t1 = {choice.stiffness:.3g} with t1 = inf, taken as "
+            f"{horizon:.3g}, the time the linearized flow needs to reach stop_loss along the "
+            "tangent kernel's slowest mode"
+            if choice.stiffness is not None
+            else "smooth model, t1 = inf: Tsit5 until the flow turns stiff, then RKC",
+        )
     return dataclasses.replace(
         choice,
         reason=f"{choice.reason}; t1 = inf, taken as {horizon:.3g}, the time the linearized "

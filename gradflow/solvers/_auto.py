@@ -25,6 +25,7 @@ import numpy as np
 from .._problem import Problem, _hash_key, _is_traced
 from ..analysis._operators import LanczosResult
 from ._stabilized import RKC
+from ._switch import Tsit5ThenRKC
 
 # Primitives whose derivative jumps somewhere (kinks, steps). A model whose jaxpr holds one of
 # them is treated as piecewise smooth; a smooth function written with them and not listed in
@@ -416,4 +417,6 @@ def choose_solver(
 
 
 # The solvers `choose_solver` picks from, by the name a stored choice records.
-AUTO_SOLVERS = {cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3)}
+AUTO_SOLVERS = {
+    cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3, Tsit5ThenRKC)
+}
