@@ -1,5 +1,5 @@
 """The implicit-bias check: the flow's limit at t1=inf against argmin Q_a (Woodworth et al.
-2020), at quick size (two scales where `auto` takes Tsit5, depth 2, one compilation)."""
+2020), at quick size (two scales, depth 2, one compilation)."""
 
 import math
 
@@ -95,7 +95,7 @@ def test_the_default_grid_and_a_solve_out_of_steps(sparse):
     np.testing.assert_array_equal(every[3], full)
     np.testing.assert_array_equal(_scales_by_depth({2: (10.0, 1.0)}, (2,))[2], (1.0, 10.0))
     # A scale that runs out of steps stays a failure when it is asked for: 20 steps at a = 1
-    # (the limit takes 1 093 evaluations of Tsit5, about 180 steps) end at max_steps,
+    # (the limit takes 1 093 evaluations of Tsit5, about 180 steps, with no switch to RKC) end at max_steps,
     # reported as not reached (inf).
     short = gf.check.check_implicit_bias(sparse, scales={2: (1.0,)}, depths=(2,), max_steps=20)
     assert short.verdict == "FAIL" and short.constants[0].measured == math.inf
@@ -117,6 +117,8 @@ def test_the_hypotheses_and_arguments_are_checked(sparse):
         gf.check.check_implicit_bias(sparse, scales=(1.0, -1.0))
     with pytest.raises(ValueError, match=r"`scales` must be .* got array\(\[\], .* depth 3"):
         gf.check.check_implicit_bias(sparse, scales={2: (1.0,), 3: ()})
+    with pytest.raises(ValueError, match=r"`lazy_atol` \(the absolute tolerance at a > 1\)"):
+        gf.check.check_implicit_bias(sparse, lazy_atol=0.0)
     with pytest.raises(ValueError, match=r"no scales for depth\(s\) \[3\]"):
         gf.check.check_implicit_bias(sparse, scales={2: (1.0,)})
     with pytest.raises(ValueError, match=r"`teacher` must be one of \['sparse', 'dense'\]"):
