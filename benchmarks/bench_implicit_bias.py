@@ -6,7 +6,8 @@ For a sparse and a dense teacher (n = 12 equations, d = 30 unknowns,
 whether the solve reached its stop (at the level or at the loss floor), the gradient
 evaluations it took (with the Jacobian-vector products of a stabilized solver), the loss floor
 at the stop and the relative error of the limit's beta, with the default options (`defaults`)
-and with the implicit-bias check's (`check`: rtol 1e-9, atol 1e-11, stop_loss 1e-16).
+and with the implicit-bias check's (`check`: rtol 1e-9, atol 1e-11, 1e-12 at a > 1,
+stop_loss 1e-16).
 Issue 24's goals: error <= 1e-6 (depth 2), <= 1e-5 (depth 3), at most 2e4 evaluations per a,
 the grid of one instance in under 2 minutes, compilation included.
 
@@ -26,7 +27,7 @@ import gradflow as gf
 
 SETTINGS = {
     "defaults": {},
-    "check": {"rtol": 1e-9, "atol": 1e-11, "stop_loss": 1e-16},
+    "check": {"rtol": 1e-9, "atol": 1e-11, "stop_loss": 1e-16, "lazy_atol": 1e-12},
 }
 
 
@@ -50,9 +51,14 @@ def main() -> None:
                 for a in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0):
                     start = time.perf_counter()
                     params = net.init(x.shape[1], tau=a)
+                    options = dict(SETTINGS[setting])
+                    # The check's atol at a > 1 (see `check_implicit_bias`).
+                    lazy_atol = options.pop("lazy_atol", None)
+                    if lazy_atol is not None and a > 1:
+                        options["atol"] = lazy_atol
                     problem = gf.Problem(net, params, spec.problem.inputs, spec.problem.loss)
                     sol = gf.solve(problem, t1=math.inf, linearized=False, save_params=True,
-                                   max_steps=args.max_steps, **SETTINGS[setting])  # fmt: skip
+                                   max_steps=args.max_steps, **options)  # fmt: skip
                     evals = int(sol.stats["num_vector_field_evals"])
                     evals += int(sol.stats.get("num_jvp_evals", 0))
                     error = float("nan")

@@ -110,7 +110,8 @@ cells = [
     md(
         "## 3. The flow's limit\n\n"
         "The depth-2 flow from $u = v = a\\mathbf 1$ integrated to its limit (`t1=inf`, the "
-        "default solver `auto`: RKC at $a = 10^{-2}$, Tsit5 above) against $\\arg\\min Q_a$. "
+        "default solver `auto`: Tsit5 until the flow turns stiff, then RKC) against "
+        "$\\arg\\min Q_a$. "
         "`gradflow check implicit_bias` runs the full grid (two teachers, depth 2 at "
         "$a = 10^{-3} \\dots 10^2$, depth 3 from $10^{-2}$)."
     ),
