@@ -184,7 +184,11 @@ class SolveOptions:
       linearization's with `linearized=True`) is at most `stop_loss` times its value at
       $w_0$, or at most its *loss floor* where that is higher; the state there is saved last
       (its time in `stats["stop_time"]`, and the floor there, as a fraction of the initial
-      loss, in `stats["stop_floor"]`: above `stop_loss`, the floor stopped the solve). The
+      loss, in `stats["stop_floor"]`: above `stop_loss`, the floor stopped the solve). An
+      adaptive solve locates the stop inside the step that crosses the level, by bisection
+      on the step's dense output to a relative $10^{-10}$ in time, so the loss returned there
+      is the level to rounding and the stop does not depend on where the steps end
+      (gradient descent stops at the first iterate at or below it). The
       floor is the loss that the state's resolution leaves at an exact zero of the
       residual: each parameter perturbed by what the error control resolves,
       `atol + rtol |state|` (zero without error control), and by its rounding, $\epsilon|w|$,

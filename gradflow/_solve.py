@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 
 from ._options import (
     SolveOptions,
@@ -84,6 +85,34 @@ _LOSS_GROWTH = 1e10
 # is 8e-15). Where the floor stops a solve, the relative error of the parameters is about
 # 2.5 sqrt(floor / initial loss) (measured on the same net: 7e-7 at 8e-14).
 _FLOOR_FACTOR = 10.0
+
+
+# The stop's time is located to this relative precision (bisection on the crossing step's
+# dense output: about 35 halvings of a step of the order of the time itself).
+_STOP_RTOL = 1e-10
+
+
+class _StopBisection(optx.Bisection):
+    """Bisection for the stop's time that ends on the interval's width alone (optimistix's
+    also asks |f| < atol at the midpoint, which a loss stalled at its floor, noisy at the
+    floor's size, may never give) and returns the bracket's upper end. The event is positive
+    before the stop and at most zero at the step's end, so the sign is fixed (`flip=True`, no
+    detection run)."""
+
+    def __init__(self):
+        super().__init__(rtol=_STOP_RTOL, atol=0.0, flip=True)
+
+    def terminate(self, fn, y, args, options, state, tags):
+        del fn, args, options, tags
+        width = jnp.abs(state.upper - state.lower)
+        return width <= self.rtol * jnp.abs(y), optx.RESULTS.successful
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        # The bracket's upper end: the earliest time found at which the event is at most
+        # zero, so that the state returned has every loss at or below its level (the
+        # midpoint could sit a rounding above it).
+        del fn, y, args, options, tags, result
+        return state.upper, aux, {}
 
 
 class _NonFiniteGuard(dfx.AbstractAdaptiveStepSizeController):
@@ -237,6 +266,10 @@ def _solve_jit(
         return jnp.logical_not(_finite(y))
 
     events = {"diverged": diverged}
+    # An adaptive solve locates its stop inside the step that crosses the level (on the step's
+    # dense output), so that the stop time and the state there do not depend on where the
+    # steps happen to end; gradient descent stops at the first iterate at or below it.
+    locate = stop is not None and isinstance(controller, dfx.AbstractAdaptiveStepSizeController)
     if stop is not None:
         # The loss floor: the loss that the state's resolution leaves at an exact zero of the
         # residual, so that no solve gets the loss below it. The error control holds each
@@ -289,7 +322,18 @@ def _solve_jit(
         def converged(t, y, args, **kwargs):
             del t, args, kwargs
             now = losses_and_floors(y)
-            return jnp.all(jnp.stack([v <= jnp.maximum(level[k], f) for k, (v, f) in now.items()]))
+            if not locate:
+                return jnp.all(
+                    jnp.stack([v <= jnp.maximum(level[k], f) for k, (v, f) in now.items()])
+                )
+            # Where the stop is located inside the step that crosses it: how far the losses
+            # are above their levels (relative to their initial values), > 0 until every one
+            # is at or below its level, so that its first zero is the stop.
+            gaps = [
+                (v - jnp.maximum(level[k], f)) / jnp.where(initial[k] > 0, initial[k], 1.0)
+                for k, (v, f) in now.items()
+            ]
+            return jnp.max(jnp.stack(gaps))
 
         def limit_metrics(t, y, args):
             # The metrics of the state saved last, with each loss's floor beside it.
@@ -316,8 +360,23 @@ def _solve_jit(
         if stop is not None:
             # With a stop, the state where it fires (the limit, for t1 = inf) is saved last.
             subs.append(dfx.SubSaveAt(t1=True, fn=limit_metrics))
+        kept = len(subs)
+        if locate:
+            # Whether the solve ended on a finite state: the stop, or divergence.
+            subs.append(dfx.SubSaveAt(t1=True, fn=lambda t, y, args: _finite(y).astype(dtype)))
         if final_state:
             subs.append(dfx.SubSaveAt(t1=True))
+        if locate:
+            # One event that the root finder can take (a scalar): the stop's gap, and -1 on a
+            # non-finite state. At the start it counts as above the level, so that a flow
+            # already at its level stops at its first step, as the test without location does.
+            def stop_or_diverged(t, y, args, **kwargs):
+                gap = jnp.where(_finite(y), converged(t, y, args), -1.0)
+                return jnp.where(t > t_start, gap, jnp.maximum(gap, 1.0))
+
+            event = dfx.Event(stop_or_diverged, root_finder=_StopBisection())
+        else:
+            event = dfx.Event(events)
         sol = dfx.diffeqsolve(
             dfx.ODETerm(vector_field),
             solver,
@@ -328,7 +387,7 @@ def _solve_jit(
             saveat=dfx.SaveAt(subs=subs, solver_state=stabilized, controller_state=stabilized),
             stepsize_controller=ctrl,
             max_steps=max_steps,
-            event=dfx.Event(events),
+            event=event,
             # Forward-mode adjoint: a plain while loop (no checkpointing), which compiles
             # faster; gradflow differentiates models, not solves.
             adjoint=dfx.ForwardMode(),
@@ -339,14 +398,24 @@ def _solve_jit(
             stats.update(
                 _stabilized_stats(solver, sol.solver_state, sol.controller_state, dt0_ is None)
             )
-        return sol, stats
+        rest = list(sol.ys[kept:])
+        if locate:
+            finite_end = rest.pop(0)[0] > 0.5
+            fired = sol.event_mask
+            mask = {"converged": fired & finite_end, "diverged": fired & ~finite_end}
+        else:
+            mask = dict(sol.event_mask)
+        end = None
+        if final_state:
+            end = (sol.ts[-1][0], jax.tree_util.tree_map(lambda x: x[0], rest[0]))
+        return sol.result, stats, list(sol.ts[:kept]), list(sol.ys[:kept]), mask, end
 
     y_init = jax.tree_util.tree_map(lambda x: x.astype(dtype), y0)
     t_zero = jnp.zeros((), dtype)
     switching = isinstance(solver, Tsit5ThenRKC)
-    sol, stats = integrate(solver, t_zero, y_init, ts, t1, dt0, switching)
-    saved_ts_parts, ys_parts = list(sol.ts), list(sol.ys)
-    r, event_mask = sol.result, sol.event_mask
+    r, stats, saved_ts_parts, ys_parts, event_mask, end = integrate(
+        solver, t_zero, y_init, ts, t1, dt0, switching
+    )
     if switching:
         # Tsit5 ended where the flow turned stiff (`SWITCH_RESULT`); RKC goes on from that
         # state and time, with the same saves, events and error control. Where it did not
@@ -354,11 +423,9 @@ def _solve_jit(
         # start) and the first part's results stand.
         stats["num_vector_field_evals"] = 6 * stats["num_steps"] + 1
         switched = r == SWITCH_RESULT
-        t_switch = sol.ts[-1][0]
-        y_switch = jax.tree_util.tree_map(lambda x: x[0], sol.ys[-1])
+        t_switch, y_switch = end
         t_end = jnp.where(switched, t1, t_switch)
-        saved_ts_parts, ys_parts = saved_ts_parts[:-1], ys_parts[:-1]
-        sol2, stats2 = integrate(
+        r2, stats2, ts2, ys2, mask2, _ = integrate(
             solver.stiff, t_switch, y_switch, jnp.clip(ts, t_switch, t_end), t_end, None, False
         )
 
@@ -373,13 +440,13 @@ def _solve_jit(
             cond = first.reshape((-1,) + (1,) * (a.ndim - 1))
             return jnp.where(cond, a, pick(a, b))
 
-        ys_parts[0] = jax.tree_util.tree_map(pick_saved, ys_parts[0], sol2.ys[0])
-        saved_ts_parts[0] = pick_saved(saved_ts_parts[0], sol2.ts[0])
+        ys_parts[0] = jax.tree_util.tree_map(pick_saved, ys_parts[0], ys2[0])
+        saved_ts_parts[0] = pick_saved(saved_ts_parts[0], ts2[0])
         for i in range(1, len(ys_parts)):
-            ys_parts[i] = jax.tree_util.tree_map(pick, ys_parts[i], sol2.ys[i])
-            saved_ts_parts[i] = pick(saved_ts_parts[i], sol2.ts[i])
-        r = dfx.RESULTS.where(switched, sol2.result, r)
-        event_mask = jax.tree_util.tree_map(pick, event_mask, sol2.event_mask)
+            ys_parts[i] = jax.tree_util.tree_map(pick, ys_parts[i], ys2[i])
+            saved_ts_parts[i] = pick(saved_ts_parts[i], ts2[i])
+        r = dfx.RESULTS.where(switched, r2, r)
+        event_mask = jax.tree_util.tree_map(pick, event_mask, mask2)
         for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
             stats[k] = stats[k] + jnp.where(switched, stats2[k], 0)
         stats["num_vector_field_evals"] += jnp.where(switched, stats2["num_vector_field_evals"], 0)

@@ -174,3 +174,53 @@ def test_an_overflowing_first_step_is_retried_not_taken_for_divergence():
     last = jax.tree_util.tree_map(lambda p: p[-1], sol.params)
     ref = gf.implicit_bias_limit(x, y, 10.0, depth=3).beta
     assert np.linalg.norm(np.asarray(net.beta(last)) - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_the_stop_is_located_at_the_level_crossing():
+    # A linear model with square loss: the loss along the flow in closed form, and the time it
+    # crosses stop_loss times its initial value by scipy's brentq. The stop is located inside
+    # the step that crosses the level (bisection on the dense output), so every solver puts
+    # it at the same time, whatever its steps, with the loss at the level from below.
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(1)
+    n, d = 10, 4
+    q, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    x = np.sqrt(n) * q * np.sqrt([50.0, 5.0, 1.0, 0.2])
+    y = rng.standard_normal((n, 1))
+    w0 = np.zeros((d, 1))
+    problem = gf.Problem(lambda w, xx: xx @ w, jnp.asarray(w0), jnp.asarray(x), gf.SquareLoss(y))
+    hess, g0 = x.T @ x / n, x.T @ (x @ w0 - y) / n
+    lam, v = np.linalg.eigh(hess)
+
+    def loss(t):
+        w = w0 - v @ (((1 - np.exp(-lam * t)) / lam)[:, None] * (v.T @ g0))
+        return 0.5 * np.sum((x @ w - y) ** 2) / n
+
+    floor = 0.5 * np.sum((x @ np.linalg.lstsq(x, y, rcond=None)[0] - y) ** 2) / n
+    level = floor + 1e-3 * (loss(0.0) - floor)
+    stop = level / loss(0.0)
+    crossing = brentq(lambda t: loss(t) - level, 1e-6, 1e3, xtol=1e-14, rtol=1e-14)
+    for solver in (gf.RKC(), dfx_tsit5(), gf.Tsit5ThenRKC()):
+        sol = gf.solve(problem, t1=math.inf, stop_loss=stop, rtol=1e-10, atol=1e-12,
+                       solver=solver)  # fmt: skip
+        assert sol.succeeded
+        t_stop = float(sol.stats["stop_time"])
+        # The loss returned at the stop is the level, from below, to rounding (measured:
+        # 6e-14 to 1.2e-13 below it).
+        ratio = float(sol.loss[-1]) / level
+        assert 1 - 1e-12 < ratio <= 1 + 1e-15, (solver, ratio)
+        # So the stop's time is off the crossing only by the solve's own loss error there,
+        # over the loss's slope: measured 6.3e-11 (relative) for Tsit5 and the switch (which
+        # does not switch here), whose loss at the stop is exact to rounding, and 5.2e-7 for
+        # RKC, whose loss there is 1.0e-9 off, near the floor that the loss decays to.
+        slope = (loss(crossing * (1 + 1e-6)) - loss(crossing * (1 - 1e-6))) / (2e-6 * crossing)
+        solve_error = abs(float(sol.loss[-1]) - loss(t_stop))
+        assert abs(t_stop - crossing) <= 2 * solve_error / abs(slope) + 1e-9 * crossing, solver
+        assert abs(t_stop / crossing - 1) < (1e-9 if solve_error < 1e-14 else 1e-6), solver
+
+
+def dfx_tsit5():
+    import diffrax
+
+    return diffrax.Tsit5()
