@@ -87,6 +87,14 @@ _LOSS_GROWTH = 1e10
 _FLOOR_FACTOR = 10.0
 
 
+STOP_REVISION = 2
+"""The revision of what a solve with a stop (`stop_loss`, and every `t1=math.inf` solve)
+returns, part of the fingerprint of every stored point that has one (sweep points with a
+`stop_loss`, `phase-diagram` cells), so that a store written under an earlier revision is not
+read back as if these numbers had been computed now. 2: the stop located inside the step that
+crosses the level (before: at that step's end, up to a few percent below the level), and
+`"auto"` to the limit taking [`gradflow.Tsit5ThenRKC`][]."""
+
 # The stop's time is located to this relative precision (bisection on the crossing step's
 # dense output: about 35 halvings of a step of the order of the time itself).
 _STOP_RTOL = 1e-10

@@ -224,3 +224,31 @@ def dfx_tsit5():
     import diffrax
 
     return diffrax.Tsit5()
+
+
+def test_a_store_of_another_stop_revision_is_not_reused():
+    # A sweep point with a stop carries the stop's revision in its fingerprint (the fields as
+    # they were, plus it), so a store written when the stop sat at a step's end is refused,
+    # not read back; a point without a stop keeps the fingerprint it always had.
+    import dataclasses
+
+    from gradflow._solve import STOP_REVISION
+    from gradflow.sweeps._fingerprint import tree_fingerprint
+    from gradflow.sweeps._sweep import _plan
+
+    def fields(options):
+        out = [(f.name, getattr(options, f.name)) for f in dataclasses.fields(options)]
+        return [(k, v) for k, v in out if k != "modified_order"]
+
+    plain = gf.SolveOptions(1.0)
+    assert _plan(plain, {}).id == tree_fingerprint(fields(plain))
+    stopped = gf.SolveOptions(math.inf)
+    assert stopped.stop_loss is not None
+    assert _plan(stopped, {}).id == tree_fingerprint(
+        fields(stopped) + [("stop_revision", STOP_REVISION)]
+    )
+    assert _plan(stopped, {}).id != tree_fingerprint(fields(stopped))
+    # The phase diagram's cells read the revision, so it is part of their fingerprint too.
+    from gradflow.experiments.phase_diagram import PhaseDiagram
+
+    assert "STOP_REVISION" in PhaseDiagram.cell.__code__.co_names

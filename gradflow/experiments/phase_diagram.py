@@ -20,7 +20,7 @@ from .._memory import ArraySize
 from .._options import SolveOptions
 from .._problem import Problem
 from .._solution import Solution
-from .._solve import solve
+from .._solve import STOP_REVISION, solve
 from .._typing import Array, Params
 from ..analysis._closed_form import linear_flow_closed_form
 from ..analysis._diagnostics import kernel_drift, scale_criterion
@@ -368,6 +368,9 @@ class PhaseDiagram(AbstractExperiment):
             "result": solution.message or "successful",
             "solver": type(solution.info.choice.solver).__name__,
             "num_steps": int(solution.stats["num_steps"]),
+            # The revision of the stop this cell was solved under (read here, so that it is
+            # part of the cell's fingerprint: a store of another revision is not reused).
+            "stop_revision": STOP_REVISION,
         }
         if not solution.succeeded:
             return {**record, **dict.fromkeys((*MEASURES, *EXTRA_MEASURES), math.nan)}

@@ -18,7 +18,7 @@ import numpy as np
 from .._options import SolveOptions, decide, options_from
 from .._problem import Problem
 from .._solution import Solution, SolveInfo
-from .._solve import solve
+from .._solve import STOP_REVISION, solve
 from .._theory import PredictedExponents
 from ..analysis._stats import RateFit, fit_rate
 from ..solvers._auto import batch_stiffness
@@ -509,11 +509,15 @@ _ADDED_OPTIONS = {"modified_order": 1}
 def _fields(options: SolveOptions) -> list[tuple[str, Any]]:
     # The fields by name: a solver's or controller's arrays are leaves here (the fingerprint
     # hashes their bytes), where as static fields of the options they would be printed.
-    return [
+    fields = [
         (f.name, getattr(options, f.name))
         for f in dataclasses.fields(options)
         if f.name not in _ADDED_OPTIONS or getattr(options, f.name) != _ADDED_OPTIONS[f.name]
     ]
+    if options.stop_loss is not None:
+        # A solve with a stop returns other numbers under another revision of the stop.
+        fields.append(("stop_revision", STOP_REVISION))
+    return fields
 
 
 @dataclasses.dataclass(frozen=True)
