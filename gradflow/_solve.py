@@ -96,7 +96,8 @@ crosses the level (before: at that step's end, up to a few percent below the lev
 `"auto"` to the limit taking [`gradflow.Tsit5ThenRKC`][]."""
 
 # The stop's time is located to this relative precision (bisection on the crossing step's
-# dense output: about 35 halvings of a step of the order of the time itself).
+# dense output: about 35 halvings of a step of the order of the time itself), or to 16 times
+# the time dtype's epsilon where that is coarser (float32).
 _STOP_RTOL = 1e-10
 
 
@@ -107,8 +108,10 @@ class _StopBisection(optx.Bisection):
     before the stop and at most zero at the step's end, so the sign is fixed (`flip=True`, no
     detection run)."""
 
-    def __init__(self):
-        super().__init__(rtol=_STOP_RTOL, atol=0.0, flip=True)
+    def __init__(self, dtype):
+        # Above the time's own resolution (float32's eps is 1.2e-7).
+        rtol = max(_STOP_RTOL, 16 * float(jnp.finfo(dtype).eps))
+        super().__init__(rtol=rtol, atol=0.0, flip=True)
 
     def terminate(self, fn, y, args, options, state, tags):
         del fn, args, options, tags
@@ -380,9 +383,11 @@ def _solve_jit(
             # already at its level stops at its first step, as the test without location does.
             def stop_or_diverged(t, y, args, **kwargs):
                 gap = jnp.where(_finite(y), converged(t, y, args), -1.0)
-                return jnp.where(t > t_start, gap, jnp.maximum(gap, 1.0))
+                gap = jnp.where(t > t_start, gap, jnp.maximum(gap, 1.0))
+                # In JAX's default float dtype, which diffrax's root find pairs it with.
+                return gap.astype(jnp.result_type(float))
 
-            event = dfx.Event(stop_or_diverged, root_finder=_StopBisection())
+            event = dfx.Event(stop_or_diverged, root_finder=_StopBisection(dtype))
         else:
             event = dfx.Event(events)
         sol = dfx.diffeqsolve(
