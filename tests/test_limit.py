@@ -252,3 +252,24 @@ def test_a_store_of_another_stop_revision_is_not_reused():
     from gradflow.experiments.phase_diagram import PhaseDiagram
 
     assert "STOP_REVISION" in PhaseDiagram.cell.__code__.co_names
+
+
+def test_the_stop_is_located_in_float32():
+    # The bisection stops at float32's resolution of the time (16 eps), not at 1e-10, which
+    # float32 cannot resolve; the loss at the stop is the level to float32 rounding (measured
+    # 0.009999973 for the level 0.01 of the initial loss), and gradient descent stops at the
+    # first iterate at or below it.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 4)).astype(np.float32)
+    y = np.tanh(x @ rng.standard_normal((4, 1)).astype(np.float32))
+    problem = gf.Problem(lambda w, xx: jnp.tanh(xx @ w), jnp.full((4, 1), 0.1, jnp.float32),
+                         jnp.asarray(x), gf.SquareLoss(jnp.asarray(y)))  # fmt: skip
+    assert problem.dtype == jnp.float32
+    sol = gf.solve(problem, t1=math.inf, stop_loss=1e-2, rtol=1e-5, atol=1e-7, linearized=False)
+    assert sol.succeeded and sol.loss.dtype == jnp.float32
+    ratio = float(sol.loss[-1] / sol.loss[0]) / 1e-2
+    assert 1 - 1e-5 < ratio <= 1 + 1e-6, ratio
+    gd = gf.solve(problem, t1=100.0, stop_loss=1e-2, linearized=False,
+                  solver=gf.GradientDescent(0.1))  # fmt: skip
+    k = float(gd.stats["stop_time"]) / 0.1
+    assert gd.succeeded and abs(k - round(k)) < 1e-3 and float(gd.loss[-1] / gd.loss[0]) <= 1e-2
