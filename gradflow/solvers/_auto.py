@@ -417,6 +417,4 @@ def choose_solver(
 
 
 # The solvers `choose_solver` picks from, by the name a stored choice records.
-AUTO_SOLVERS = {
-    cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3, Tsit5ThenRKC)
-}
+AUTO_SOLVERS = {cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3, Tsit5ThenRKC)}

@@ -101,8 +101,7 @@ class Tsit5ThenRKC(dfx.AbstractAdaptiveSolver):
                 f"{type(self.stiff).__name__}."
             )
         if not (
-            isinstance(self.threshold, (int, float))
-            and 0 < self.threshold <= TSIT5_REAL_STABILITY
+            isinstance(self.threshold, (int, float)) and 0 < self.threshold <= TSIT5_REAL_STABILITY
         ):
             raise ValueError(
                 f"`threshold` must be a number in (0, {TSIT5_REAL_STABILITY}] (Tsit5's real "

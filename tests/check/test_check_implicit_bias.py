@@ -95,8 +95,8 @@ def test_the_default_grid_and_a_solve_out_of_steps(sparse):
     np.testing.assert_array_equal(every[3], full)
     np.testing.assert_array_equal(_scales_by_depth({2: (10.0, 1.0)}, (2,))[2], (1.0, 10.0))
     # A scale that runs out of steps stays a failure when it is asked for: 20 steps at a = 1
-    # (the limit takes 1 093 evaluations of Tsit5, about 180 steps, with no switch to RKC) end at max_steps,
-    # reported as not reached (inf).
+    # (the limit takes 1 093 evaluations of Tsit5, about 180 steps, with no switch to RKC)
+    # end at max_steps, reported as not reached (inf).
     short = gf.check.check_implicit_bias(sparse, scales={2: (1.0,)}, depths=(2,), max_steps=20)
     assert short.verdict == "FAIL" and short.constants[0].measured == math.inf
     assert "max_steps" in short.constants[0].note
