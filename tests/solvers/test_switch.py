@@ -127,11 +127,11 @@ def test_the_switch_under_vmap_matches_the_single_solves():
     probs = [_linear_problem(scale)[0] for scale in (1.0, 0.03)]
     options = gf.SolveOptions(t1=10.0, ts=np.linspace(0, 10.0, 11), solver=gf.Tsit5ThenRKC())
     singles = [gf.solve(p, options=options) for p in probs]
-    batched = jax.vmap(
-        lambda xx: gf.solve(eqx.tree_at(lambda p: p.inputs, probs[0], xx), options=options)
-    )(  # fmt: skip
-        jnp.stack([p.inputs for p in probs])
-    )
+
+    def one(inputs):
+        return gf.solve(eqx.tree_at(lambda p: p.inputs, probs[0], inputs), options=options)
+
+    batched = jax.vmap(one)(jnp.stack([p.inputs for p in probs]))
     assert np.isfinite(float(singles[0].stats["switch_time"]))
     assert np.isnan(float(singles[1].stats["switch_time"]))
     for i, single in enumerate(singles):
