@@ -154,7 +154,7 @@ def check_implicit_bias(
     At $a > 1$ the absolute tolerance is `lazy_atol` instead: there the flow barely moves
     ($u - a$ is small, so `atol` sets the tolerance) and $\beta = u^D - v^D$ amplifies a state
     error by $D a^{D-1}$ (depth 3, $a = 100$: relative error 5.2e-6 and 9.5e-6 at atol 1e-11,
-    5.5e-7 and 8.0e-7 at 1e-12, for 10-15% more evaluations; at $a \le 10^{-2}$ atol 1e-12
+    7.1e-7 and 1.0e-6 at 1e-12, for 10-15% more evaluations; at $a \le 10^{-2}$ atol 1e-12
     would cost 13-25% more, `benchmarks/bench_implicit_bias.py`).
     Its $\beta$ is compared with $\arg\min Q^D_a$ s.t. $X\beta = y$ from
     [`gradflow.implicit_bias_limit`][] (Newton on the strictly convex dual, to $10^{-12}$):
