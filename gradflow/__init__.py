@@ -78,6 +78,7 @@ from .solvers._auto import (  # noqa: E402
     stiff_threshold as stiff_threshold,
     stiffness as stiffness,
 )
+from .solvers._bdf import BDF as BDF  # noqa: E402
 from .solvers._gradient_descent import GradientDescent as GradientDescent  # noqa: E402
 from .solvers._rock2 import ROCK2 as ROCK2  # noqa: E402
 from .solvers._stabilized import (  # noqa: E402

@@ -12,6 +12,7 @@ import numpy as np
 
 from ._problem import Problem, _hash_key, _is_traced
 from .solvers._auto import SolverChoice, choose_solver, has_kinks
+from .solvers._bdf import BDF, BDF_MAX_STATE
 from .solvers._gradient_descent import GradientDescent
 from .solvers._switch import Tsit5ThenRKC
 
@@ -572,6 +573,21 @@ def decide(
     # an estimate otherwise.
     horizon = lazy_horizon(problem, options.stop_loss)
     choice = choose_solver(problem, rtol, horizon, explain=True, lambda_max=lambda_max)
+    size = problem.num_params * (2 if options.linearized else 1)
+    traced = any(map(_is_traced, jax.tree_util.tree_leaves(problem)))
+    if not has_kinks(problem) and lambda_max is None and not traced and size <= BDF_MAX_STATE:
+        # A small smooth flow to its limit, solved on its own (not a sweep batch): BDF with its
+        # Jacobian reused crosses the plateaus and the stiff (even algebraic) approach to the
+        # limit in steps that grow with the time.
+        return dataclasses.replace(
+            choice,
+            solver=BDF(),
+            reason=f"smooth model, t1 = inf, {size} state entries <= {BDF_MAX_STATE}: BDF "
+            "(dense Jacobian, reused); "
+            f"lambda_max(w0) * t1 = {choice.stiffness:.3g} with t1 = inf, taken as "
+            f"{horizon:.3g}, the time the linearized flow needs to reach stop_loss along the "
+            "tangent kernel's slowest mode",
+        )
     if not has_kinks(problem):
         # A smooth flow to its limit changes character on the way (plateaus, then a stiff
         # fixed point): Tsit5 until its stages say the flow is stiff, RKC from there. The

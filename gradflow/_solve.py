@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import types
 from typing import Any
 
 import diffrax as dfx
@@ -31,6 +32,7 @@ from ._solution import (
 )
 from ._typing import Array, ArrayLike
 from .solvers._auto import has_kinks
+from .solvers._bdf import BDF
 from .solvers._gradient_descent import GradientDescent
 from .solvers._stabilized import AbstractStabilizedSolver, CountingController
 from .solvers._switch import SWITCH_RESULT, Tsit5ThenRKC
@@ -87,13 +89,14 @@ _LOSS_GROWTH = 1e10
 _FLOOR_FACTOR = 10.0
 
 
-STOP_REVISION = 2
+STOP_REVISION = 3
 """The revision of what a solve with a stop (`stop_loss`, and every `t1=math.inf` solve)
 returns, part of the fingerprint of every stored point that has one (sweep points with a
 `stop_loss`, `phase-diagram` cells), so that a store written under an earlier revision is not
 read back as if these numbers had been computed now. 2: the stop located inside the step that
 crosses the level (before: at that step's end, up to a few percent below the level), and
-`"auto"` to the limit taking [`gradflow.Tsit5ThenRKC`][]."""
+`"auto"` to the limit taking [`gradflow.Tsit5ThenRKC`][]; 3: `"auto"` to the limit taking
+[`gradflow.BDF`][] for small smooth models solved on their own."""
 
 # The stop's time is located to this relative precision (bisection on the crossing step's
 # dense output: about 35 halvings of a step of the order of the time itself), or to 16 times
@@ -176,22 +179,19 @@ class _NonFiniteGuard(dfx.AbstractAdaptiveStepSizeController):
         return keep | give_up, next_t0, next_t1, made_jump, (inner, strikes), result
 
 
-@eqx.filter_jit
-def _solve_jit(
+def _flow(
     problem: Problem,
-    ts: Array,
-    t1: Array,
-    solver: dfx.AbstractSolver,
-    controller: dfx.AbstractStepSizeController,
-    dt0: Array | None,
-    max_steps: int,
     linearized: bool,
     save_params: bool,
     modified: tuple[Array, int] | None,
     stop: Array | None,
     resolution: tuple[Array, Array],
-    horizon: Array,
-):
+    locate: bool,
+) -> types.SimpleNamespace:
+    """The flow `solve` integrates, as functions of its state: the vector field, the start,
+    the metrics saved, the events (divergence, and with `stop` the stop at the level: a test,
+    or with `locate` a gap whose first zero is the stop), for diffrax (`_solve_jit`) and for
+    the host BDF solve (`_solve_bdf`) alike."""
     flat = _flatten(problem, linearize=linearized)
     alpha, loss = flat.alpha, flat.loss
     w0, h = flat.w0, flat.h
@@ -277,10 +277,6 @@ def _solve_jit(
         return jnp.logical_not(_finite(y))
 
     events = {"diverged": diverged}
-    # An adaptive solve locates its stop inside the step that crosses the level (on the step's
-    # dense output), so that the stop time and the state there do not depend on where the
-    # steps happen to end; gradient descent stops at the first iterate at or below it.
-    locate = stop is not None and isinstance(controller, dfx.AbstractAdaptiveStepSizeController)
     if stop is not None:
         # The loss floor: the loss that the state's resolution leaves at an exact zero of the
         # residual, so that no solve gets the loss below it. The error control holds each
@@ -354,6 +350,44 @@ def _solve_jit(
 
         events["converged"] = converged
 
+    parts = types.SimpleNamespace(
+        flat=flat, alpha=alpha, loss=loss, dtype=dtype, y0=y0, vector_field=vector_field,
+        metrics=metrics, events=events, limit_metrics=None, converged=None, level=None,
+        initial=None, losses_and_floors=None,
+    )  # fmt: skip
+    if stop is not None:
+        parts.limit_metrics, parts.converged = limit_metrics, converged
+        parts.level, parts.initial = level, initial
+        parts.losses_and_floors = losses_and_floors
+    return parts
+
+
+@eqx.filter_jit
+def _solve_jit(
+    problem: Problem,
+    ts: Array,
+    t1: Array,
+    solver: dfx.AbstractSolver,
+    controller: dfx.AbstractStepSizeController,
+    dt0: Array | None,
+    max_steps: int,
+    linearized: bool,
+    save_params: bool,
+    modified: tuple[Array, int] | None,
+    stop: Array | None,
+    resolution: tuple[Array, Array],
+    horizon: Array,
+):
+    # An adaptive solve locates its stop inside the step that crosses the level (on the step's
+    # dense output), so that the stop time and the state there do not depend on where the
+    # steps happen to end; gradient descent stops at the first iterate at or below it.
+    locate = stop is not None and isinstance(controller, dfx.AbstractAdaptiveStepSizeController)
+    fl = _flow(problem, linearized, save_params, modified, stop, resolution, locate)
+    flat, alpha, loss, dtype, y0 = fl.flat, fl.alpha, fl.loss, fl.dtype, fl.y0
+    vector_field, metrics, events = fl.vector_field, fl.metrics, fl.events
+    limit_metrics, converged, level, initial = (
+        fl.limit_metrics, fl.converged, fl.level, fl.initial
+    )  # fmt: skip
     if isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
         controller = _NonFiniteGuard(controller, _DTMIN_FRACTION * horizon)
 
@@ -668,6 +702,8 @@ def solve(
         choice = decide(problem, options)
         options = options.replace(solver=choice.solver)
     solver, t1, ts = options.solver, options.t1, options.ts
+    if isinstance(solver, BDF):
+        return _solve_with_bdf(problem, options, choice, throw)
 
     if isinstance(solver, GradientDescent):
         # `t1` is a whole number of steps (SolveOptions placed it on the iterates).
@@ -741,6 +777,13 @@ def solve(
     if stages is not None:
         first = 0 if type(dfx_solver).__name__ in _NOT_FSAL else 1
         stats["num_vector_field_evals"] = stages * stats["num_steps"] + first
+    return _finish(problem, options, choice, ys, stats, result, ts, throw)
+
+
+def _finish(problem, options, choice, ys, stats, result, ts, throw) -> Solution:
+    # The Solution of a solve (diffrax's or the host BDF's), its result adjusted for models
+    # with kinks, and raised with `throw`.
+    solver, dtype = options.solver, problem.dtype
     info = SolveInfo(
         options=options,
         choice=choice,
@@ -777,3 +820,44 @@ def solve(
         elif not sol.succeeded:
             raise SolveError(_failure_message(result))
     return sol
+
+
+def _solve_with_bdf(problem: Problem, options: SolveOptions, choice, throw: bool) -> Solution:
+    """`solve` with [`gradflow.BDF`][]: on the host, through `_solve_host`."""
+    from ._solve_host import solve_bdf
+
+    if any(map(_is_traced, jax.tree_util.tree_leaves(problem))):
+        raise TypeError(
+            "gradflow.BDF runs on the host (scipy's BDF), so it cannot solve a traced problem "
+            "(inside jax.vmap or jax.jit, e.g. a sweep batch): solve the points one by one, or "
+            "use a diffrax solver such as gf.Tsit5ThenRKC()."
+        )
+    if options.stepsize_controller is not None:
+        raise ValueError(
+            "gradflow.BDF chooses its own steps from `rtol` and `atol`: leave "
+            "`stepsize_controller` unset (got "
+            f"{type(options.stepsize_controller).__name__})."
+        )
+    dtype = problem.dtype
+    t1, ts = options.t1, options.ts
+    if ts is None:
+        ts = _default_ts(t1) if math.isfinite(t1) else np.zeros(1)
+    ts = np.asarray(ts, dtype=np.float64)
+    modified = (
+        None
+        if options.modified_step is None
+        else (jnp.asarray(options.modified_step, dtype), options.modified_order)
+    )
+    stop = None if options.stop_loss is None else jnp.asarray(options.stop_loss, dtype)
+    resolution = tuple(jnp.asarray(v or 0.0, dtype) for v in (options.rtol, options.atol))
+    ys, stats, result = solve_bdf(problem, options, ts, modified, stop, resolution)
+    if options.stop_loss is not None:
+        ts = np.concatenate([ts, [stats["stop_time"]]])
+    ys = {k: jnp.asarray(v) for k, v in ys.items()}
+    if options.save_params:
+        unravel = _flatten(problem, linearize=False).unravel
+        ys["params"] = jax.vmap(unravel)(ys["params"])
+        if options.linearized:
+            ys["linear_params"] = jax.vmap(unravel)(ys["linear_params"])
+    stats = {k: jnp.asarray(v) for k, v in stats.items()}
+    return _finish(problem, options, choice, ys, stats, result, jnp.asarray(ts, dtype), throw)

@@ -201,7 +201,7 @@ def test_the_stop_is_located_at_the_level_crossing():
     level = floor + 1e-3 * (loss(0.0) - floor)
     stop = level / loss(0.0)
     crossing = brentq(lambda t: loss(t) - level, 1e-6, 1e3, xtol=1e-14, rtol=1e-14)
-    for solver in (gf.RKC(), dfx_tsit5(), gf.Tsit5ThenRKC()):
+    for solver in (gf.RKC(), dfx_tsit5(), gf.Tsit5ThenRKC(), gf.BDF()):
         sol = gf.solve(problem, t1=math.inf, stop_loss=stop, rtol=1e-10, atol=1e-12,
                        solver=solver)  # fmt: skip
         assert sol.succeeded

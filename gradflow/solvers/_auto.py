@@ -24,6 +24,7 @@ import numpy as np
 
 from .._problem import Problem, _hash_key, _is_traced
 from ..analysis._operators import LanczosResult
+from ._bdf import BDF
 from ._stabilized import RKC
 from ._switch import Tsit5ThenRKC
 
@@ -417,4 +418,6 @@ def choose_solver(
 
 
 # The solvers `choose_solver` picks from, by the name a stored choice records.
-AUTO_SOLVERS = {cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3, Tsit5ThenRKC)}
+AUTO_SOLVERS = {
+    cls.__name__: cls for cls in (RKC, dfx.Tsit5, dfx.Heun, dfx.Bosh3, Tsit5ThenRKC, BDF)
+}

@@ -140,22 +140,30 @@ def test_the_switch_under_vmap_matches_the_single_solves():
             assert int(batched.stats[k][i]) == int(single.stats[k]), k
 
 
-def test_auto_takes_the_switch_to_the_limit_for_smooth_models_only(getkey):
-    smooth = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")
+def test_auto_to_the_limit_bdf_for_small_smooth_flows_the_switch_for_large_or_batched(getkey):
+    small = two_layer_problem(getkey(), n=6, d=3, m=4, activation="tanh")  # 16 parameters
+    large = two_layer_problem(getkey(), n=6, d=3, m=100, activation="tanh")  # 400
     kinks = two_layer_problem(getkey(), n=6, d=3, m=4, activation="relu")
-    options = gf.SolveOptions(t1=math.inf)
-    choice = gf._options.decide(smooth, options)
+    options = gf.SolveOptions(t1=math.inf, linearized=False)
+    choice = gf._options.decide(small, options)
+    assert isinstance(choice.solver, gf.BDF)
+    assert "16 state entries <= 256: BDF" in choice.reason and "t1 = inf" in choice.reason
+    choice = gf._options.decide(large, options)
     assert isinstance(choice.solver, gf.Tsit5ThenRKC)
     assert "Tsit5 until the flow turns stiff" in choice.reason and "t1 = inf" in choice.reason
-    assert not isinstance(gf._options.decide(kinks, options).solver, gf.Tsit5ThenRKC)
+    # A sweep batch (its stiffest point's lambda_max given) runs under vmap: the switch.
+    batch = gf._options.decide(small, options, lambda_max=1.0)
+    assert isinstance(batch.solver, gf.Tsit5ThenRKC)
+    assert not isinstance(gf._options.decide(kinks, options).solver, (gf.BDF, gf.Tsit5ThenRKC))
     # A finite horizon keeps the one-solver choice.
-    assert not isinstance(gf._options.decide(smooth, options.replace(t1=10.0)).solver,
-                          gf.Tsit5ThenRKC)  # fmt: skip
-    # A stored auto choice of the switch reads back.
-    sol = gf.solve(smooth, t1=math.inf, linearized=False)
-    assert sol.info.solver == "Tsit5ThenRKC"
-    back = info_from_record(info_record(sol.info), options.replace(linearized=False))
-    assert back.solver == "Tsit5ThenRKC" and back.solver_reason == sol.info.solver_reason
+    finite = gf._options.decide(large, options.replace(t1=10.0)).solver
+    assert not isinstance(finite, (gf.BDF, gf.Tsit5ThenRKC))
+    # Stored auto choices of both read back.
+    for problem, name in ((small, "BDF"), (large, "Tsit5ThenRKC")):
+        sol = gf.solve(problem, t1=math.inf, linearized=False)
+        assert sol.succeeded and sol.info.solver == name
+        back = info_from_record(info_record(sol.info), options)
+        assert back.solver == name and back.solver_reason == sol.info.solver_reason
 
 
 @pytest.mark.parametrize(
