@@ -1,5 +1,7 @@
 r"""The diagonal nets' flows to their limits with a BDF method that reuses its Jacobian
-(scipy's `solve_ivp(method="BDF")`, variable order 1-5), against `gf.solve(..., t1=math.inf)`.
+(scipy's `solve_ivp(method="BDF")`, variable order 1-5, called directly), against
+`gf.solve(..., t1=math.inf, solver=gf.Tsit5ThenRKC())`. (`"auto"` takes `gf.BDF`, the same
+scipy method run by `gf.solve`, for these flows: `bench_implicit_bias.py` measures it.)
 
 The same instances, scales, tolerances and stop as `gradflow check implicit_bias` (rtol 1e-9,
 atol 1e-11 and 1e-12 at a > 1, stop where the loss is 1e-16 of its initial value, located
@@ -8,11 +10,11 @@ objective's gradient, compiled by JAX, and the Jacobian its dense Hessian
 (`jax.jacfwd` of the gradient: p = 2d = 60 Hessian-vector products, so a Jacobian counts as 60
 evaluations). Printed per point: the evaluations of each (gradients, plus 60 per Jacobian for
 BDF; gradients and RKC's products for gf), the Jacobians BDF computed, the stop time, and the
-relative error of the limit's beta against `gf.implicit_bias_limit`.
+relative error of the limit's beta against `gf.implicit_bias_limit`. Tsit5ThenRKC's depth-3
+solves at a <= 1e-2 take 10-20 s each and 2-3 million evaluations.
 
 Run: `python benchmarks/bench_limit_bdf.py [--teachers sparse,dense] [--depths 2,3]
-[--scales 1e-3,1e-2,0.1,1,10,100] [--skip-gf]` (gf's own solves of depth 3 at a <= 1e-2
-take 10-20 s each and 2-3 million evaluations).
+[--scales 1e-3,1e-2,0.1,1,10,100] [--skip-gf]` (`--skip-gf`: BDF only).
 """
 
 import argparse
@@ -86,8 +88,8 @@ def main() -> None:
                 if not args.skip_gf:
                     start = time.perf_counter()
                     sol = gf.solve(problem, t1=math.inf, linearized=False, save_params=True,
-                                   rtol=RTOL, atol=atol, stop_loss=STOP,
-                                   max_steps=30_000)  # fmt: skip
+                                   rtol=RTOL, atol=atol, stop_loss=STOP, max_steps=30_000,
+                                   solver=gf.Tsit5ThenRKC())  # fmt: skip
                     evals = int(sol.stats["num_vector_field_evals"])
                     evals += int(sol.stats.get("num_jvp_evals", 0))
                     gf_error = math.nan

@@ -149,10 +149,11 @@ class SolveOptions:
       model with kinks ([`gradflow.has_kinks`][]: `relu`, `max`, `abs`, ...) gets
       `diffrax.Heun()` (order 2) when `rtol >= 5e-3` and `diffrax.Bosh3()` (order 3) below,
       because the kinks cap the order that pays off. Until the limit (`t1=math.inf`) a
-      smooth model gets [`gradflow.Tsit5ThenRKC`][]: Tsit5 until its stages say the flow has
-      turned stiff, RKC from there (the plateaus of a small initialization are not stiff, the
-      approach to the limit is; on the diagonal nets of `gf.check.check_implicit_bias` this
-      halves the evaluations at $a \le 10^{-2}$), and a model with kinks the choice above with
+      smooth model solved on its own with at most 128 state entries (parameters, twice that
+      with `linearized=True`) gets [`gradflow.BDF`][] (Jacobian reused: the diagonal nets of
+      `gf.check.check_implicit_bias` reach every limit in at most 16 311 evaluations), a larger
+      one or a sweep batch [`gradflow.Tsit5ThenRKC`][]: Tsit5 until its stages say the flow
+      has turned stiff, RKC from there; a model with kinks gets the choice above with
       the horizon taken as the time the linearized flow needs to reach `stop_loss` along the
       tangent kernel's slowest mode. The choice is recorded in `info`
       ([`gradflow.SolveInfo`][]: the [`gradflow.SolverChoice`][] with its reason and the

@@ -110,10 +110,9 @@ cells = [
     md(
         "## 3. The flow's limit\n\n"
         "The depth-2 flow from $u = v = a\\mathbf 1$ integrated to its limit (`t1=inf`, the "
-        "default solver `auto`: Tsit5 until the flow turns stiff, then RKC) against "
-        "$\\arg\\min Q_a$. "
-        "`gradflow check implicit_bias` runs the full grid (two teachers, depth 2 at "
-        "$a = 10^{-3} \\dots 10^2$, depth 3 from $10^{-2}$)."
+        "default solver `auto`: BDF for these 60-parameter flows) against $\\arg\\min Q_a$. "
+        "`gradflow check implicit_bias` runs the full grid (two teachers, depth 2 and 3 at "
+        "$a = 10^{-3} \\dots 10^2$)."
     ),
     code(
         "report = gf.check.check_implicit_bias(spec, scales=(0.01, 0.1, 1.0, 100.0), depths=(2,))\n"

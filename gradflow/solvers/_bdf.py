@@ -8,7 +8,7 @@ import diffrax as dfx
 # Above this many state entries (the parameters, twice that with `linearized=True`) `"auto"`
 # does not take BDF: its Jacobian is dense (one Hessian-vector product per entry) and factored
 # (cubic in the entries).
-BDF_MAX_STATE = 256
+BDF_MAX_STATE = 128
 
 
 class BDF(dfx.AbstractAdaptiveSolver):
@@ -22,10 +22,10 @@ class BDF(dfx.AbstractAdaptiveSolver):
     costs about one gradient per Newton iteration (2-3 on the flows measured), and a long stiff
     stretch, where a stabilized method's stages grow like $\sqrt{h\lambda_{\max}}$, is crossed
     in steps that grow with the time. `"auto"` takes it for a smooth flow to its limit
-    (`t1=math.inf`) of at most 256 state entries: on the diagonal nets of
-    `gf.check.check_implicit_bias` (60 parameters) it reaches every limit in at most 16 147
-    evaluations (Jacobians counted as 60), depth 3 at $a = 10^{-3}$ included
-    (`benchmarks/bench_limit_bdf.py`).
+    (`t1=math.inf`) of at most 128 state entries: on the diagonal nets of
+    `gf.check.check_implicit_bias` (60 parameters) it reaches every limit in at most 16 311
+    evaluations (Jacobians counted as 60), depth 3 at $a = 10^{-3}$ included, where
+    `Tsit5ThenRKC` needs 2.4 million at $a = 10^{-2}$ (`benchmarks/bench_limit_bdf.py`).
 
     It runs on the host (scipy's loop calling compiled functions), so it cannot run under
     `jax.vmap` or `jax.jit` (a sweep batch, a traced problem): [`gradflow.solve`][] refuses

@@ -48,7 +48,9 @@ def _tree_norm(tree) -> jax.Array:
 class Tsit5ThenRKC(dfx.AbstractAdaptiveSolver):
     r"""Tsit5 (order 5) while the flow is not stiff, [`gradflow.RKC`][] from the first point
     where it is: the solver `solver="auto"` takes for a smooth flow to its limit
-    (`t1=math.inf`), and one a user may pass to [`gradflow.solve`][] at any horizon.
+    (`t1=math.inf`) where it does not take [`gradflow.BDF`][] (more than 128 state entries, or
+    a sweep batch under `jax.vmap`), and one a user may pass to [`gradflow.solve`][] at any
+    horizon.
 
     **The stiffness test** (Hairer & Wanner's, from their DOPRI5 code). Tsit5's sixth and
     seventh stages are both evaluated at the step's end, at $Y_6$ and at $y_1$, so

@@ -147,7 +147,7 @@ def test_auto_to_the_limit_bdf_for_small_smooth_flows_the_switch_for_large_or_ba
     options = gf.SolveOptions(t1=math.inf, linearized=False)
     choice = gf._options.decide(small, options)
     assert isinstance(choice.solver, gf.BDF)
-    assert "16 state entries <= 256: BDF" in choice.reason and "t1 = inf" in choice.reason
+    assert "16 state entries <= 128: BDF" in choice.reason and "t1 = inf" in choice.reason
     choice = gf._options.decide(large, options)
     assert isinstance(choice.solver, gf.Tsit5ThenRKC)
     assert "Tsit5 until the flow turns stiff" in choice.reason and "t1 = inf" in choice.reason
