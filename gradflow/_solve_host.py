@@ -1,4 +1,4 @@
-"""The host solve of `gf.BDF`: scipy's BDF stepping the flow of `_solve._flow`, compiled by JAX,
+"""The host solve of `gf.BDF`: scipy's BDF stepping the flow of `_flow._flow`, compiled by JAX,
 with the same saves, stop (located on the step's dense output) and results as `_solve_jit`."""
 
 import math
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import BDF as ScipyBDF
 
+from ._flow import _LOSS_GROWTH, _STOP_RTOL, _flow
 from ._solution import RESULTS
-from ._solve import _LOSS_GROWTH, _STOP_RTOL, _flow
 
 
 def _unflat(y, linearized: bool):
