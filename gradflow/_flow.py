@@ -45,8 +45,8 @@ def _flow(
 ) -> types.SimpleNamespace:
     """The flow `solve` integrates, as functions of its state: the vector field, the start,
     the metrics saved, the events (divergence, and with `stop` the stop at the level: a test,
-    or with `locate` a gap whose first zero is the stop), for diffrax (`_solve_jit`) and for
-    the host BDF solve (`_solve_bdf`) alike."""
+    or with `locate` a gap whose first zero is the stop), for diffrax (`_solve._solve_jit`)
+    and for the host BDF solve (`_solve_host.solve_bdf`) alike."""
     flat = _flatten(problem, linearize=linearized)
     alpha, loss = flat.alpha, flat.loss
     w0, h = flat.w0, flat.h

@@ -644,7 +644,8 @@ def _solve_with_bdf(problem: Problem, options: SolveOptions, choice, throw: bool
     )
     stop = None if options.stop_loss is None else jnp.asarray(options.stop_loss, dtype)
     resolution = tuple(jnp.asarray(v or 0.0, dtype) for v in (options.rtol, options.atol))
-    ys, stats, result = solve_bdf(problem, options, ts, modified, stop, resolution)
+    budget = _MAX_STEPS if options.max_steps is None else options.max_steps
+    ys, stats, result = solve_bdf(problem, options, ts, modified, stop, resolution, budget)
     if options.stop_loss is not None:
         ts = np.concatenate([ts, [stats["stop_time"]]])
     ys = {k: jnp.asarray(v) for k, v in ys.items()}

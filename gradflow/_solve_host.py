@@ -51,9 +51,10 @@ def _evaluate(problem, y, what: str, linearized, save_params, modified, stop, re
     raise ValueError(what)
 
 
-def solve_bdf(problem, options, ts: np.ndarray, modified, stop, resolution):
-    """Integrate on the host with scipy's BDF; returns `(ys, stats, result, stop_time)` shaped
-    like `_solve_jit`'s (`ys` the metrics at `ts`, then the limit's where `stop` is given)."""
+def solve_bdf(problem, options, ts: np.ndarray, modified, stop, resolution, budget: int):
+    """Integrate on the host with scipy's BDF, at most `budget` steps; returns
+    `(ys, stats, result)` shaped like `_solve_jit`'s (`ys` the metrics at `ts`, then the
+    limit's where `stop` is given; `stats["stop_time"]` the stop's time)."""
     lin, save = options.linearized, options.save_params
 
     def call(y, what):
@@ -75,7 +76,6 @@ def solve_bdf(problem, options, ts: np.ndarray, modified, stop, resolution):
     kwargs = {} if options.dt0 is None else {"first_step": float(options.dt0)}
     stepper = ScipyBDF(fun, 0.0, y0, t_bound=t1, rtol=options.rtol, atol=options.atol,
                        jac=jac, **kwargs)  # fmt: skip
-    budget = 100_000 if options.max_steps is None else int(options.max_steps)
     states = np.full((len(ts), y0.size), np.nan)
     saved = ts <= 0.0
     states[saved] = y0
@@ -114,7 +114,7 @@ def solve_bdf(problem, options, ts: np.ndarray, modified, stop, resolution):
             t_stop, y_stop, end = hi, dense(hi), hi
         new = (ts > t_old) & (ts <= end) & ~saved
         if new.any():
-            states[new] = dense(ts[new]).T if new.sum() > 1 else dense(ts[new][0])[None]
+            states[new] = dense(ts[new]).T
             saved |= new
         if y_stop is not None or stepper.status == "finished":
             break
@@ -145,9 +145,6 @@ def solve_bdf(problem, options, ts: np.ndarray, modified, stop, resolution):
         ys = {k: np.concatenate([v, limit[k]]) for k, v in ys.items()}
         stats["stop_time"] = t_stop if reached else math.nan
         stats["stop_floor"] = float(floor) if reached else math.nan
-        if not reached and result == RESULTS.successful:
-            # t1 reached before the level (a finite horizon): a success, as with diffrax.
-            pass
     # Divergence that leaves the state finite: a loss far above its start (`_LOSS_GROWTH`).
     scale = float(call(jnp.zeros(()), "scale"))
     for name in ("loss", "linear_loss"):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..analysis._operators import _tree_norm
 from ._stabilized import RKC, AbstractStabilizedSolver
 
 
@@ -39,10 +40,6 @@ SWITCH_RESULT = dfx.RESULTS.breakdown
 # Tsit5's stability interval on the negative real axis is [-3.507, 0] (from its tableau: the
 # largest |z| with |R(z)| <= 1, `tests/test_stiffness_switch.py`).
 TSIT5_REAL_STABILITY = 3.507
-
-
-def _tree_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
 class Tsit5ThenRKC(dfx.AbstractAdaptiveSolver):
